@@ -1,0 +1,690 @@
+//! Typed, validated settings, read once at start-up from the environment and an optional TOML file.
+//!
+//! Every setting has one name (`OIDC_ISSUER`, `DATABASE_URL`, …). The TOML file given with `--config`
+//! may set the same keys (in any case); the environment wins. An invalid value stops the program with a
+//! message that names the variable and says what is expected. Secrets are `SecretString`, so `Debug`
+//! never prints them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use url::Url;
+
+/// A setting that could not be read: names the variable and what it expects.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{name}: {problem}")]
+    Invalid { name: &'static str, problem: String },
+    #[error("config file {path}: {problem}")]
+    File { path: String, problem: String },
+}
+
+fn invalid(name: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        name,
+        problem: problem.into(),
+    }
+}
+
+/// Every key the program reads. Keys outside this list in a config file are refused (typo guard).
+const KNOWN_KEYS: &[&str] = &[
+    "OIDC_ISSUER",
+    "LISTEN_ADDR",
+    "DATABASE_URL",
+    "DATABASE_MAX_CONNECTIONS",
+    "ADMIN_TOKEN",
+    "KEY_ENCRYPTION_KEY",
+    "SIGNING_ALG",
+    "LOG_FORMAT",
+    "WECOM_CORP_ID",
+    "WECOM_CORP_SECRET",
+    "WECOM_AGENT_ID",
+    "WECOM_REDIRECT_URL",
+    "WECOM_API_BASE",
+    "WECOM_LOGIN_BASE",
+    "WECOM_OAUTH_BASE",
+    "WECOM_TIMEOUT_SECS",
+    "WECOM_IN_CLIENT_SCOPE",
+    "WECOM_AUTO_LOGIN",
+    "ALLOWED_DOMAINS",
+    "SYNTHETIC_EMAIL_DOMAIN",
+    "GROUPS_CLAIM",
+    "GROUPS_CACHE_SECS",
+    "AUTH_CODE_TTL_SECS",
+    "ACCESS_TOKEN_TTL_SECS",
+    "ID_TOKEN_TTL_SECS",
+    "REFRESH_TOKEN_TTL_SECS",
+    "SESSION_TTL_SECS",
+    "AUTH_REQUEST_TTL_SECS",
+    "CLIENT_SECRET_CACHE_SECS",
+];
+
+/// The whole configuration, passed to the application as state.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub issuer: Issuer,
+    pub listen_addr: String,
+    pub database: DatabaseSettings,
+    pub admin_token: Option<SecretString>,
+    pub key_encryption_key: Option<SecretString>,
+    pub signing_alg: SigningAlg,
+    pub log_format: LogFormat,
+    pub wecom: WeComSettings,
+    pub login: LoginSettings,
+    pub lifetimes: Lifetimes,
+    /// How long a client secret that verified is remembered (0 = verify with argon2 every time).
+    pub client_secret_cache_ttl: Duration,
+}
+
+/// The public base URL; every endpoint lives under it, path prefix included.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issuer(String);
+
+impl Issuer {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let url = Url::parse(raw).map_err(|e| format!("expected an absolute URL ({e})"))?;
+        if url.scheme() != "https" && url.scheme() != "http" {
+            return Err("expected an http or https URL".into());
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            // OIDC Discovery 1.0 §3: the issuer has no query or fragment components.
+            return Err("must not contain a query or fragment".into());
+        }
+        if url.scheme() == "http" && !is_loopback_host(&url) && !cfg!(debug_assertions) {
+            tracing::warn!("OIDC_ISSUER is plain http on a non-loopback host; use https in production");
+        }
+        Ok(Self(raw.trim_end_matches('/').to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// `https://example.com/sso` + `/token` → `https://example.com/sso/token`.
+    pub fn endpoint(&self, path: &str) -> String {
+        format!("{}{}", self.0, path)
+    }
+
+    /// The path the routes are mounted under: `""` or `"/sso"`.
+    pub fn path_prefix(&self) -> String {
+        Url::parse(&self.0)
+            .map(|u| u.path().trim_end_matches('/').to_owned())
+            .unwrap_or_default()
+    }
+
+    pub fn is_https(&self) -> bool {
+        self.0.starts_with("https://")
+    }
+}
+
+impl fmt::Display for Issuer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// True for `localhost`, `127.0.0.0/8` and `[::1]`.
+pub fn is_loopback_host(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+#[derive(Clone)]
+pub struct DatabaseSettings {
+    /// May carry a password, so it is kept secret and never printed.
+    pub url: SecretString,
+    pub max_connections: u32,
+}
+
+impl DatabaseSettings {
+    pub fn is_postgres(&self) -> bool {
+        let url = self.url.expose_secret();
+        url.starts_with("postgres://") || url.starts_with("postgresql://")
+    }
+}
+
+impl fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = if self.is_postgres() {
+            "postgres"
+        } else {
+            "sqlite"
+        };
+        f.debug_struct("DatabaseSettings")
+            .field("kind", &kind)
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SigningAlg {
+    Rs256,
+    Es256,
+}
+
+impl SigningAlg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SigningAlg::Rs256 => "RS256",
+            SigningAlg::Es256 => "ES256",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "RS256" => Some(SigningAlg::Rs256),
+            "ES256" => Some(SigningAlg::Es256),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Where and how to reach WeCom. The bases are configurable for private deployments and tests.
+#[derive(Debug, Clone)]
+pub struct WeComSettings {
+    /// `None` until WECOM_CORP_ID, WECOM_CORP_SECRET and WECOM_AGENT_ID are all set: the provider
+    /// then still serves discovery, JWKS and the admin API, and the login explains what is missing.
+    pub credentials: Option<WeComCredentials>,
+    pub redirect_url: Url,
+    pub api_base: Url,
+    pub login_base: Url,
+    pub oauth_base: Url,
+    pub timeout: Duration,
+    pub in_client_scope: InClientScope,
+    pub auto_login_in_client: bool,
+    pub groups_cache_ttl: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct WeComCredentials {
+    pub corp_id: String,
+    pub corp_secret: SecretString,
+    pub agent_id: String,
+}
+
+/// The scope asked for when the page is opened inside the WeCom client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InClientScope {
+    /// Silent; userid only.
+    Base,
+    /// A consent page once; yields a `user_ticket` for email, mobile and avatar.
+    PrivateInfo,
+}
+
+impl InClientScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InClientScope::Base => "snsapi_base",
+            InClientScope::PrivateInfo => "snsapi_privateinfo",
+        }
+    }
+}
+
+/// Which kinds of group names go into the `groups` claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GroupKinds {
+    /// Department full paths from the root, `总部/研发部/平台组`.
+    pub paths: bool,
+    /// Department names alone.
+    pub names: bool,
+    /// Department ids, as decimal strings.
+    pub ids: bool,
+    /// Tag names.
+    pub tags: bool,
+}
+
+impl GroupKinds {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let mut kinds = GroupKinds::default();
+        for item in split_list(raw) {
+            match item.as_str() {
+                "paths" => kinds.paths = true,
+                "names" => kinds.names = true,
+                "ids" => kinds.ids = true,
+                "tags" => kinds.tags = true,
+                other => {
+                    return Err(format!(
+                        "unknown kind {other:?}; expected a comma list of paths, names, ids, tags"
+                    ))
+                }
+            }
+        }
+        Ok(kinds)
+    }
+
+    pub fn any(&self) -> bool {
+        self.paths || self.names || self.ids || self.tags
+    }
+}
+
+/// How members are admitted and which claims they get.
+#[derive(Debug, Clone)]
+pub struct LoginSettings {
+    /// Lowercase mail domains; empty admits every domain. Applies to real addresses only.
+    pub allowed_domains: Vec<String>,
+    /// Domain of the address made up for members without one: `{userid}@{domain}`.
+    pub synthetic_email_domain: String,
+    pub group_kinds: GroupKinds,
+}
+
+/// Lifetimes of everything the provider issues.
+#[derive(Debug, Clone, Copy)]
+pub struct Lifetimes {
+    pub authorization_code: Duration,
+    pub access_token: Duration,
+    pub id_token: Duration,
+    pub refresh_token: Duration,
+    pub session: Duration,
+    pub auth_request: Duration,
+}
+
+impl Default for Lifetimes {
+    fn default() -> Self {
+        Self {
+            authorization_code: Duration::from_secs(60),
+            access_token: Duration::from_secs(3600),
+            id_token: Duration::from_secs(3600),
+            refresh_token: Duration::from_secs(30 * 24 * 3600),
+            session: Duration::from_secs(8 * 3600),
+            auth_request: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Raw key → value pairs, before parsing.
+type RawSettings = BTreeMap<String, String>;
+
+impl Config {
+    /// Reads the file (if any), overlays the process environment, and parses.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut raw = match file {
+            Some(path) => read_toml(path)?,
+            None => RawSettings::new(),
+        };
+        for key in KNOWN_KEYS {
+            if let Ok(value) = std::env::var(key) {
+                raw.insert((*key).to_owned(), value);
+            }
+        }
+        Self::from_settings(raw)
+    }
+
+    /// Parses settings given as pairs; what tests and the demo use instead of the environment.
+    pub fn from_pairs<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, ConfigError> {
+        let mut raw = RawSettings::new();
+        for (key, value) in pairs {
+            let key = key.to_ascii_uppercase();
+            if !KNOWN_KEYS.contains(&key.as_str()) {
+                return Err(invalid("config", format!("unknown setting {key}")));
+            }
+            raw.insert(key, value.to_owned());
+        }
+        Self::from_settings(raw)
+    }
+
+    fn from_settings(raw: RawSettings) -> Result<Self, ConfigError> {
+        let get = |name: &str| {
+            raw.get(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+
+        let issuer = Issuer::parse(
+            &get("OIDC_ISSUER").unwrap_or_else(|| "http://localhost:8080".to_owned()),
+        )
+        .map_err(|e| invalid("OIDC_ISSUER", e))?;
+
+        let listen_addr = get("LISTEN_ADDR").unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+        if listen_addr.parse::<std::net::SocketAddr>().is_err() {
+            return Err(invalid(
+                "LISTEN_ADDR",
+                format!("expected host:port such as 0.0.0.0:8080, got {listen_addr:?}"),
+            ));
+        }
+
+        let database_url = get("DATABASE_URL").unwrap_or_else(|| "sqlite://wecom-oidc.db".into());
+        if !["postgres://", "postgresql://", "sqlite:"]
+            .iter()
+            .any(|p| database_url.starts_with(p))
+        {
+            return Err(invalid(
+                "DATABASE_URL",
+                "expected postgres://… or sqlite://path (the scheme names the store)",
+            ));
+        }
+        let database = DatabaseSettings {
+            url: SecretString::from(database_url),
+            max_connections: parse_number(&get, "DATABASE_MAX_CONNECTIONS", 10, 1, 1000)? as u32,
+        };
+
+        let admin_token = get("ADMIN_TOKEN").map(SecretString::from);
+        if let Some(token) = &admin_token {
+            if token.expose_secret().len() < 16 {
+                return Err(invalid(
+                    "ADMIN_TOKEN",
+                    "expected at least 16 characters (use a random value)",
+                ));
+            }
+        }
+        let key_encryption_key = get("KEY_ENCRYPTION_KEY").map(SecretString::from);
+        if let Some(key) = &key_encryption_key {
+            if key.expose_secret().len() < 32 {
+                return Err(invalid(
+                    "KEY_ENCRYPTION_KEY",
+                    "expected at least 32 random characters",
+                ));
+            }
+        }
+        let signing_alg = match get("SIGNING_ALG") {
+            None => SigningAlg::Rs256,
+            Some(raw) => SigningAlg::parse(&raw)
+                .ok_or_else(|| invalid("SIGNING_ALG", "expected RS256 or ES256"))?,
+        };
+        let log_format = match get("LOG_FORMAT").as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(_) => return Err(invalid("LOG_FORMAT", "expected text or json")),
+        };
+
+        let credentials = match (
+            get("WECOM_CORP_ID"),
+            get("WECOM_CORP_SECRET"),
+            get("WECOM_AGENT_ID"),
+        ) {
+            (None, None, None) => None,
+            (Some(corp_id), Some(secret), Some(agent_id)) => {
+                if !agent_id.chars().all(|c| c.is_ascii_digit()) {
+                    return Err(invalid(
+                        "WECOM_AGENT_ID",
+                        "expected the app's numeric AgentId",
+                    ));
+                }
+                Some(WeComCredentials {
+                    corp_id,
+                    corp_secret: SecretString::from(secret),
+                    agent_id,
+                })
+            }
+            (corp_id, secret, agent_id) => {
+                let missing: Vec<&str> = [
+                    ("WECOM_CORP_ID", corp_id.is_none()),
+                    ("WECOM_CORP_SECRET", secret.is_none()),
+                    ("WECOM_AGENT_ID", agent_id.is_none()),
+                ]
+                .iter()
+                .filter(|(_, missing)| *missing)
+                .map(|(name, _)| *name)
+                .collect();
+                return Err(invalid(
+                    "WECOM_CORP_ID",
+                    format!(
+                        "WECOM_CORP_ID, WECOM_CORP_SECRET and WECOM_AGENT_ID go together; missing {}",
+                        missing.join(", ")
+                    ),
+                ));
+            }
+        };
+        let redirect_url = match get("WECOM_REDIRECT_URL") {
+            Some(raw) => parse_url("WECOM_REDIRECT_URL", &raw)?,
+            None => parse_url(
+                "OIDC_ISSUER",
+                &issuer.endpoint(crate::routes::WECOM_CALLBACK_PATH),
+            )?,
+        };
+        let base = |name: &'static str, default: &str| -> Result<Url, ConfigError> {
+            parse_url(name, &get(name).unwrap_or_else(|| default.to_owned()))
+        };
+        let in_client_scope = match get("WECOM_IN_CLIENT_SCOPE").as_deref() {
+            None | Some("snsapi_privateinfo") => InClientScope::PrivateInfo,
+            Some("snsapi_base") => InClientScope::Base,
+            Some(_) => {
+                return Err(invalid(
+                    "WECOM_IN_CLIENT_SCOPE",
+                    "expected snsapi_privateinfo or snsapi_base",
+                ))
+            }
+        };
+        let wecom = WeComSettings {
+            credentials,
+            redirect_url,
+            api_base: base("WECOM_API_BASE", "https://qyapi.weixin.qq.com")?,
+            login_base: base("WECOM_LOGIN_BASE", "https://login.work.weixin.qq.com")?,
+            oauth_base: base("WECOM_OAUTH_BASE", "https://open.weixin.qq.com")?,
+            timeout: Duration::from_secs(parse_number(&get, "WECOM_TIMEOUT_SECS", 5, 1, 120)?),
+            in_client_scope,
+            auto_login_in_client: parse_bool(&get, "WECOM_AUTO_LOGIN", true)?,
+            groups_cache_ttl: Duration::from_secs(parse_number(
+                &get,
+                "GROUPS_CACHE_SECS",
+                300,
+                0,
+                86_400,
+            )?),
+        };
+
+        let allowed_domains = get("ALLOWED_DOMAINS")
+            .map(|raw| split_list(&raw))
+            .unwrap_or_default();
+        if let Some(bad) = allowed_domains
+            .iter()
+            .find(|d| d.contains('@') || d.contains('/') || !d.contains('.'))
+        {
+            return Err(invalid(
+                "ALLOWED_DOMAINS",
+                format!("expected a comma list of mail domains such as example.com, got {bad:?}"),
+            ));
+        }
+        let synthetic_email_domain =
+            get("SYNTHETIC_EMAIL_DOMAIN").unwrap_or_else(|| "wecom.local".to_owned());
+        if synthetic_email_domain.contains('@') || synthetic_email_domain.contains('/') {
+            return Err(invalid("SYNTHETIC_EMAIL_DOMAIN", "expected a bare domain"));
+        }
+        let group_kinds = GroupKinds::parse(&get("GROUPS_CLAIM").unwrap_or("paths,tags".into()))
+            .map_err(|e| invalid("GROUPS_CLAIM", e))?;
+
+        let defaults = Lifetimes::default();
+        let secs = |name: &'static str, default: Duration, max: u64| {
+            parse_number(&get, name, default.as_secs(), 1, max).map(Duration::from_secs)
+        };
+        let lifetimes = Lifetimes {
+            authorization_code: secs("AUTH_CODE_TTL_SECS", defaults.authorization_code, 600)?,
+            access_token: secs("ACCESS_TOKEN_TTL_SECS", defaults.access_token, 86_400)?,
+            id_token: secs("ID_TOKEN_TTL_SECS", defaults.id_token, 86_400)?,
+            refresh_token: secs(
+                "REFRESH_TOKEN_TTL_SECS",
+                defaults.refresh_token,
+                365 * 86_400,
+            )?,
+            session: secs("SESSION_TTL_SECS", defaults.session, 30 * 86_400)?,
+            auth_request: secs("AUTH_REQUEST_TTL_SECS", defaults.auth_request, 3600)?,
+        };
+        let client_secret_cache_ttl = Duration::from_secs(parse_number(
+            &get,
+            "CLIENT_SECRET_CACHE_SECS",
+            600,
+            0,
+            86_400,
+        )?);
+
+        Ok(Config {
+            issuer,
+            listen_addr,
+            database,
+            admin_token,
+            key_encryption_key,
+            signing_alg,
+            log_format,
+            wecom,
+            login: LoginSettings {
+                allowed_domains,
+                synthetic_email_domain,
+                group_kinds,
+            },
+            lifetimes,
+            client_secret_cache_ttl,
+        })
+    }
+}
+
+fn read_toml(path: &Path) -> Result<RawSettings, ConfigError> {
+    let file_error = |problem: String| ConfigError::File {
+        path: path.display().to_string(),
+        problem,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
+    let table: toml::Table = text.parse().map_err(|e| file_error(format!("{e}")))?;
+    let mut raw = RawSettings::new();
+    for (key, value) in table {
+        let key = key.to_ascii_uppercase();
+        if !KNOWN_KEYS.contains(&key.as_str()) {
+            return Err(file_error(format!("unknown setting {key}")));
+        }
+        let value = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Array(items) => items
+                .iter()
+                .map(|item| match item {
+                    toml::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+            _ => return Err(file_error(format!("{key}: expected a string, number or list"))),
+        };
+        raw.insert(key, value);
+    }
+    Ok(raw)
+}
+
+fn parse_url(name: &'static str, raw: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(raw).map_err(|e| invalid(name, format!("expected a URL ({e})")))?;
+    if url.scheme() != "https" && url.scheme() != "http" {
+        return Err(invalid(name, "expected an http or https URL"));
+    }
+    Ok(url)
+}
+
+fn parse_number(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<u64, ConfigError> {
+    let Some(raw) = get(name) else {
+        return Ok(default);
+    };
+    match raw.parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(invalid(
+            name,
+            format!("expected a whole number from {min} to {max}, got {raw:?}"),
+        )),
+    }
+}
+
+fn parse_bool(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: bool,
+) -> Result<bool, ConfigError> {
+    match get(name).map(|v| v.to_ascii_lowercase()).as_deref() {
+        None => Ok(default),
+        Some("true" | "1" | "yes" | "on") => Ok(true),
+        Some("false" | "0" | "no" | "off") => Ok(false),
+        Some(other) => Err(invalid(name, format!("expected true or false, got {other:?}"))),
+    }
+}
+
+fn split_list(raw: &str) -> Vec<String> {
+    raw.split(',')
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_need_no_settings() {
+        let config = Config::from_pairs([]).unwrap();
+        assert_eq!(config.issuer.as_str(), "http://localhost:8080");
+        assert_eq!(
+            config.wecom.redirect_url.as_str(),
+            "http://localhost:8080/auth/wecom/callback"
+        );
+        assert!(config.wecom.credentials.is_none());
+        assert!(!config.database.is_postgres());
+    }
+
+    #[test]
+    fn issuer_with_path_prefix_keeps_the_prefix_everywhere() {
+        let config = Config::from_pairs([("OIDC_ISSUER", "https://example.com/sso/")]).unwrap();
+        assert_eq!(config.issuer.as_str(), "https://example.com/sso");
+        assert_eq!(config.issuer.path_prefix(), "/sso");
+        assert_eq!(
+            config.wecom.redirect_url.as_str(),
+            "https://example.com/sso/auth/wecom/callback"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (key, value) in [
+            ("OIDC_ISSUER", "not a url"),
+            ("LISTEN_ADDR", "8080"),
+            ("DATABASE_URL", "mysql://x"),
+            ("ACCESS_TOKEN_TTL_SECS", "-5"),
+            ("SIGNING_ALG", "HS256"),
+            ("ALLOWED_DOMAINS", "@example.com"),
+            ("WECOM_AGENT_ID", "abc"),
+        ] {
+            let err = Config::from_pairs([(key, value)]).unwrap_err().to_string();
+            assert!(err.contains(key), "{key}={value}: {err}");
+        }
+    }
+
+    #[test]
+    fn partial_wecom_credentials_say_what_is_missing() {
+        let err = Config::from_pairs([("WECOM_CORP_ID", "ww1")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("WECOM_CORP_SECRET") && err.contains("WECOM_AGENT_ID"), "{err}");
+    }
+
+    #[test]
+    fn debug_never_prints_secrets() {
+        let config = Config::from_pairs([
+            ("ADMIN_TOKEN", "super-secret-admin-token"),
+            ("WECOM_CORP_ID", "ww1"),
+            ("WECOM_CORP_SECRET", "corp-secret-value"),
+            ("WECOM_AGENT_ID", "1000002"),
+            ("DATABASE_URL", "postgres://u:dbpassword@localhost/x"),
+        ])
+        .unwrap();
+        let printed = format!("{config:?}");
+        for secret in ["super-secret-admin-token", "corp-secret-value", "dbpassword"] {
+            assert!(!printed.contains(secret), "{secret} leaked");
+        }
+    }
+}

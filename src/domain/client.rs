@@ -1,0 +1,298 @@
+//! Registered clients: RFC 7591 metadata, checked when a client is created or updated.
+
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use super::scope::ScopeSet;
+use crate::config::is_loopback_host;
+
+/// How a client authenticates at the token endpoint (RFC 7591 §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    ClientSecretBasic,
+    ClientSecretPost,
+    /// A public client (single-page or native app); it must use PKCE.
+    None,
+}
+
+impl AuthMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::ClientSecretBasic => "client_secret_basic",
+            AuthMethod::ClientSecretPost => "client_secret_post",
+            AuthMethod::None => "none",
+        }
+    }
+
+    pub fn is_confidential(self) -> bool {
+        self != AuthMethod::None
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantType {
+    AuthorizationCode,
+    RefreshToken,
+}
+
+impl GrantType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantType::AuthorizationCode => "authorization_code",
+            GrantType::RefreshToken => "refresh_token",
+        }
+    }
+}
+
+/// A registration or update request as the admin API and the CLI receive it (RFC 7591 names).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientRegistration {
+    pub client_name: String,
+    pub redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub token_endpoint_auth_method: Option<AuthMethod>,
+    #[serde(default)]
+    pub grant_types: Option<Vec<GrantType>>,
+    /// Only `["code"]` is supported; accepted so that RFC 7591 documents can be posted as they are.
+    #[serde(default)]
+    pub response_types: Option<Vec<String>>,
+    /// The scopes the client may ask for; every supported scope when absent.
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// Require PKCE S256 even though the client is confidential (always required when public).
+    #[serde(default)]
+    pub require_pkce: Option<bool>,
+    /// Put the profile claims its scopes grant into the ID token too, not only into userinfo
+    /// (Grafana and Argo CD read the ID token).
+    #[serde(default)]
+    pub id_token_profile_claims: Option<bool>,
+    /// Issue a refresh token even when `offline_access` was not requested.
+    #[serde(default)]
+    pub always_issue_refresh_token: Option<bool>,
+}
+
+/// Metadata as stored and served; the result of a checked `ClientRegistration`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientMetadata {
+    pub client_name: String,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub token_endpoint_auth_method: AuthMethod,
+    pub grant_types: Vec<GrantType>,
+    pub response_types: Vec<String>,
+    pub scope: String,
+    pub require_pkce: bool,
+    pub id_token_profile_claims: bool,
+    pub always_issue_refresh_token: bool,
+}
+
+/// A refused registration, with the RFC 7591 §3.2.2 error code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetadataError {
+    pub error: &'static str,
+    pub description: String,
+}
+
+fn invalid_metadata(description: impl Into<String>) -> MetadataError {
+    MetadataError {
+        error: "invalid_client_metadata",
+        description: description.into(),
+    }
+}
+
+fn invalid_redirect(description: impl Into<String>) -> MetadataError {
+    MetadataError {
+        error: "invalid_redirect_uri",
+        description: description.into(),
+    }
+}
+
+const MAX_URIS: usize = 20;
+const MAX_URI_LEN: usize = 2000;
+
+/// Absolute, no fragment (RFC 6749 §3.1.2), no wildcard, `https` unless the host is loopback
+/// (RFC 8252 §7.3); matched byte for byte later, so it is kept exactly as given.
+pub fn check_redirect_uri(field: &str, raw: &str) -> Result<(), MetadataError> {
+    if raw.len() > MAX_URI_LEN {
+        return Err(invalid_redirect(format!("{field}: longer than {MAX_URI_LEN} characters")));
+    }
+    let url = Url::parse(raw)
+        .map_err(|e| invalid_redirect(format!("{field}: {raw:?} is not an absolute URL ({e})")))?;
+    if url.fragment().is_some() || raw.contains('#') {
+        return Err(invalid_redirect(format!("{field}: {raw:?} must not contain a fragment")));
+    }
+    if raw.contains('*') {
+        return Err(invalid_redirect(format!("{field}: {raw:?}: wildcards are not allowed")));
+    }
+    if url.host().is_none() || !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid_redirect(format!(
+            "{field}: {raw:?} must name a host and carry no credentials"
+        )));
+    }
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if is_loopback_host(&url) => Ok(()),
+        _ => Err(invalid_redirect(format!(
+            "{field}: {raw:?} must use https (http is allowed only for localhost, 127.0.0.1 and [::1])"
+        ))),
+    }
+}
+
+impl ClientRegistration {
+    /// Checks every field and fills in the defaults.
+    pub fn into_metadata(self) -> Result<ClientMetadata, MetadataError> {
+        let client_name = self.client_name.trim().to_owned();
+        if client_name.is_empty() || client_name.chars().count() > 200 {
+            return Err(invalid_metadata("client_name must be 1 to 200 characters"));
+        }
+        if self.redirect_uris.is_empty() {
+            return Err(invalid_redirect("redirect_uris must hold at least one URI"));
+        }
+        if self.redirect_uris.len() > MAX_URIS || self.post_logout_redirect_uris.len() > MAX_URIS
+        {
+            return Err(invalid_metadata(format!("at most {MAX_URIS} URIs per list")));
+        }
+        for uri in &self.redirect_uris {
+            check_redirect_uri("redirect_uris", uri)?;
+        }
+        for uri in &self.post_logout_redirect_uris {
+            check_redirect_uri("post_logout_redirect_uris", uri)?;
+        }
+        let auth_method = self
+            .token_endpoint_auth_method
+            .unwrap_or(AuthMethod::ClientSecretBasic);
+        let mut grant_types = self
+            .grant_types
+            .unwrap_or_else(|| vec![GrantType::AuthorizationCode, GrantType::RefreshToken]);
+        grant_types.dedup();
+        if !grant_types.contains(&GrantType::AuthorizationCode) {
+            return Err(invalid_metadata(
+                "grant_types must include authorization_code (the only way to start a grant here)",
+            ));
+        }
+        if let Some(types) = &self.response_types {
+            if types.iter().any(|t| t != "code") {
+                return Err(invalid_metadata(
+                    "response_types: only \"code\" is supported",
+                ));
+            }
+        }
+        let scope = match self.scope {
+            None => ScopeSet::all(),
+            Some(raw) => {
+                let (set, unknown) = ScopeSet::parse(&raw);
+                if !unknown.is_empty() {
+                    return Err(invalid_metadata(format!(
+                        "scope: unsupported scopes {}",
+                        unknown.join(" ")
+                    )));
+                }
+                if !set.contains(super::Scope::OpenId) {
+                    return Err(invalid_metadata("scope must include openid"));
+                }
+                set
+            }
+        };
+        Ok(ClientMetadata {
+            client_name,
+            redirect_uris: self.redirect_uris,
+            post_logout_redirect_uris: self.post_logout_redirect_uris,
+            token_endpoint_auth_method: auth_method,
+            grant_types,
+            response_types: vec!["code".to_owned()],
+            scope: scope.to_string(),
+            require_pkce: self.require_pkce.unwrap_or(false) || !auth_method.is_confidential(),
+            id_token_profile_claims: self.id_token_profile_claims.unwrap_or(false),
+            always_issue_refresh_token: self.always_issue_refresh_token.unwrap_or(false),
+        })
+    }
+}
+
+/// A client as the store holds it.
+#[derive(Debug, Clone)]
+pub struct RegisteredClient {
+    pub client_id: String,
+    /// argon2id PHC string; `None` for public clients.
+    pub secret_hash: Option<String>,
+    pub metadata: ClientMetadata,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl RegisteredClient {
+    /// Exact, byte-for-byte comparison (RFC 9700 §4.1.3; OIDC Core §3.1.2.1 "Simple String
+    /// Comparison").
+    pub fn has_redirect_uri(&self, uri: &str) -> bool {
+        self.metadata.redirect_uris.iter().any(|u| u == uri)
+    }
+
+    pub fn has_post_logout_redirect_uri(&self, uri: &str) -> bool {
+        self.metadata
+            .post_logout_redirect_uris
+            .iter()
+            .any(|u| u == uri)
+    }
+
+    pub fn allowed_scopes(&self) -> ScopeSet {
+        ScopeSet::parse(&self.metadata.scope).0
+    }
+
+    pub fn allows_grant(&self, grant: GrantType) -> bool {
+        self.metadata.grant_types.contains(&grant)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registration(uris: &[&str]) -> ClientRegistration {
+        ClientRegistration {
+            client_name: "grafana".into(),
+            redirect_uris: uris.iter().map(|u| u.to_string()).collect(),
+            post_logout_redirect_uris: vec![],
+            token_endpoint_auth_method: None,
+            grant_types: None,
+            response_types: None,
+            scope: None,
+            require_pkce: None,
+            id_token_profile_claims: None,
+            always_issue_refresh_token: None,
+        }
+    }
+
+    #[test]
+    fn redirect_uri_rules() {
+        for ok in [
+            "https://grafana.example.com/login/generic_oauth",
+            "http://localhost:3000/cb",
+            "http://127.0.0.1/cb?x=1",
+            "http://[::1]:8000/cb",
+        ] {
+            assert!(registration(&[ok]).into_metadata().is_ok(), "{ok} should pass");
+        }
+        for bad in [
+            "/relative",
+            "https://example.com/cb#frag",
+            "https://*.example.com/cb",
+            "http://example.com/cb",
+            "javascript:alert(1)",
+            "https://user:pw@example.com/cb",
+        ] {
+            let err = registration(&[bad]).into_metadata().unwrap_err();
+            assert_eq!(err.error, "invalid_redirect_uri", "{bad} should fail");
+        }
+    }
+
+    #[test]
+    fn public_clients_always_require_pkce() {
+        let mut reg = registration(&["https://app.example.com/cb"]);
+        reg.token_endpoint_auth_method = Some(AuthMethod::None);
+        assert!(reg.into_metadata().unwrap().require_pkce);
+    }
+}

@@ -1,0 +1,20 @@
+//! wecom-oidc: an OpenID Connect provider whose login step is WeCom (企业微信).
+//!
+//! The crate is a library so that `tests/` and the benchmark start the real application; `main.rs`
+//! only wires the command line to it.
+
+// Tests may unwrap: a panic there is a failed assertion. The normal build still denies it.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod domain;
+pub mod keys;
+pub mod oidc;
+pub mod pages;
+pub mod routes;
+pub mod startup;
+pub mod simulator;
+pub mod storage;
+pub mod wecom;

@@ -1,0 +1,101 @@
+//! The command line: wiring only. Every command is a function of the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use wecom_oidc::clock::{Clock, SystemClock};
+use wecom_oidc::config::{Config, LogFormat};
+use wecom_oidc::keys::KeyManager;
+use wecom_oidc::startup::Application;
+use wecom_oidc::storage::Store;
+
+#[derive(Parser)]
+#[command(name = "wecom-oidc", version, about = "An OpenID Connect provider that signs people in with WeCom (企业微信)")]
+struct Cli {
+    /// A TOML file setting the same keys as the environment (the environment wins).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the provider (the default).
+    Serve,
+    /// Signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Run the WeCom simulator alone (the local stand-in the tests and the demo use).
+    Simulator {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9000")]
+        listen: String,
+        /// A directory file (TOML) with the corporation; the built-in sample when omitted.
+        #[arg(long)]
+        directory: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Add a new signing key; the old one stays in the JWKS until its ID tokens have expired.
+    Rotate,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("wecom-oidc: configuration error: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(config.log_format);
+    match run(cli.command.unwrap_or(Command::Serve), config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("wecom-oidc: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    match command {
+        Command::Serve => {
+            let issuer = config.issuer.clone();
+            let application = Application::build(config, clock).await?;
+            tracing::info!(%issuer, port = application.port(), "wecom-oidc ready");
+            application.run_until_stopped().await?;
+        }
+        Command::Keys { command: KeysCommand::Rotate } => {
+            let store = Store::connect(&config.database).await?;
+            let keys = KeyManager::load_or_create(store, &config, clock.now()).await?;
+            let kid = keys.rotate(clock.now()).await?;
+            println!("new signing key: {kid} ({}); running replicas pick it up within a minute", config.signing_alg.as_str());
+        }
+        Command::Simulator { listen, directory } => {
+            wecom_oidc::simulator::run(&listen, directory.as_deref()).await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,219 @@
+//! The WeCom callback: consume the pending request once, learn who signed in from the WeCom API,
+//! admit or refuse them, keep their profile, open the SSO session and issue the code.
+
+use crate::clock::UnixTime;
+use crate::crypto::{constant_time_eq, new_secret_token, sha256_hex};
+use crate::pages::{Page, PageKind};
+use crate::storage::{Session, StorageError};
+use crate::oidc::wecom_shim::{FailureCategory, Identity, MemberStatus, WeComError};
+
+use super::profile::{subject_of, UserProfile};
+use super::{AuthorizationRequest, ClientRedirect, ErrorCode, Params, Provider};
+
+#[derive(Debug)]
+pub enum CallbackOutcome {
+    ShowError(Page),
+    /// Signed in: send the code, and set the new SSO session cookie.
+    Redirect {
+        redirect: ClientRedirect,
+        session_cookie: String,
+    },
+}
+
+/// A refusal: the page kind, the audit reason and, for the log, what an administrator should know.
+struct Refusal {
+    kind: PageKind,
+    reason: String,
+    sub: Option<String>,
+}
+
+impl Refusal {
+    fn new(kind: PageKind, reason: impl Into<String>) -> Self {
+        Self {
+            kind,
+            reason: reason.into(),
+            sub: None,
+        }
+    }
+
+    fn of(mut self, sub: &str) -> Self {
+        self.sub = Some(sub.to_owned());
+        self
+    }
+}
+
+/// Maps a WeCom failure to what the person sees, and logs what the administrator needs.
+fn wecom_refusal(err: &WeComError, step: &str) -> Refusal {
+    let reason = match err.errcode() {
+        Some(code) => format!("wecom_{step}_errcode_{code}"),
+        None => format!("wecom_{step}_unavailable"),
+    };
+    let kind = match err.category() {
+        FailureCategory::Misconfigured => PageKind::WeComMisconfigured,
+        FailureCategory::Unavailable | FailureCategory::RateLimited => PageKind::WeComUnavailable,
+        FailureCategory::CodeInvalid => PageKind::LoginExpired,
+        FailureCategory::OutsideVisibleRange | FailureCategory::UserNotFound => {
+            PageKind::OutsideVisibleRange
+        }
+    };
+    if kind == PageKind::WeComMisconfigured || kind == PageKind::WeComUnavailable {
+        tracing::error!(step, error = %err, explanation = %err.admin_explanation(), "WeCom call failed");
+    } else {
+        tracing::warn!(step, error = %err, explanation = %err.admin_explanation(), "WeCom refused the sign-in");
+    }
+    Refusal::new(kind, reason)
+}
+
+impl Provider {
+    #[tracing::instrument(skip_all)]
+    pub async fn complete_login(
+        &self,
+        params: &Params,
+        browser_cookie: Option<&str>,
+        now: UnixTime,
+    ) -> Result<CallbackOutcome, StorageError> {
+        let Some(state) = params.get("state") else {
+            return Ok(CallbackOutcome::ShowError(
+                Page::new(PageKind::BadRequest).detail("state is missing"),
+            ));
+        };
+        // Taking the request deletes it: a replayed, forged or second delivery of this callback
+        // finds nothing and can never produce a second code.
+        let pending = match self
+            .store
+            .take_pending_request::<AuthorizationRequest>(&sha256_hex(state))
+            .await
+        {
+            Ok(pending) => pending,
+            Err(StorageError::NotFound) => {
+                tracing::warn!("callback with an unknown, used or expired state");
+                self.audit(now, "sign_in", "refused", None, None, Some("state_unknown")).await;
+                return Ok(CallbackOutcome::ShowError(Page::new(PageKind::LoginExpired)));
+            }
+            Err(other) => return Err(other),
+        };
+        let request = pending.request;
+        let bound_to_this_browser = browser_cookie.is_some_and(|cookie| {
+            constant_time_eq(sha256_hex(cookie).as_bytes(), pending.browser_hash.as_bytes())
+        });
+        if !bound_to_this_browser {
+            // Someone else's login delivered to this browser: the login CSRF RFC 9700 §4.7 warns of.
+            tracing::warn!(client_id = %request.client_id, "callback state belongs to another browser");
+            self.audit(now, "sign_in", "refused", None, Some(&request.client_id), Some("browser_mismatch")).await;
+            return Ok(CallbackOutcome::ShowError(Page::new(PageKind::LoginExpired)));
+        }
+        if pending.expires_at <= now {
+            self.audit(now, "sign_in", "refused", None, Some(&request.client_id), Some("state_expired")).await;
+            return Ok(CallbackOutcome::ShowError(Page::new(PageKind::LoginExpired)));
+        }
+
+        match self.identify_member(params, now).await? {
+            Ok(profile) => {
+                let sub = profile.sub();
+                let session_cookie = new_secret_token();
+                let session = Session {
+                    id_hash: sha256_hex(&session_cookie),
+                    sub: sub.clone(),
+                    auth_time: now,
+                    expires_at: now + self.config.lifetimes.session.as_secs() as i64,
+                };
+                self.store.upsert_user(&sub, &profile, now).await?;
+                self.store.insert_session(&session).await?;
+                let redirect = self.issue_code(&request, &session, now).await?;
+                self.audit(now, "sign_in", "success", Some(&sub), Some(&request.client_id), Some("wecom")).await;
+                Ok(CallbackOutcome::Redirect {
+                    redirect,
+                    session_cookie,
+                })
+            }
+            Err(refusal) => {
+                self.audit(
+                    now,
+                    "sign_in",
+                    "refused",
+                    refusal.sub.as_deref(),
+                    Some(&request.client_id),
+                    Some(&refusal.reason),
+                )
+                .await;
+                let back = request
+                    .error(ErrorCode::AccessDenied, &refusal.reason, self.issuer())
+                    .url();
+                Ok(CallbackOutcome::ShowError(Page::new(refusal.kind).back(back)))
+            }
+        }
+    }
+
+    /// Who signed in at WeCom, as a merged profile, or why they may not sign in. Nothing is
+    /// written to the store here, so a refusal leaves nothing half-done.
+    async fn identify_member(
+        &self,
+        params: &Params,
+        now: UnixTime,
+    ) -> Result<Result<UserProfile, Refusal>, StorageError> {
+        let Some(wecom) = &self.wecom else {
+            return Ok(Err(Refusal::new(PageKind::NotConfigured, "wecom_not_configured")));
+        };
+        // WeCom redirects with `state` only when the person cancels or is refused there.
+        let Some(code) = params.get("code") else {
+            return Ok(Err(Refusal::new(PageKind::LoginCancelled, "cancelled_at_wecom")));
+        };
+        let (userid, user_ticket) = match wecom.identify(code).await {
+            Ok(Identity::Member { userid, user_ticket }) => (userid, user_ticket),
+            Ok(Identity::NonMember { .. }) => {
+                return Ok(Err(Refusal::new(PageKind::NotMember, "non_member")))
+            }
+            Err(err) => return Ok(Err(wecom_refusal(&err, "getuserinfo"))),
+        };
+        let sub = subject_of(&userid);
+        // auth/getuserinfo answers for members outside the visible range too, so user/get is what
+        // actually checks that this member may use the app.
+        let member = match wecom.member(&userid).await {
+            Ok(member) => member,
+            Err(err) => return Ok(Err(wecom_refusal(&err, "user_get").of(&sub))),
+        };
+        let status_refusal = match member.status {
+            MemberStatus::Active => None,
+            MemberStatus::Disabled => Some((PageKind::AccountDisabled, "member_disabled")),
+            MemberStatus::NotActivated => Some((PageKind::AccountNotActivated, "member_not_activated")),
+            MemberStatus::Left => Some((PageKind::AccountLeft, "member_left")),
+            MemberStatus::Other(_) => Some((PageKind::AccountDisabled, "member_status_unknown")),
+        };
+        if let Some((kind, reason)) = status_refusal {
+            return Ok(Err(Refusal::new(kind, reason).of(&sub)));
+        }
+        // The sensitive fields are a bonus: failing to read them must not block the sign-in.
+        let detail = match &user_ticket {
+            Some(ticket) => match wecom.member_detail(ticket).await {
+                Ok(detail) => Some(detail),
+                Err(err) => {
+                    tracing::warn!(error = %err, explanation = %err.admin_explanation(), "getuserdetail failed; keeping the stored profile");
+                    None
+                }
+            },
+            None => None,
+        };
+        let kinds = self.config.login.group_kinds;
+        let groups = if kinds.any() {
+            match wecom.groups(&member, kinds).await {
+                Ok(groups) => Some(groups),
+                Err(err) => {
+                    tracing::warn!(error = %err, explanation = %err.admin_explanation(), "could not resolve groups; keeping the stored ones");
+                    None
+                }
+            }
+        } else {
+            Some(Vec::new())
+        };
+        let previous = match self.store.get_user::<UserProfile>(&sub).await {
+            Ok(profile) => Some(profile),
+            Err(StorageError::NotFound) => None,
+            Err(other) => return Err(other),
+        };
+        let profile = UserProfile::merge(&member, detail.as_ref(), groups, previous, now);
+        if !profile.email_domain_allowed(&self.config.login) {
+            return Ok(Err(Refusal::new(PageKind::DomainNotAllowed, "email_domain_not_allowed").of(&sub)));
+        }
+        Ok(Ok(profile))
+    }
+}

@@ -1,0 +1,222 @@
+//! Client authentication at the token, revocation and introspection endpoints (RFC 6749 §2.3):
+//! `client_secret_basic`, `client_secret_post`, or `none` for public clients.
+//!
+//! argon2 makes a secret expensive to guess, and would make every token request of an honest
+//! client as expensive. So a secret that verified once is remembered as its SHA-256 digest,
+//! keyed by the client and its current hash: the same secret then costs a hash and a
+//! constant-time compare, while any other secret misses the cache and pays full argon2.
+
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use moka::sync::Cache;
+use percent_encoding::percent_decode_str;
+
+use crate::crypto::{constant_time_eq, dummy_secret_hash, sha256, sha256_hex, verify_secret};
+use crate::domain::{AuthMethod, RegisteredClient};
+use crate::storage::StorageError;
+
+use super::{ErrorCode, OAuthError, Params, Provider};
+
+/// What the client presented.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PresentedCredentials {
+    Basic { client_id: String, secret: String },
+    Post { client_id: String, secret: String },
+    /// A public client names itself and proves nothing (PKCE does that at the token endpoint).
+    IdOnly { client_id: String },
+}
+
+impl PresentedCredentials {
+    pub fn client_id(&self) -> &str {
+        match self {
+            PresentedCredentials::Basic { client_id, .. }
+            | PresentedCredentials::Post { client_id, .. }
+            | PresentedCredentials::IdOnly { client_id } => client_id,
+        }
+    }
+
+    fn is_basic(&self) -> bool {
+        matches!(self, PresentedCredentials::Basic { .. })
+    }
+
+    /// Reads the `Authorization` header and the body parameters. Using two methods at once is an
+    /// error (RFC 6749 §2.3: the client MUST NOT use more than one).
+    pub fn extract(authorization: Option<&str>, params: &Params) -> Result<Self, OAuthError> {
+        let body_id = params.get("client_id");
+        let body_secret = params.get("client_secret");
+        if let Some(header) = authorization {
+            let (scheme, value) = header.trim().split_once(' ').unwrap_or((header, ""));
+            if scheme.eq_ignore_ascii_case("basic") {
+                let mut invalid = OAuthError::new(ErrorCode::InvalidClient, "malformed Basic credentials");
+                invalid.used_basic_auth = true;
+                let decoded = STANDARD
+                    .decode(value.trim())
+                    .ok()
+                    .and_then(|raw| String::from_utf8(raw).ok())
+                    .ok_or_else(|| invalid.clone())?;
+                let (id, secret) = decoded.split_once(':').ok_or_else(|| invalid.clone())?;
+                // RFC 6749 §2.3.1: both halves are form-urlencoded before being joined.
+                let (client_id, secret) = (form_decode(id), form_decode(secret));
+                if client_id.is_empty() {
+                    return Err(invalid);
+                }
+                if body_secret.is_some() || body_id.is_some_and(|id| id != client_id) {
+                    return Err(OAuthError::invalid_request(
+                        "use one client authentication method, not Basic and body credentials together",
+                    ));
+                }
+                return Ok(PresentedCredentials::Basic { client_id, secret });
+            }
+        }
+        match (body_id, body_secret) {
+            (Some(client_id), Some(secret)) => Ok(PresentedCredentials::Post {
+                client_id: client_id.to_owned(),
+                secret: secret.to_owned(),
+            }),
+            (Some(client_id), None) => Ok(PresentedCredentials::IdOnly {
+                client_id: client_id.to_owned(),
+            }),
+            _ => Err(OAuthError::new(
+                ErrorCode::InvalidClient,
+                "client authentication is required",
+            )),
+        }
+    }
+}
+
+fn form_decode(raw: &str) -> String {
+    percent_decode_str(&raw.replace('+', " "))
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// Digests of secrets that verified, keyed by client and current secret hash.
+#[derive(Clone)]
+pub struct VerifiedSecrets {
+    cache: Option<Cache<String, [u8; 32]>>,
+}
+
+impl VerifiedSecrets {
+    /// A zero `ttl` turns the cache off: every request then pays argon2.
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            cache: (!ttl.is_zero()).then(|| {
+                Cache::builder()
+                    .max_capacity(10_000)
+                    .time_to_live(ttl)
+                    .build()
+            }),
+        }
+    }
+
+    fn key(client_id: &str, secret_hash: &str) -> String {
+        sha256_hex(&format!("{client_id}\n{secret_hash}"))
+    }
+
+    fn is_known(&self, client_id: &str, secret_hash: &str, secret: &str) -> bool {
+        let Some(cache) = &self.cache else {
+            return false;
+        };
+        cache
+            .get(&Self::key(client_id, secret_hash))
+            .is_some_and(|digest| constant_time_eq(digest.as_slice(), &sha256(secret.as_bytes())))
+    }
+
+    fn remember(&self, client_id: &str, secret_hash: &str, secret: &str) {
+        if let Some(cache) = &self.cache {
+            cache.insert(Self::key(client_id, secret_hash), sha256(secret.as_bytes()));
+        }
+    }
+}
+
+impl Provider {
+    /// The client the credentials prove, or `invalid_client` (RFC 6749 §5.2).
+    #[tracing::instrument(skip_all, fields(client_id = credentials.client_id()))]
+    pub async fn authenticate_client(
+        &self,
+        credentials: &PresentedCredentials,
+    ) -> Result<RegisteredClient, OAuthError> {
+        let mut failure = OAuthError::new(ErrorCode::InvalidClient, "client authentication failed");
+        failure.used_basic_auth = credentials.is_basic();
+        let client = match self.store.get_client(credentials.client_id()).await {
+            Ok(client) => Some(client),
+            Err(StorageError::NotFound) => None,
+            Err(other) => return Err(other.into()),
+        };
+        match credentials {
+            PresentedCredentials::IdOnly { .. } => match client {
+                Some(client) if client.metadata.token_endpoint_auth_method == AuthMethod::None => {
+                    Ok(client)
+                }
+                _ => Err(failure),
+            },
+            PresentedCredentials::Basic { secret, .. } | PresentedCredentials::Post { secret, .. } => {
+                // Confidential clients may use either secret method: relying parties differ in
+                // what they send by default, and both carry the same secret.
+                let hash = client
+                    .as_ref()
+                    .filter(|c| c.metadata.token_endpoint_auth_method.is_confidential())
+                    .and_then(|c| c.secret_hash.clone());
+                if let (Some(client), Some(hash)) = (&client, &hash) {
+                    if self.secrets.is_known(&client.client_id, hash, secret) {
+                        return Ok(client.clone());
+                    }
+                }
+                // Unknown clients are checked against a dummy hash, so timing does not reveal
+                // which client ids exist.
+                let against = hash.clone().unwrap_or_else(|| dummy_secret_hash().to_owned());
+                let presented = secret.clone();
+                let verified = tokio::task::spawn_blocking(move || verify_secret(&presented, &against))
+                    .await
+                    .map_err(|e| OAuthError::from(anyhow::Error::new(e)))?;
+                match (client, hash) {
+                    (Some(client), Some(hash)) if verified => {
+                        self.secrets.remember(&client.client_id, &hash, secret);
+                        Ok(client)
+                    }
+                    _ => {
+                        tracing::warn!("client authentication failed");
+                        Err(failure)
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(body: &str) -> Params {
+        Params::parse(body.as_bytes())
+    }
+
+    #[test]
+    fn basic_credentials_are_form_decoded() {
+        let header = format!("Basic {}", STANDARD.encode("my%20app:p%3Ass+word"));
+        let creds = PresentedCredentials::extract(Some(&header), &params("")).unwrap();
+        assert_eq!(
+            creds,
+            PresentedCredentials::Basic {
+                client_id: "my app".into(),
+                secret: "p:ss word".into()
+            }
+        );
+    }
+
+    #[test]
+    fn two_methods_at_once_are_refused() {
+        let header = format!("Basic {}", STANDARD.encode("a:b"));
+        let err = PresentedCredentials::extract(Some(&header), &params("client_secret=b")).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidRequest);
+    }
+
+    #[test]
+    fn no_credentials_is_invalid_client() {
+        let err = PresentedCredentials::extract(None, &params("")).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidClient);
+    }
+}

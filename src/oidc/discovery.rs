@@ -1,0 +1,55 @@
+//! The discovery document (OIDC Discovery 1.0 §3, RFC 8414), built once at start-up.
+
+use serde_json::{json, Value};
+
+use crate::config::{Config, SigningAlg};
+use crate::domain::Scope;
+use crate::routes;
+
+/// Claims this provider can release, besides the ID token's own.
+fn claims_supported() -> Vec<&'static str> {
+    let mut claims = vec!["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "azp"];
+    for scope in Scope::ALL {
+        for claim in scope.claims() {
+            if !claims.contains(claim) {
+                claims.push(claim);
+            }
+        }
+    }
+    claims
+}
+
+pub fn document(config: &Config, signing_algs: &[SigningAlg]) -> Value {
+    let issuer = &config.issuer;
+    let secret_methods = ["client_secret_basic", "client_secret_post"];
+    json!({
+        "issuer": issuer.as_str(),
+        "authorization_endpoint": issuer.endpoint(routes::AUTHORIZE_PATH),
+        "token_endpoint": issuer.endpoint(routes::TOKEN_PATH),
+        "userinfo_endpoint": issuer.endpoint(routes::USERINFO_PATH),
+        "jwks_uri": issuer.endpoint(routes::JWKS_PATH),
+        "revocation_endpoint": issuer.endpoint(routes::REVOKE_PATH),
+        "introspection_endpoint": issuer.endpoint(routes::INTROSPECT_PATH),
+        "end_session_endpoint": issuer.endpoint(routes::LOGOUT_PATH),
+        "scopes_supported": Scope::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query", "form_post"],
+        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": signing_algs.iter().map(|a| a.as_str()).collect::<Vec<_>>(),
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "revocation_endpoint_auth_methods_supported": secret_methods,
+        "introspection_endpoint_auth_methods_supported": secret_methods,
+        "code_challenge_methods_supported": ["S256"],
+        "claims_supported": claims_supported(),
+        "claim_types_supported": ["normal"],
+        "claims_parameter_supported": false,
+        "request_parameter_supported": false,
+        "request_uri_parameter_supported": false,
+        "prompt_values_supported": ["none", "login", "consent", "select_account"],
+        "ui_locales_supported": ["zh-CN", "en"],
+        "authorization_response_iss_parameter_supported": true,
+        "frontchannel_logout_supported": false,
+        "backchannel_logout_supported": false,
+    })
+}

@@ -1,0 +1,255 @@
+//! The stored snapshot of a member's WeCom profile and its mapping to standard claims.
+//!
+//! QR (web) login never yields a `user_ticket`, so email, mobile and avatar arrive only after an
+//! in-client login with consent (or from `user/get` for apps created before 2022-06-20). The
+//! snapshot keeps them, so later QR logins still carry them; a newer value always replaces an
+//! older one.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::config::LoginSettings;
+use crate::domain::{Scope, ScopeSet};
+use crate::oidc::wecom_shim::{Gender, Member, MemberDetail};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserProfile {
+    /// The userid as WeCom spells it.
+    pub userid: String,
+    pub name: Option<String>,
+    pub position: Option<String>,
+    pub departments: Vec<i64>,
+    /// The member's personal address (not managed by the corporation).
+    pub email: Option<String>,
+    /// The corporate mailbox the corporation manages.
+    pub biz_mail: Option<String>,
+    pub mobile: Option<String>,
+    pub avatar: Option<String>,
+    pub gender: Option<Gender>,
+    pub groups: Vec<String>,
+    pub updated_at: i64,
+}
+
+/// The address the `email` claim carries, and whether it is trustworthy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChosenEmail {
+    pub address: String,
+    /// True only for `biz_mail`: the corporation manages that mailbox.
+    pub verified: bool,
+    /// True for the made-up `{userid}@{domain}`; it bypasses ALLOWED_DOMAINS.
+    pub synthetic: bool,
+}
+
+/// WeCom userids are case-insensitive; `sub` is the lowercase form so that it never changes when
+/// an administrator retypes the id with other capitals.
+pub fn subject_of(userid: &str) -> String {
+    userid.to_lowercase()
+}
+
+impl UserProfile {
+    /// Builds the new snapshot: `detail` (from a fresh `user_ticket`) beats `member` (`user/get`),
+    /// which beats what was stored before.
+    pub fn merge(
+        member: &Member,
+        detail: Option<&MemberDetail>,
+        groups: Option<Vec<String>>,
+        previous: Option<UserProfile>,
+        now: i64,
+    ) -> Self {
+        let previous = previous.unwrap_or_default();
+        let pick = |from_detail: Option<&Option<String>>, from_member: &Option<String>, stored: Option<String>| {
+            from_detail
+                .and_then(|v| v.clone())
+                .or_else(|| from_member.clone())
+                .or(stored)
+        };
+        UserProfile {
+            userid: member.userid.clone(),
+            name: member.name.clone().or(previous.name),
+            position: member.position.clone(),
+            departments: member.departments.clone(),
+            email: pick(detail.map(|d| &d.email), &member.email, previous.email),
+            biz_mail: pick(detail.map(|d| &d.biz_mail), &member.biz_mail, previous.biz_mail),
+            mobile: pick(detail.map(|d| &d.mobile), &member.mobile, previous.mobile),
+            avatar: pick(detail.map(|d| &d.avatar), &member.avatar, previous.avatar),
+            gender: detail
+                .and_then(|d| d.gender)
+                .or(member.gender)
+                .or(previous.gender),
+            groups: groups.unwrap_or(previous.groups),
+            updated_at: now,
+        }
+    }
+
+    pub fn sub(&self) -> String {
+        subject_of(&self.userid)
+    }
+
+    /// `biz_mail`, else the personal `email`, else `{userid}@{synthetic domain}`.
+    pub fn chosen_email(&self, settings: &LoginSettings) -> ChosenEmail {
+        if let Some(address) = &self.biz_mail {
+            return ChosenEmail {
+                address: address.clone(),
+                verified: true,
+                synthetic: false,
+            };
+        }
+        if let Some(address) = &self.email {
+            return ChosenEmail {
+                address: address.clone(),
+                verified: false,
+                synthetic: false,
+            };
+        }
+        ChosenEmail {
+            address: format!("{}@{}", self.sub(), settings.synthetic_email_domain),
+            verified: false,
+            synthetic: true,
+        }
+    }
+
+    /// `ALLOWED_DOMAINS` applies to real addresses only: the app's visible range already limits
+    /// who can sign in, and a member without a mailbox must still be able to.
+    pub fn email_domain_allowed(&self, settings: &LoginSettings) -> bool {
+        let email = self.chosen_email(settings);
+        if email.synthetic || settings.allowed_domains.is_empty() {
+            return true;
+        }
+        let domain = email
+            .address
+            .rsplit_once('@')
+            .map(|(_, d)| d.to_ascii_lowercase())
+            .unwrap_or_default();
+        settings.allowed_domains.iter().any(|d| *d == domain)
+    }
+
+    /// The claims `scopes` release (OIDC Core §5.4). Unknown values are omitted, never sent empty.
+    pub fn claims(&self, scopes: &ScopeSet, settings: &LoginSettings) -> Map<String, Value> {
+        let mut claims = Map::new();
+        claims.insert("sub".into(), Value::String(self.sub()));
+        let mut put = |name: &str, value: Option<Value>| {
+            if let Some(value) = value {
+                claims.insert(name.to_owned(), value);
+            }
+        };
+        if scopes.contains(Scope::Profile) {
+            put("name", self.name.clone().filter(|n| !n.is_empty()).map(Value::String));
+            put("preferred_username", Some(Value::String(self.userid.clone())));
+            put("picture", self.avatar.clone().map(Value::String));
+            put(
+                "gender",
+                self.gender.map(|g| {
+                    Value::String(match g {
+                        Gender::Male => "male".into(),
+                        Gender::Female => "female".into(),
+                    })
+                }),
+            );
+            put("updated_at", Some(Value::from(self.updated_at)));
+        }
+        if scopes.contains(Scope::Email) {
+            let email = self.chosen_email(settings);
+            put("email", Some(Value::String(email.address)));
+            put("email_verified", Some(Value::Bool(email.verified)));
+        }
+        if scopes.contains(Scope::Phone) {
+            if let Some(phone) = self.mobile.as_deref().and_then(e164) {
+                put("phone_number", Some(Value::String(phone)));
+                // WeCom activates a member through an SMS to this number.
+                put("phone_number_verified", Some(Value::Bool(true)));
+            }
+        }
+        if scopes.contains(Scope::Groups) && !self.groups.is_empty() {
+            put(
+                "groups",
+                Some(Value::Array(
+                    self.groups.iter().cloned().map(Value::String).collect(),
+                )),
+            );
+        }
+        claims
+    }
+}
+
+/// E.164: `+` and digits only. WeCom writes mainland numbers bare (`13800138000`) and others with
+/// their country code (`+852 91234567`); a number without one is taken as Chinese (+86).
+pub fn e164(mobile: &str) -> Option<String> {
+    let trimmed = mobile.trim();
+    let (international, rest) = if let Some(rest) = trimmed.strip_prefix('+') {
+        (true, rest)
+    } else if let Some(rest) = trimmed.strip_prefix("00") {
+        (true, rest)
+    } else {
+        (false, trimmed)
+    };
+    let digits: String = rest
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '(' | ')'))
+        .collect();
+    if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let number = if international {
+        format!("+{digits}")
+    } else {
+        format!("+86{digits}")
+    };
+    // E.164 allows at most 15 digits after the plus.
+    (number.len() <= 16 && number.len() >= 8).then_some(number)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phone_numbers_become_e164() {
+        assert_eq!(e164("13800138000").as_deref(), Some("+8613800138000"));
+        assert_eq!(e164("+852 91234567").as_deref(), Some("+85291234567"));
+        assert_eq!(e164("0044 20 7946 0958").as_deref(), Some("+442079460958"));
+        assert_eq!(e164("call me"), None);
+        assert_eq!(e164(""), None);
+    }
+
+    fn settings(allowed: &[&str]) -> LoginSettings {
+        LoginSettings {
+            allowed_domains: allowed.iter().map(|d| d.to_string()).collect(),
+            synthetic_email_domain: "wecom.local".into(),
+            group_kinds: Default::default(),
+        }
+    }
+
+    #[test]
+    fn email_prefers_biz_mail_then_personal_then_synthetic() {
+        let mut profile = UserProfile {
+            userid: "ZhangSan".into(),
+            email: Some("z@gmail.example".into()),
+            biz_mail: Some("z@corp.example.com".into()),
+            ..Default::default()
+        };
+        let s = settings(&["corp.example.com"]);
+        assert_eq!(profile.chosen_email(&s).address, "z@corp.example.com");
+        assert!(profile.chosen_email(&s).verified);
+        profile.biz_mail = None;
+        assert!(!profile.chosen_email(&s).verified);
+        assert!(!profile.email_domain_allowed(&s));
+        profile.email = None;
+        assert_eq!(profile.chosen_email(&s).address, "zhangsan@wecom.local");
+        assert!(profile.email_domain_allowed(&s));
+    }
+
+    #[test]
+    fn claims_omit_what_is_unknown() {
+        let profile = UserProfile {
+            userid: "wangwu".into(),
+            name: Some("王五".into()),
+            ..Default::default()
+        };
+        let (scopes, _) = ScopeSet::parse("openid profile phone groups");
+        let claims = profile.claims(&scopes, &settings(&[]));
+        assert_eq!(claims["name"], "王五");
+        for absent in ["picture", "gender", "phone_number", "groups", "email"] {
+            assert!(!claims.contains_key(absent), "{absent} should be omitted");
+        }
+    }
+}

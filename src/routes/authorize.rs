@@ -1,0 +1,97 @@
+//! Browser-facing routes: authorize, the WeCom callback, logout.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::respond::{self, header_str, lang_of};
+use super::AppState;
+use crate::oidc::authorize::{AuthorizeOutcome, BrowserContext};
+use crate::oidc::callback::CallbackOutcome;
+use crate::oidc::logout::LogoutOutcome;
+use crate::oidc::{Params, BROWSER_COOKIE, SESSION_COOKIE};
+
+fn cookie_value(req: &HttpRequest, name: &str) -> Option<String> {
+    req.cookie(name).map(|c| c.value().to_owned())
+}
+
+pub async fn authorize_get(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let params = Params::parse(req.query_string().as_bytes());
+    authorize(req, state, params, false).await
+}
+
+pub async fn authorize_post(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
+    let params = Params::parse(&body);
+    authorize(req, state, params, true).await
+}
+
+async fn authorize(req: HttpRequest, state: web::Data<AppState>, params: Params, after_post: bool) -> HttpResponse {
+    let lang = lang_of(&req, params.get("ui_locales"));
+    let session_cookie = cookie_value(&req, SESSION_COOKIE);
+    let browser_cookie = cookie_value(&req, BROWSER_COOKIE);
+    let browser = BrowserContext {
+        session_cookie: session_cookie.as_deref(),
+        browser_cookie: browser_cookie.as_deref(),
+        user_agent: header_str(&req, header::USER_AGENT),
+        lang,
+    };
+    match state.provider.authorize(&params, &browser, state.clock.now()).await {
+        Ok(AuthorizeOutcome::ShowError(page)) => respond::page(&state.pages, &page, lang),
+        Ok(AuthorizeOutcome::Redirect(reply)) => respond::to_client(&state, &reply, after_post, Vec::new()),
+        Ok(AuthorizeOutcome::RedirectToWeCom { url, new_browser_cookie }) => {
+            let mut builder = respond::redirect(&url, after_post);
+            if let Some(value) = new_browser_cookie {
+                builder.cookie(respond::cookie(&state, BROWSER_COOKIE, value, None));
+            }
+            builder.finish()
+        }
+        Err(err) => respond::storage_failure_page(&state.pages, err, lang),
+    }
+}
+
+pub async fn wecom_callback(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let params = Params::parse(req.query_string().as_bytes());
+    let lang = lang_of(&req, None);
+    let browser_cookie = cookie_value(&req, BROWSER_COOKIE);
+    match state
+        .provider
+        .complete_login(&params, browser_cookie.as_deref(), state.clock.now())
+        .await
+    {
+        Ok(CallbackOutcome::ShowError(page)) => respond::page(&state.pages, &page, lang),
+        Ok(CallbackOutcome::Redirect { redirect, session_cookie }) => {
+            let max_age = state.provider.config.lifetimes.session.as_secs() as i64;
+            let cookie = respond::cookie(&state, SESSION_COOKIE, session_cookie, Some(max_age));
+            respond::to_client(&state, &redirect, false, vec![cookie])
+        }
+        Err(err) => respond::storage_failure_page(&state.pages, err, lang),
+    }
+}
+
+pub async fn logout_get(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let params = Params::parse(req.query_string().as_bytes());
+    logout(req, state, params, false).await
+}
+
+pub async fn logout_post(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
+    let params = Params::parse(&body);
+    logout(req, state, params, true).await
+}
+
+async fn logout(req: HttpRequest, state: web::Data<AppState>, params: Params, after_post: bool) -> HttpResponse {
+    let lang = lang_of(&req, params.get("ui_locales"));
+    let session_cookie = cookie_value(&req, SESSION_COOKIE);
+    match state.provider.logout(&params, session_cookie.as_deref(), state.clock.now()).await {
+        Ok(outcome) => {
+            let signed_out = outcome.signed_out();
+            let mut response = match outcome {
+                LogoutOutcome::Redirect(url) => respond::redirect(&url, after_post).finish(),
+                LogoutOutcome::ShowPage(page) => respond::page(&state.pages, &page, lang),
+            };
+            if signed_out {
+                let _ = response.add_cookie(&respond::removal_cookie(&state, SESSION_COOKIE));
+            }
+            response
+        }
+        Err(err) => respond::storage_failure_page(&state.pages, err, lang),
+    }
+}

@@ -1,0 +1,77 @@
+//! Thin actix-web handlers: each extracts its input, calls one `Provider` function and maps the
+//! outcome to a response. Every route is mounted under the issuer's path prefix.
+
+mod authorize;
+mod discovery;
+mod health;
+mod respond;
+mod token;
+
+use std::sync::Arc;
+
+use actix_web::web;
+
+use crate::clock::Clock;
+use crate::oidc::Provider;
+use crate::pages::Pages;
+
+pub const AUTHORIZE_PATH: &str = "/authorize";
+pub const TOKEN_PATH: &str = "/token";
+pub const USERINFO_PATH: &str = "/userinfo";
+pub const JWKS_PATH: &str = "/jwks";
+pub const REVOKE_PATH: &str = "/revoke";
+pub const INTROSPECT_PATH: &str = "/introspect";
+pub const LOGOUT_PATH: &str = "/logout";
+pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
+pub const WECOM_CALLBACK_PATH: &str = "/auth/wecom/callback";
+
+/// What every handler shares.
+pub struct AppState {
+    pub provider: Provider,
+    pub pages: Pages,
+    pub clock: Arc<dyn Clock>,
+    /// The discovery document, serialised once.
+    pub discovery: String,
+    /// Cookie attributes derived from the issuer.
+    pub cookie_path: String,
+    pub secure_cookies: bool,
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route(DISCOVERY_PATH, web::get().to(discovery::openid_configuration))
+        .route(JWKS_PATH, web::get().to(discovery::jwks))
+        .service(
+            web::resource(AUTHORIZE_PATH)
+                .route(web::get().to(authorize::authorize_get))
+                .route(web::post().to(authorize::authorize_post)),
+        )
+        .route(WECOM_CALLBACK_PATH, web::get().to(authorize::wecom_callback))
+        .service(
+            web::resource(TOKEN_PATH)
+                .route(web::post().to(token::token))
+                .default_service(web::to(respond::method_not_allowed)),
+        )
+        .service(
+            web::resource(USERINFO_PATH)
+                .route(web::get().to(token::userinfo_get))
+                .route(web::post().to(token::userinfo_post)),
+        )
+        .service(
+            web::resource(REVOKE_PATH)
+                .route(web::post().to(token::revoke))
+                .default_service(web::to(respond::method_not_allowed)),
+        )
+        .service(
+            web::resource(INTROSPECT_PATH)
+                .route(web::post().to(token::introspect))
+                .default_service(web::to(respond::method_not_allowed)),
+        )
+        .service(
+            web::resource(LOGOUT_PATH)
+                .route(web::get().to(authorize::logout_get))
+                .route(web::post().to(authorize::logout_post)),
+        );
+    health::configure(cfg);
+}
+
+pub use health::configure as configure_health;

@@ -1,0 +1,196 @@
+//! Building and running the application: store, keys, WeCom client, route table, middleware and
+//! background tasks. Tests and the demo start exactly this.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
+use actix_web::http::header;
+use actix_web::middleware::{from_fn, DefaultHeaders, Next};
+use actix_web::{web, App, HttpResponse, HttpServer};
+use anyhow::Context;
+use serde_json::json;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::keys::KeyManager;
+use crate::oidc::client_auth::VerifiedSecrets;
+use crate::oidc::{discovery, Provider};
+use crate::pages::Pages;
+use crate::routes::{self, AppState};
+use crate::storage::Store;
+
+/// The largest request body accepted anywhere (forms, admin JSON).
+const MAX_BODY_BYTES: usize = 64 * 1024;
+/// How often each replica re-reads the signing keys (a rotation elsewhere reaches it this fast).
+const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(60);
+/// How often expired codes, tokens, sessions and requests are deleted.
+const PURGE_INTERVAL: Duration = Duration::from_secs(300);
+
+/// Knobs that are not configuration a deployer sets; tests and the demo use them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BuildOptions {
+    /// HTTP worker threads; `None` = one per core.
+    pub workers: Option<usize>,
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    store: Store,
+}
+
+impl Application {
+    pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(&config.listen_addr)
+            .with_context(|| format!("cannot listen on {} (LISTEN_ADDR)", config.listen_addr))?;
+        Self::build_with(config, clock, BuildOptions::default(), listener).await
+    }
+
+    /// Builds on a listener bound beforehand, so that a caller can put the port in the issuer.
+    pub async fn build_with(
+        config: Config,
+        clock: Arc<dyn Clock>,
+        options: BuildOptions,
+        listener: TcpListener,
+    ) -> anyhow::Result<Self> {
+        let store = Store::connect(&config.database).await?;
+        let keys = Arc::new(KeyManager::load_or_create(store.clone(), &config, clock.now()).await?);
+        let wecom = match &config.wecom.credentials {
+            Some(credentials) => Some(
+                crate::oidc::wecom_shim::WeComClient::new(&config.wecom, credentials)
+                    .map_err(|e| anyhow::anyhow!("cannot build the WeCom client: {e}"))?,
+            ),
+            None => {
+                tracing::warn!("WECOM_CORP_ID, WECOM_CORP_SECRET and WECOM_AGENT_ID are not set: discovery, JWKS and the admin API work, sign-in does not");
+                None
+            }
+        };
+        let mut algs = vec![keys.signing_alg()];
+        if !algs.contains(&config.signing_alg) {
+            algs.push(config.signing_alg);
+        }
+        let discovery = serde_json::to_string(&discovery::document(&config, &algs))?;
+        let port = listener.local_addr()?.port();
+        let prefix = config.issuer.path_prefix();
+        let state = web::Data::new(AppState {
+            pages: Pages::new().context("compiling page templates")?,
+            clock: Arc::clone(&clock),
+            discovery,
+            cookie_path: if prefix.is_empty() { "/".to_owned() } else { prefix.clone() },
+            secure_cookies: config.issuer.is_https(),
+            provider: Provider {
+                store: store.clone(),
+                keys: Arc::clone(&keys),
+                wecom,
+                secrets: VerifiedSecrets::new(config.client_secret_cache_ttl),
+                config: config.clone(),
+            },
+        });
+        /*ADMIN let admin = web::Data::new(AdminContext {
+            store: store.clone(),
+            admin_token: config.admin_token.clone(),
+            clock: Arc::clone(&clock),
+        }); ADMIN*/
+
+        keys.spawn_reloader(Arc::clone(&clock), KEY_RELOAD_INTERVAL);
+        spawn_purger(store.clone(), Arc::clone(&clock));
+
+        let mut server = HttpServer::new(move || {
+            let mut app = App::new()
+                .app_data(state.clone())
+                .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
+                .wrap(security_headers())
+                .wrap(from_fn(log_request))
+                .service(
+                    web::scope(&prefix)
+                        .configure(routes::configure),
+                )
+                .default_service(web::to(not_found));
+            if !prefix.is_empty() {
+                // Probes often hit the pod directly, without the proxy's path prefix.
+                app = app.configure(routes::configure_health);
+            }
+            app
+        })
+        .listen(listener)?
+        .shutdown_timeout(10);
+        if let Some(workers) = options.workers {
+            server = server.workers(workers);
+        }
+        Ok(Self {
+            port,
+            server: server.run(),
+            store,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until SIGTERM or Ctrl-C, then finishes the requests in flight (graceful shutdown).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        self.store.close().await;
+        result
+    }
+}
+
+/// Anti-framing, no referrer, no sniffing, and a strict CSP on every response; the form-post
+/// page sets its own CSP, which these defaults do not override.
+fn security_headers() -> DefaultHeaders {
+    DefaultHeaders::new()
+        .add((header::X_FRAME_OPTIONS, "DENY"))
+        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .add((header::REFERRER_POLICY, "no-referrer"))
+        .add((
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'",
+        ))
+}
+
+/// One line per request: method, path without the query string (it may hold codes and tokens),
+/// status and latency.
+async fn log_request(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.path().to_owned();
+    let response = next.call(req).await;
+    let status = match &response {
+        Ok(res) => res.status().as_u16(),
+        Err(err) => err.as_response_error().status_code().as_u16(),
+    };
+    tracing::info!(
+        target: "wecom_oidc::http",
+        %method,
+        path,
+        status,
+        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    response
+}
+
+async fn not_found() -> HttpResponse {
+    HttpResponse::NotFound().json(json!({ "error": "not_found", "error_description": "no such endpoint" }))
+}
+
+fn spawn_purger(store: Store, clock: Arc<dyn Clock>) {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(PURGE_INTERVAL);
+        loop {
+            ticker.tick().await;
+            match store.purge_expired(clock.now()).await {
+                Ok(0) => {}
+                Ok(removed) => tracing::debug!(removed, "expired rows purged"),
+                Err(err) => tracing::warn!(error = %err, "could not purge expired rows"),
+            }
+        }
+    });
+}

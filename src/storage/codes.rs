@@ -1,0 +1,93 @@
+//! Authorization codes: stored hashed, redeemed once, remembered after use so that a second
+//! redemption can revoke what the first one issued (RFC 6749 §4.1.2).
+
+use serde::{de::DeserializeOwned, Serialize};
+
+use super::{column, from_json, to_json, StorageResult, Store};
+
+/// What a code was issued for; `D` is the protocol layer's details document.
+#[derive(Debug, Clone)]
+pub struct CodeGrant<D> {
+    pub grant_id: String,
+    pub client_id: String,
+    pub details: D,
+    pub expires_at: i64,
+}
+
+#[derive(Debug)]
+pub enum CodeRedemption<D> {
+    /// This call is the one redemption.
+    Redeemed(CodeGrant<D>),
+    /// The code was redeemed before: the grant it started must be revoked.
+    Reused { grant_id: String, client_id: String },
+    Unknown,
+}
+
+impl Store {
+    #[tracing::instrument(skip_all, fields(client_id))]
+    pub async fn insert_code<D: Serialize>(
+        &self,
+        code_hash: &str,
+        grant_id: &str,
+        client_id: &str,
+        details: &D,
+        expires_at: i64,
+    ) -> StorageResult<()> {
+        sqlx::query(
+            "INSERT INTO authorization_codes (code_hash, grant_id, client_id, details, expires_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(code_hash)
+        .bind(grant_id)
+        .bind(client_id)
+        .bind(to_json(details)?)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Marks the code used in one conditional statement, so of two concurrent redemptions exactly
+    /// one gets `Redeemed`. A code presented by another client than its own is left untouched and
+    /// reported `Unknown` (RFC 6749 §4.1.3: the code is bound to its client).
+    #[tracing::instrument(skip_all, fields(client_id))]
+    pub async fn redeem_code<D: DeserializeOwned>(
+        &self,
+        code_hash: &str,
+        client_id: &str,
+        now: i64,
+    ) -> StorageResult<CodeRedemption<D>> {
+        let row = sqlx::query(
+            "UPDATE authorization_codes SET used_at = $1
+             WHERE code_hash = $2 AND client_id = $3 AND used_at IS NULL
+             RETURNING grant_id, client_id, details, expires_at",
+        )
+        .bind(now)
+        .bind(code_hash)
+        .bind(client_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = row {
+            return Ok(CodeRedemption::Redeemed(CodeGrant {
+                grant_id: column(&row, "grant_id")?,
+                client_id: column(&row, "client_id")?,
+                details: from_json(&column::<String>(&row, "details")?)?,
+                expires_at: column(&row, "expires_at")?,
+            }));
+        }
+        let used = sqlx::query(
+            "SELECT grant_id, client_id FROM authorization_codes
+             WHERE code_hash = $1 AND client_id = $2 AND used_at IS NOT NULL",
+        )
+        .bind(code_hash)
+        .bind(client_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        match used {
+            Some(row) => Ok(CodeRedemption::Reused {
+                grant_id: column(&row, "grant_id")?,
+                client_id: column(&row, "client_id")?,
+            }),
+            None => Ok(CodeRedemption::Unknown),
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! All SQL lives here. One set of queries serves Postgres and SQLite through sqlx's `Any` driver:
+//! placeholders are `$n` (both backends accept them), times are Unix seconds, flags and JSON are
+//! stored as BIGINT and TEXT. Callers see domain types and `StorageError`.
+
+mod audit;
+mod clients;
+mod codes;
+mod requests;
+mod signing_keys;
+mod tokens;
+mod users;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use secrecy::ExposeSecret;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+
+pub use audit::AuditEvent;
+pub use codes::{CodeGrant, CodeRedemption};
+pub use requests::{PendingRequest, Session};
+pub use signing_keys::StoredKey;
+pub use tokens::{AccessTokenRecord, RefreshRotation, RefreshTokenRecord};
+
+use crate::clock::UnixTime;
+use crate::config::DatabaseSettings;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("not found")]
+    NotFound,
+    #[error("already exists")]
+    Conflict,
+    /// The database could not be reached (down, pool exhausted): answered with 503.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for StorageError {
+    fn from(err: sqlx::Error) -> Self {
+        match &err {
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+                StorageError::Unavailable(err.to_string())
+            }
+            sqlx::Error::Database(db) if db.is_unique_violation() => StorageError::Conflict,
+            _ => StorageError::Unexpected(anyhow::Error::new(err)),
+        }
+    }
+}
+
+pub type StorageResult<T> = Result<T, StorageError>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// The connection pool and which backend is behind it. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+impl Store {
+    /// Connects (creating the SQLite file when missing) and brings the schema up to date.
+    /// Several replicas may run this at once: Postgres migrations hold an advisory lock.
+    pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = if settings.is_postgres() {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        };
+        let mut url = settings.url.expose_secret().to_owned();
+        if backend == Backend::Sqlite && !url.contains("mode=") && !url.contains(":memory:") {
+            url.push_str(if url.contains('?') { "&mode=rwc" } else { "?mode=rwc" });
+        }
+        let options = AnyConnectOptions::from_str(&url).context("DATABASE_URL is not valid")?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .min_connections(0)
+            .acquire_timeout(Duration::from_secs(5))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers run beside the one writer; the busy timeout makes
+                        // concurrent writers wait instead of failing with SQLITE_BUSY.
+                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL;")
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .context("cannot connect to the database (DATABASE_URL)")?;
+        let store = Self { pool, backend };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> anyhow::Result<()> {
+        let migrator = match self.backend {
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+        };
+        migrator
+            .run(&self.pool)
+            .await
+            .context("cannot apply database migrations")
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// One round trip; what `/readyz` asks.
+    pub async fn ping(&self) -> StorageResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Deletes what has expired; every replica may run it, the statements are idempotent.
+    pub async fn purge_expired(&self, now: UnixTime) -> StorageResult<u64> {
+        let mut removed = 0;
+        for table in [
+            "auth_requests",
+            "sessions",
+            "authorization_codes",
+            "access_tokens",
+            "refresh_tokens",
+            "revoked_grants",
+        ] {
+            removed += sqlx::query(&format!("DELETE FROM {table} WHERE expires_at < $1"))
+                .bind(now)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        }
+        Ok(removed)
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Reads a column; a missing or mistyped column is a bug in this module, reported as Unexpected.
+fn column<'r, T>(row: &'r sqlx::any::AnyRow, name: &str) -> StorageResult<T>
+where
+    T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    use sqlx::Row;
+    row.try_get(name)
+        .with_context(|| format!("reading column {name}"))
+        .map_err(StorageError::Unexpected)
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> StorageResult<String> {
+    serde_json::to_string(value)
+        .context("serialising a stored document")
+        .map_err(StorageError::Unexpected)
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(raw: &str) -> StorageResult<T> {
+    serde_json::from_str(raw)
+        .context("parsing a stored document")
+        .map_err(StorageError::Unexpected)
+}

@@ -1,0 +1,238 @@
+//! Access and refresh tokens, stored as SHA-256 hashes; grants and their revocation.
+
+use super::{column, StorageResult, Store};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessTokenRecord {
+    pub token_hash: String,
+    pub grant_id: String,
+    pub client_id: String,
+    pub sub: String,
+    pub scope: String,
+    pub session_id: Option<String>,
+    pub issued_at: i64,
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshTokenRecord {
+    pub token_hash: String,
+    pub grant_id: String,
+    pub client_id: String,
+    pub sub: String,
+    pub scope: String,
+    pub session_id: Option<String>,
+    pub auth_time: i64,
+    pub issued_at: i64,
+    pub expires_at: i64,
+}
+
+#[derive(Debug)]
+pub enum RefreshRotation {
+    /// This call is the one use of the token.
+    Rotated(RefreshTokenRecord),
+    /// The token was already rotated: someone replays it, so the grant must die (RFC 9700 §4.14.2).
+    Reused { grant_id: String, client_id: String },
+    Unknown,
+}
+
+const ACCESS_COLUMNS: &str =
+    "token_hash, grant_id, client_id, sub, scope, session_id, issued_at, expires_at";
+const REFRESH_COLUMNS: &str =
+    "token_hash, grant_id, client_id, sub, scope, session_id, auth_time, issued_at, expires_at";
+
+fn access_from_row(row: &sqlx::any::AnyRow) -> StorageResult<AccessTokenRecord> {
+    Ok(AccessTokenRecord {
+        token_hash: column(row, "token_hash")?,
+        grant_id: column(row, "grant_id")?,
+        client_id: column(row, "client_id")?,
+        sub: column(row, "sub")?,
+        scope: column(row, "scope")?,
+        session_id: column(row, "session_id")?,
+        issued_at: column(row, "issued_at")?,
+        expires_at: column(row, "expires_at")?,
+    })
+}
+
+fn refresh_from_row(row: &sqlx::any::AnyRow) -> StorageResult<RefreshTokenRecord> {
+    Ok(RefreshTokenRecord {
+        token_hash: column(row, "token_hash")?,
+        grant_id: column(row, "grant_id")?,
+        client_id: column(row, "client_id")?,
+        sub: column(row, "sub")?,
+        scope: column(row, "scope")?,
+        session_id: column(row, "session_id")?,
+        auth_time: column(row, "auth_time")?,
+        issued_at: column(row, "issued_at")?,
+        expires_at: column(row, "expires_at")?,
+    })
+}
+
+impl Store {
+    /// Stores a new access token unless its grant has been revoked meanwhile; `false` then.
+    #[tracing::instrument(skip_all, fields(client_id = %token.client_id))]
+    pub async fn insert_access_token(&self, token: &AccessTokenRecord) -> StorageResult<bool> {
+        let result = sqlx::query(&format!(
+            "INSERT INTO access_tokens ({ACCESS_COLUMNS})
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8
+             WHERE NOT EXISTS (SELECT 1 FROM revoked_grants WHERE grant_id = $2)"
+        ))
+        .bind(&token.token_hash)
+        .bind(&token.grant_id)
+        .bind(&token.client_id)
+        .bind(&token.sub)
+        .bind(&token.scope)
+        .bind(&token.session_id)
+        .bind(token.issued_at)
+        .bind(token.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    #[tracing::instrument(skip_all, fields(client_id = %token.client_id))]
+    pub async fn insert_refresh_token(&self, token: &RefreshTokenRecord) -> StorageResult<bool> {
+        let result = sqlx::query(&format!(
+            "INSERT INTO refresh_tokens ({REFRESH_COLUMNS})
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9
+             WHERE NOT EXISTS (SELECT 1 FROM revoked_grants WHERE grant_id = $2)"
+        ))
+        .bind(&token.token_hash)
+        .bind(&token.grant_id)
+        .bind(&token.client_id)
+        .bind(&token.sub)
+        .bind(&token.scope)
+        .bind(&token.session_id)
+        .bind(token.auth_time)
+        .bind(token.issued_at)
+        .bind(token.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// The access token with this hash if it is still live.
+    pub async fn find_access_token(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> StorageResult<Option<AccessTokenRecord>> {
+        sqlx::query(&format!(
+            "SELECT {ACCESS_COLUMNS} FROM access_tokens WHERE token_hash = $1 AND expires_at > $2"
+        ))
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(access_from_row)
+        .transpose()
+    }
+
+    /// The refresh token with this hash if it is live and not yet rotated (for introspection).
+    pub async fn find_refresh_token(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> StorageResult<Option<RefreshTokenRecord>> {
+        sqlx::query(&format!(
+            "SELECT {REFRESH_COLUMNS} FROM refresh_tokens WHERE token_hash = $1 AND expires_at > $2 AND used_at IS NULL"
+        ))
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(refresh_from_row)
+        .transpose()
+    }
+
+    /// Marks the refresh token used in one conditional statement: of two concurrent uses, one wins.
+    /// Another client's token is left untouched and reported `Unknown` (RFC 6749 §6).
+    #[tracing::instrument(skip_all, fields(client_id))]
+    pub async fn rotate_refresh_token(
+        &self,
+        token_hash: &str,
+        client_id: &str,
+        now: i64,
+    ) -> StorageResult<RefreshRotation> {
+        let row = sqlx::query(&format!(
+            "UPDATE refresh_tokens SET used_at = $1
+             WHERE token_hash = $2 AND client_id = $3 AND used_at IS NULL
+             RETURNING {REFRESH_COLUMNS}"
+        ))
+        .bind(now)
+        .bind(token_hash)
+        .bind(client_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = row {
+            return Ok(RefreshRotation::Rotated(refresh_from_row(&row)?));
+        }
+        let used = sqlx::query(
+            "SELECT grant_id, client_id FROM refresh_tokens
+             WHERE token_hash = $1 AND client_id = $2 AND used_at IS NOT NULL",
+        )
+        .bind(token_hash)
+        .bind(client_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        match used {
+            Some(row) => Ok(RefreshRotation::Reused {
+                grant_id: column(&row, "grant_id")?,
+                client_id: column(&row, "client_id")?,
+            }),
+            None => Ok(RefreshRotation::Unknown),
+        }
+    }
+
+    /// Kills a whole grant: its access and refresh tokens now, and any token still being issued
+    /// for it later (the `revoked_grants` row outlives every token of the grant).
+    #[tracing::instrument(skip_all, fields(grant_id))]
+    pub async fn revoke_grant(&self, grant_id: &str, remember_until: i64) -> StorageResult<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO revoked_grants (grant_id, expires_at) VALUES ($1, $2) ON CONFLICT (grant_id) DO NOTHING",
+        )
+        .bind(grant_id)
+        .bind(remember_until)
+        .execute(&mut *tx)
+        .await?;
+        for statement in [
+            "DELETE FROM access_tokens WHERE grant_id = $1",
+            "DELETE FROM refresh_tokens WHERE grant_id = $1",
+        ] {
+            sqlx::query(statement)
+                .bind(grant_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Revokes one access token of `client_id`; another client's token is left alone (RFC 7009 §2.1).
+    pub async fn revoke_access_token(&self, token_hash: &str, client_id: &str) -> StorageResult<bool> {
+        let result = sqlx::query("DELETE FROM access_tokens WHERE token_hash = $1 AND client_id = $2")
+            .bind(token_hash)
+            .bind(client_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    /// The grant of a refresh token of `client_id`, if it exists (RFC 7009 §2.1: revoking a refresh
+    /// token revokes the grant's access tokens too).
+    pub async fn refresh_token_grant(
+        &self,
+        token_hash: &str,
+        client_id: &str,
+    ) -> StorageResult<Option<String>> {
+        let row = sqlx::query("SELECT grant_id FROM refresh_tokens WHERE token_hash = $1 AND client_id = $2")
+            .bind(token_hash)
+            .bind(client_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| column(&row, "grant_id")).transpose()
+    }
+}

@@ -1,0 +1,1 @@
+//! The WeCom API client (the only user of reqwest): token cache, errcodes, member profiles.

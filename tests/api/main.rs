@@ -1,0 +1,12 @@
+//! The integration tests: one binary, every test against a real server with its own database.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod helpers;
+
+mod discovery;
+mod login;
+mod operations;
+mod relying_party;
+mod session;
+mod token;
