@@ -94,7 +94,9 @@ impl Issuer {
             return Err("must not contain a query or fragment".into());
         }
         if url.scheme() == "http" && !is_loopback_host(&url) && !cfg!(debug_assertions) {
-            tracing::warn!("OIDC_ISSUER is plain http on a non-loopback host; use https in production");
+            tracing::warn!(
+                "OIDC_ISSUER is plain http on a non-loopback host; use https in production"
+            );
         }
         Ok(Self(raw.trim_end_matches('/').to_owned()))
     }
@@ -567,7 +569,11 @@ fn read_toml(path: &Path) -> Result<RawSettings, ConfigError> {
                 })
                 .collect::<Vec<_>>()
                 .join(","),
-            _ => return Err(file_error(format!("{key}: expected a string, number or list"))),
+            _ => {
+                return Err(file_error(format!(
+                    "{key}: expected a string, number or list"
+                )))
+            }
         };
         raw.insert(key, value);
     }
@@ -610,7 +616,10 @@ fn parse_bool(
         None => Ok(default),
         Some("true" | "1" | "yes" | "on") => Ok(true),
         Some("false" | "0" | "no" | "off") => Ok(false),
-        Some(other) => Err(invalid(name, format!("expected true or false, got {other:?}"))),
+        Some(other) => Err(invalid(
+            name,
+            format!("expected true or false, got {other:?}"),
+        )),
     }
 }
 
@@ -669,7 +678,10 @@ mod tests {
         let err = Config::from_pairs([("WECOM_CORP_ID", "ww1")])
             .unwrap_err()
             .to_string();
-        assert!(err.contains("WECOM_CORP_SECRET") && err.contains("WECOM_AGENT_ID"), "{err}");
+        assert!(
+            err.contains("WECOM_CORP_SECRET") && err.contains("WECOM_AGENT_ID"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -683,7 +695,11 @@ mod tests {
         ])
         .unwrap();
         let printed = format!("{config:?}");
-        for secret in ["super-secret-admin-token", "corp-secret-value", "dbpassword"] {
+        for secret in [
+            "super-secret-admin-token",
+            "corp-secret-value",
+            "dbpassword",
+        ] {
             assert!(!printed.contains(secret), "{secret} leaked");
         }
     }

@@ -117,7 +117,9 @@ mod tests {
 
     #[test]
     fn sealed_material_opens_only_with_the_same_key() {
-        let sealed = Sealer::new("k".repeat(32).as_str()).seal(b"private").unwrap();
+        let sealed = Sealer::new("k".repeat(32).as_str())
+            .seal(b"private")
+            .unwrap();
         assert_eq!(
             Sealer::new("k".repeat(32).as_str()).open(&sealed).unwrap(),
             b"private"
@@ -130,6 +132,8 @@ mod tests {
         let a = new_secret_token();
         assert_ne!(a, new_secret_token());
         assert_eq!(a.len(), 43);
-        assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        assert!(a
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
     }
 }

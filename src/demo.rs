@@ -21,7 +21,6 @@ use serde::Deserialize;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::crypto::new_secret_token;
 use crate::domain::ClientRegistration;
 use crate::simulator::{Directory, Simulator};
 use crate::startup::{Application, BuildOptions};
@@ -81,7 +80,11 @@ pub async fn run() -> anyhow::Result<()> {
         .cloned()
         .ok_or_else(|| anyhow!("the sample corporation has no app"))?;
     let simulator = Simulator::start("127.0.0.1:0", directory).await?;
-    let wecom = simulator.base_url().to_string().trim_end_matches('/').to_owned();
+    let wecom = simulator
+        .base_url()
+        .to_string()
+        .trim_end_matches('/')
+        .to_owned();
     let demo_listener = bind("127.0.0.1:8080")?;
     let demo_port = demo_listener.local_addr()?.port();
     let provider_listener = bind("127.0.0.1:8081")?;
@@ -102,9 +105,13 @@ pub async fn run() -> anyhow::Result<()> {
         ("WECOM_OAUTH_BASE", wecom.as_str()),
     ])?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let application =
-        Application::build_with(config.clone(), Arc::clone(&clock), BuildOptions::default(), provider_listener)
-            .await?;
+    let application = Application::build_with(
+        config.clone(),
+        Arc::clone(&clock),
+        BuildOptions::default(),
+        provider_listener,
+    )
+    .await?;
     let provider = tokio::spawn(application.run_until_stopped());
 
     let home = format!("http://127.0.0.1:{demo_port}/");
@@ -115,7 +122,7 @@ pub async fn run() -> anyhow::Result<()> {
         "redirect_uris": [redirect_uri],
         "post_logout_redirect_uris": [home],
     }))?;
-    let created = crate::admin::create_client(&store, registration, clock.now()).await?;
+    let created = crate::registry::create_client(&store, registration, clock.now()).await?;
     let client_secret = created
         .client_secret
         .ok_or_else(|| anyhow!("the demo client has no secret"))?;

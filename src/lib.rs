@@ -6,15 +6,19 @@
 // Tests may unwrap: a panic there is a failed assertion. The normal build still denies it.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod check;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod demo;
 pub mod domain;
 pub mod keys;
 pub mod oidc;
 pub mod pages;
+pub mod registry;
 pub mod routes;
-pub mod startup;
 pub mod simulator;
+pub mod startup;
 pub mod storage;
 pub mod wecom;
+pub mod wecom_api;

@@ -13,7 +13,11 @@ use wecom_oidc::startup::Application;
 use wecom_oidc::storage::Store;
 
 #[derive(Parser)]
-#[command(name = "wecom-oidc", version, about = "An OpenID Connect provider that signs people in with WeCom (企业微信)")]
+#[command(
+    name = "wecom-oidc",
+    version,
+    about = "An OpenID Connect provider that signs people in with WeCom (企业微信)"
+)]
 struct Cli {
     /// A TOML file setting the same keys as the environment (the environment wins).
     #[arg(long, global = true)]
@@ -26,10 +30,23 @@ struct Cli {
 enum Command {
     /// Run the provider (the default).
     Serve,
+    /// Register and manage clients (relying parties).
+    Client {
+        #[command(subcommand)]
+        command: wecom_oidc::registry::cli::ClientCommand,
+    },
+    /// Run the provider, the WeCom simulator and a demo application: no configuration needed.
+    Demo,
     /// Signing keys.
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Call WeCom with the configured credentials and explain whatever is wrong, with the fix.
+    Check {
+        /// Also look this member up (checks the app's visible range).
+        #[arg(long)]
+        userid: Option<String>,
     },
     /// Run the WeCom simulator alone (the local stand-in the tests and the demo use).
     Simulator {
@@ -51,7 +68,10 @@ enum KeysCommand {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -87,11 +107,28 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             tracing::info!(%issuer, port = application.port(), "wecom-oidc ready");
             application.run_until_stopped().await?;
         }
-        Command::Keys { command: KeysCommand::Rotate } => {
+        Command::Keys {
+            command: KeysCommand::Rotate,
+        } => {
             let store = Store::connect(&config.database).await?;
             let keys = KeyManager::load_or_create(store, &config, clock.now()).await?;
             let kid = keys.rotate(clock.now()).await?;
-            println!("new signing key: {kid} ({}); running replicas pick it up within a minute", config.signing_alg.as_str());
+            println!(
+                "new signing key: {kid} ({}); running replicas pick it up within a minute",
+                config.signing_alg.as_str()
+            );
+        }
+        Command::Client { command } => {
+            let store = Store::connect(&config.database).await?;
+            wecom_oidc::registry::cli::run(&store, clock.now(), command, &mut std::io::stdout())
+                .await?;
+        }
+        Command::Demo => wecom_oidc::demo::run().await?,
+        Command::Check { userid } => {
+            let mut out = std::io::stdout();
+            if !wecom_oidc::check::run(&config, userid.as_deref(), &mut out).await? {
+                anyhow::bail!("some checks failed (see above)");
+            }
         }
         Command::Simulator { listen, directory } => {
             wecom_oidc::simulator::run(&listen, directory.as_deref()).await?;

@@ -19,6 +19,7 @@ use crate::keys::KeyManager;
 use crate::oidc::client_auth::VerifiedSecrets;
 use crate::oidc::{discovery, Provider};
 use crate::pages::Pages;
+use crate::registry::http::AdminContext;
 use crate::routes::{self, AppState};
 use crate::storage::Store;
 
@@ -60,7 +61,7 @@ impl Application {
         let keys = Arc::new(KeyManager::load_or_create(store.clone(), &config, clock.now()).await?);
         let wecom = match &config.wecom.credentials {
             Some(credentials) => Some(
-                crate::oidc::wecom_shim::WeComClient::new(&config.wecom, credentials)
+                crate::wecom_api::WeComClient::new(&config.wecom, credentials)
                     .map_err(|e| anyhow::anyhow!("cannot build the WeCom client: {e}"))?,
             ),
             None => {
@@ -79,7 +80,11 @@ impl Application {
             pages: Pages::new().context("compiling page templates")?,
             clock: Arc::clone(&clock),
             discovery,
-            cookie_path: if prefix.is_empty() { "/".to_owned() } else { prefix.clone() },
+            cookie_path: if prefix.is_empty() {
+                "/".to_owned()
+            } else {
+                prefix.clone()
+            },
             secure_cookies: config.issuer.is_https(),
             provider: Provider {
                 store: store.clone(),
@@ -89,11 +94,11 @@ impl Application {
                 config: config.clone(),
             },
         });
-        /*ADMIN let admin = web::Data::new(AdminContext {
+        let admin = web::Data::new(AdminContext {
             store: store.clone(),
             admin_token: config.admin_token.clone(),
             clock: Arc::clone(&clock),
-        }); ADMIN*/
+        });
 
         keys.spawn_reloader(Arc::clone(&clock), KEY_RELOAD_INTERVAL);
         spawn_purger(store.clone(), Arc::clone(&clock));
@@ -101,12 +106,14 @@ impl Application {
         let mut server = HttpServer::new(move || {
             let mut app = App::new()
                 .app_data(state.clone())
+                .app_data(admin.clone())
                 .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
                 .wrap(security_headers())
                 .wrap(from_fn(log_request))
                 .service(
                     web::scope(&prefix)
-                        .configure(routes::configure),
+                        .configure(routes::configure)
+                        .configure(crate::registry::http::configure),
                 )
                 .default_service(web::to(not_found));
             if !prefix.is_empty() {
@@ -178,7 +185,8 @@ async fn log_request(
 }
 
 async fn not_found() -> HttpResponse {
-    HttpResponse::NotFound().json(json!({ "error": "not_found", "error_description": "no such endpoint" }))
+    HttpResponse::NotFound()
+        .json(json!({ "error": "not_found", "error_description": "no such endpoint" }))
 }
 
 fn spawn_purger(store: Store, clock: Arc<dyn Clock>) {

@@ -119,15 +119,21 @@ const MAX_URI_LEN: usize = 2000;
 /// (RFC 8252 §7.3); matched byte for byte later, so it is kept exactly as given.
 pub fn check_redirect_uri(field: &str, raw: &str) -> Result<(), MetadataError> {
     if raw.len() > MAX_URI_LEN {
-        return Err(invalid_redirect(format!("{field}: longer than {MAX_URI_LEN} characters")));
+        return Err(invalid_redirect(format!(
+            "{field}: longer than {MAX_URI_LEN} characters"
+        )));
     }
     let url = Url::parse(raw)
         .map_err(|e| invalid_redirect(format!("{field}: {raw:?} is not an absolute URL ({e})")))?;
     if url.fragment().is_some() || raw.contains('#') {
-        return Err(invalid_redirect(format!("{field}: {raw:?} must not contain a fragment")));
+        return Err(invalid_redirect(format!(
+            "{field}: {raw:?} must not contain a fragment"
+        )));
     }
     if raw.contains('*') {
-        return Err(invalid_redirect(format!("{field}: {raw:?}: wildcards are not allowed")));
+        return Err(invalid_redirect(format!(
+            "{field}: {raw:?}: wildcards are not allowed"
+        )));
     }
     if url.host().is_none() || !url.username().is_empty() || url.password().is_some() {
         return Err(invalid_redirect(format!(
@@ -153,9 +159,10 @@ impl ClientRegistration {
         if self.redirect_uris.is_empty() {
             return Err(invalid_redirect("redirect_uris must hold at least one URI"));
         }
-        if self.redirect_uris.len() > MAX_URIS || self.post_logout_redirect_uris.len() > MAX_URIS
-        {
-            return Err(invalid_metadata(format!("at most {MAX_URIS} URIs per list")));
+        if self.redirect_uris.len() > MAX_URIS || self.post_logout_redirect_uris.len() > MAX_URIS {
+            return Err(invalid_metadata(format!(
+                "at most {MAX_URIS} URIs per list"
+            )));
         }
         for uri in &self.redirect_uris {
             check_redirect_uri("redirect_uris", uri)?;
@@ -274,7 +281,10 @@ mod tests {
             "http://127.0.0.1/cb?x=1",
             "http://[::1]:8000/cb",
         ] {
-            assert!(registration(&[ok]).into_metadata().is_ok(), "{ok} should pass");
+            assert!(
+                registration(&[ok]).into_metadata().is_ok(),
+                "{ok} should pass"
+            );
         }
         for bad in [
             "/relative",

@@ -42,7 +42,13 @@ impl Scope {
     pub fn claims(self) -> &'static [&'static str] {
         match self {
             Scope::OpenId => &["sub"],
-            Scope::Profile => &["name", "preferred_username", "picture", "gender", "updated_at"],
+            Scope::Profile => &[
+                "name",
+                "preferred_username",
+                "picture",
+                "gender",
+                "updated_at",
+            ],
             Scope::Email => &["email", "email_verified"],
             Scope::Phone => &["phone_number", "phone_number_verified"],
             Scope::Groups => &["groups"],

@@ -53,7 +53,11 @@ impl std::fmt::Debug for KeyManager {
 
 impl KeyManager {
     /// Loads the key set, generating the first key when the table is empty.
-    pub async fn load_or_create(store: Store, config: &Config, now: UnixTime) -> anyhow::Result<Self> {
+    pub async fn load_or_create(
+        store: Store,
+        config: &Config,
+        now: UnixTime,
+    ) -> anyhow::Result<Self> {
         let sealer = config
             .key_encryption_key
             .as_ref()
@@ -63,7 +67,10 @@ impl KeyManager {
         if keys.is_empty() {
             let key = generate(config.signing_alg, 1, now, sealer.as_ref())?;
             // Another replica may win this race; either way the table now holds generation 1.
-            store.insert_signing_key(&key).await.context("storing the first signing key")?;
+            store
+                .insert_signing_key(&key)
+                .await
+                .context("storing the first signing key")?;
             keys = store.signing_keys().await.context("reading signing keys")?;
         }
         let set = build_key_set(&keys, sealer.as_ref(), retention, now)?;
@@ -85,7 +92,11 @@ impl KeyManager {
 
     /// Adds a new signing key (generation + 1); the previous one is retired but still published.
     pub async fn rotate(&self, now: UnixTime) -> anyhow::Result<String> {
-        let keys = self.store.signing_keys().await.context("reading signing keys")?;
+        let keys = self
+            .store
+            .signing_keys()
+            .await
+            .context("reading signing keys")?;
         let generation = keys.first().map(|k| k.generation).unwrap_or(0) + 1;
         let key = generate(self.alg, generation, now, self.sealer.as_ref())?;
         if !self.store.insert_signing_key(&key).await? {
@@ -97,7 +108,11 @@ impl KeyManager {
 
     /// Re-reads the key table and swaps in a new key set when it changed.
     pub async fn reload(&self, now: UnixTime) -> anyhow::Result<()> {
-        let keys = self.store.signing_keys().await.context("reading signing keys")?;
+        let keys = self
+            .store
+            .signing_keys()
+            .await
+            .context("reading signing keys")?;
         let published = fingerprint(&keys, self.retention, now);
         if published != self.current.load().fingerprint {
             let set = build_key_set(&keys, self.sealer.as_ref(), self.retention, now)?;
@@ -108,7 +123,11 @@ impl KeyManager {
     }
 
     /// Reloads every `interval` until the task is dropped with the runtime.
-    pub fn spawn_reloader(self: &Arc<Self>, clock: Arc<dyn crate::clock::Clock>, interval: Duration) {
+    pub fn spawn_reloader(
+        self: &Arc<Self>,
+        clock: Arc<dyn crate::clock::Clock>,
+        interval: Duration,
+    ) {
         let manager = Arc::clone(self);
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(interval);
@@ -148,7 +167,9 @@ impl KeyManager {
                     .map(|(_, v)| v.as_ref())
             }))
         });
-        selected.ok().map(|(payload, _)| payload.claims_set().clone())
+        selected
+            .ok()
+            .map(|(payload, _)| payload.claims_set().clone())
     }
 
     /// The `sub` of a token this provider signed (see `verify_own_token`).
@@ -173,7 +194,8 @@ impl KeyManager {
 
 /// Which keys are published at `now`: unretired ones and those retired less than `retention` ago.
 fn is_published(key: &StoredKey, retention: i64, now: UnixTime) -> bool {
-    key.retired_at.is_none_or(|retired| retired + retention > now)
+    key.retired_at
+        .is_none_or(|retired| retired + retention > now)
 }
 
 fn fingerprint(keys: &[StoredKey], retention: i64, now: UnixTime) -> Vec<(String, Option<i64>)> {
@@ -193,8 +215,13 @@ fn build_key_set(
         .iter()
         .find(|k| k.retired_at.is_none())
         .ok_or_else(|| anyhow!("the signing_keys table holds no active key"))?;
-    let alg = SigningAlg::parse(&newest.alg)
-        .ok_or_else(|| anyhow!("signing key {} has unsupported alg {}", newest.kid, newest.alg))?;
+    let alg = SigningAlg::parse(&newest.alg).ok_or_else(|| {
+        anyhow!(
+            "signing key {} has unsupported alg {}",
+            newest.kid,
+            newest.alg
+        )
+    })?;
     let private = open_private_jwk(&newest.private_jwk, sealer)
         .with_context(|| format!("reading the private part of signing key {}", newest.kid))?;
     let signer: Box<dyn JwsSigner> = match alg {
@@ -233,9 +260,9 @@ fn open_private_jwk(stored: &str, sealer: Option<&Sealer>) -> anyhow::Result<Jwk
         let sealer = sealer.ok_or_else(|| {
             anyhow!("the key is encrypted at rest; set KEY_ENCRYPTION_KEY to the value it was sealed with")
         })?;
-        let plain = sealer
-            .open(stored)
-            .map_err(|_| anyhow!("KEY_ENCRYPTION_KEY does not open the stored key (wrong value?)"))?;
+        let plain = sealer.open(stored).map_err(|_| {
+            anyhow!("KEY_ENCRYPTION_KEY does not open the stored key (wrong value?)")
+        })?;
         String::from_utf8(plain).context("the decrypted key is not UTF-8")?
     } else {
         stored.to_owned()

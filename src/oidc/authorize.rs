@@ -6,7 +6,7 @@ use crate::crypto::{new_secret_token, sha256_hex};
 use crate::domain::{CodeChallenge, Scope, ScopeSet};
 use crate::pages::{Lang, Page, PageKind};
 use crate::storage::StorageError;
-use crate::oidc::wecom_shim as wecom;
+use crate::wecom_api as wecom;
 
 use super::{AuthorizationRequest, ClientRedirect, ErrorCode, Params, Provider, ResponseMode};
 
@@ -58,7 +58,9 @@ impl Provider {
         let client = match self.store.get_client(client_id).await {
             Ok(client) => client,
             Err(StorageError::NotFound) => {
-                return Ok(AuthorizeOutcome::ShowError(Page::new(PageKind::UnknownClient)))
+                return Ok(AuthorizeOutcome::ShowError(Page::new(
+                    PageKind::UnknownClient,
+                )))
             }
             Err(other) => return Err(other),
         };
@@ -69,7 +71,10 @@ impl Provider {
             ));
         };
         if !client.has_redirect_uri(redirect_uri) {
-            tracing::warn!(client_id, "authorization request with an unregistered redirect_uri");
+            tracing::warn!(
+                client_id,
+                "authorization request with an unregistered redirect_uri"
+            );
             return Ok(AuthorizeOutcome::ShowError(Page::new(
                 PageKind::RedirectUriMismatch,
             )));
@@ -104,21 +109,45 @@ impl Provider {
         if let Err(description) = response_mode {
             return fail(&request, ErrorCode::InvalidRequest, &description);
         }
-        if request.state.as_ref().is_some_and(|s| s.len() > MAX_ECHOED_LEN)
-            || request.nonce.as_ref().is_some_and(|n| n.len() > MAX_ECHOED_LEN)
+        if request
+            .state
+            .as_ref()
+            .is_some_and(|s| s.len() > MAX_ECHOED_LEN)
+            || request
+                .nonce
+                .as_ref()
+                .is_some_and(|n| n.len() > MAX_ECHOED_LEN)
         {
             request.state = None;
-            return fail(&request, ErrorCode::InvalidRequest, "state or nonce is too long");
+            return fail(
+                &request,
+                ErrorCode::InvalidRequest,
+                "state or nonce is too long",
+            );
         }
         // OIDC Core §6: request objects are not supported and must be refused as such.
         if params.get("request").is_some() {
-            return fail(&request, ErrorCode::RequestNotSupported, "request objects are not supported");
+            return fail(
+                &request,
+                ErrorCode::RequestNotSupported,
+                "request objects are not supported",
+            );
         }
         if params.get("request_uri").is_some() {
-            return fail(&request, ErrorCode::RequestUriNotSupported, "request_uri is not supported");
+            return fail(
+                &request,
+                ErrorCode::RequestUriNotSupported,
+                "request_uri is not supported",
+            );
         }
         match params.get("response_type") {
-            None => return fail(&request, ErrorCode::InvalidRequest, "response_type is missing"),
+            None => {
+                return fail(
+                    &request,
+                    ErrorCode::InvalidRequest,
+                    "response_type is missing",
+                )
+            }
             Some("code") => {}
             Some(_) => {
                 return fail(
@@ -133,11 +162,19 @@ impl Provider {
         // have; `openid` itself is required for an OpenID Connect request.
         let (requested, _unknown) = ScopeSet::parse(params.get("scope").unwrap_or(""));
         if !requested.contains(Scope::OpenId) {
-            return fail(&request, ErrorCode::InvalidScope, "scope must include openid");
+            return fail(
+                &request,
+                ErrorCode::InvalidScope,
+                "scope must include openid",
+            );
         }
         let granted = requested.intersect(&client.allowed_scopes());
         if !granted.contains(Scope::OpenId) {
-            return fail(&request, ErrorCode::InvalidScope, "this client may not use openid");
+            return fail(
+                &request,
+                ErrorCode::InvalidScope,
+                "this client may not use openid",
+            );
         }
         request.scope = granted.to_string();
 
@@ -162,15 +199,30 @@ impl Provider {
             None => {}
         }
 
-        let prompt: Vec<&str> = params.get("prompt").unwrap_or("").split(' ').filter(|p| !p.is_empty()).collect();
+        let prompt: Vec<&str> = params
+            .get("prompt")
+            .unwrap_or("")
+            .split(' ')
+            .filter(|p| !p.is_empty())
+            .collect();
         // OIDC Core §3.1.2.1: `none` with any other value is an error.
         if prompt.contains(&"none") && prompt.len() > 1 {
-            return fail(&request, ErrorCode::InvalidRequest, "prompt=none cannot be combined with other values");
+            return fail(
+                &request,
+                ErrorCode::InvalidRequest,
+                "prompt=none cannot be combined with other values",
+            );
         }
         let max_age = match params.get("max_age").map(str::parse::<i64>) {
             None => None,
             Some(Ok(age)) if age >= 0 => Some(age),
-            Some(_) => return fail(&request, ErrorCode::InvalidRequest, "max_age must be a non-negative number"),
+            Some(_) => {
+                return fail(
+                    &request,
+                    ErrorCode::InvalidRequest,
+                    "max_age must be a non-negative number",
+                )
+            }
         };
 
         // Single sign-on: a live session answers at once unless the client demands a fresh login.
@@ -179,16 +231,33 @@ impl Provider {
             None => None,
         };
         let fresh_login_required = prompt.contains(&"login");
-        if let Some(session) = session.filter(|s| {
-            !fresh_login_required && max_age.is_none_or(|age| now - s.auth_time <= age)
-        }) {
-            if let Some(hint_sub) = params.get("id_token_hint").and_then(|h| self.keys.subject_of_own_token(h)) {
+        if let Some(session) = session
+            .filter(|s| !fresh_login_required && max_age.is_none_or(|age| now - s.auth_time <= age))
+        {
+            if let Some(hint_sub) = params
+                .get("id_token_hint")
+                .and_then(|h| self.keys.subject_of_own_token(h))
+            {
                 if hint_sub != session.sub && prompt.contains(&"none") {
-                    return fail(&request, ErrorCode::LoginRequired, "the signed-in user is not the one in id_token_hint");
+                    return fail(
+                        &request,
+                        ErrorCode::LoginRequired,
+                        "the signed-in user is not the one in id_token_hint",
+                    );
                 }
             }
-            self.audit(now, "sign_in", "success", Some(&session.sub), Some(&client.client_id), Some("sso_session")).await;
-            return Ok(AuthorizeOutcome::Redirect(self.issue_code(&request, &session, now).await?));
+            self.audit(
+                now,
+                "sign_in",
+                "success",
+                Some(&session.sub),
+                Some(&client.client_id),
+                Some("sso_session"),
+            )
+            .await;
+            return Ok(AuthorizeOutcome::Redirect(
+                self.issue_code(&request, &session, now).await?,
+            ));
         }
         if prompt.contains(&"none") {
             return fail(&request, ErrorCode::LoginRequired, "no active session");
@@ -196,7 +265,9 @@ impl Provider {
 
         let (Some(credentials), Some(_)) = (&self.config.wecom.credentials, &self.wecom) else {
             tracing::error!("WeCom credentials are not configured; sign-in cannot proceed");
-            return Ok(AuthorizeOutcome::ShowError(Page::new(PageKind::NotConfigured)));
+            return Ok(AuthorizeOutcome::ShowError(Page::new(
+                PageKind::NotConfigured,
+            )));
         };
 
         // The state sent to WeCom is a fresh random id; only its hash is stored, bound to a cookie
@@ -211,16 +282,26 @@ impl Provider {
         };
         let expires_at = now + self.config.lifetimes.auth_request.as_secs() as i64;
         self.store
-            .insert_pending_request(&sha256_hex(&wecom_state), &sha256_hex(&browser_secret), &request, expires_at)
+            .insert_pending_request(
+                &sha256_hex(&wecom_state),
+                &sha256_hex(&browser_secret),
+                &request,
+                expires_at,
+            )
             .await?;
 
         let settings = &self.config.wecom;
-        let in_client = settings.auto_login_in_client
-            && browser.user_agent.is_some_and(wecom::is_wecom_client);
+        let in_client =
+            settings.auto_login_in_client && browser.user_agent.is_some_and(wecom::is_wecom_client);
         let url = if in_client {
             wecom::in_client_login_url(settings, credentials, &wecom_state)
         } else {
-            wecom::web_login_url(settings, credentials, &wecom_state, Some(browser.lang.wecom_code()))
+            wecom::web_login_url(
+                settings,
+                credentials,
+                &wecom_state,
+                Some(browser.lang.wecom_code()),
+            )
         };
         Ok(AuthorizeOutcome::RedirectToWeCom {
             url: url.to_string(),

@@ -5,7 +5,7 @@ use crate::clock::UnixTime;
 use crate::crypto::{constant_time_eq, new_secret_token, sha256_hex};
 use crate::pages::{Page, PageKind};
 use crate::storage::{Session, StorageError};
-use crate::oidc::wecom_shim::{FailureCategory, Identity, MemberStatus, WeComError};
+use crate::wecom_api::{FailureCategory, Identity, MemberStatus, WeComError};
 
 use super::profile::{subject_of, UserProfile};
 use super::{AuthorizationRequest, ClientRedirect, ErrorCode, Params, Provider};
@@ -87,24 +87,50 @@ impl Provider {
             Ok(pending) => pending,
             Err(StorageError::NotFound) => {
                 tracing::warn!("callback with an unknown, used or expired state");
-                self.audit(now, "sign_in", "refused", None, None, Some("state_unknown")).await;
-                return Ok(CallbackOutcome::ShowError(Page::new(PageKind::LoginExpired)));
+                self.audit(now, "sign_in", "refused", None, None, Some("state_unknown"))
+                    .await;
+                return Ok(CallbackOutcome::ShowError(Page::new(
+                    PageKind::LoginExpired,
+                )));
             }
             Err(other) => return Err(other),
         };
         let request = pending.request;
         let bound_to_this_browser = browser_cookie.is_some_and(|cookie| {
-            constant_time_eq(sha256_hex(cookie).as_bytes(), pending.browser_hash.as_bytes())
+            constant_time_eq(
+                sha256_hex(cookie).as_bytes(),
+                pending.browser_hash.as_bytes(),
+            )
         });
         if !bound_to_this_browser {
             // Someone else's login delivered to this browser: the login CSRF RFC 9700 §4.7 warns of.
             tracing::warn!(client_id = %request.client_id, "callback state belongs to another browser");
-            self.audit(now, "sign_in", "refused", None, Some(&request.client_id), Some("browser_mismatch")).await;
-            return Ok(CallbackOutcome::ShowError(Page::new(PageKind::LoginExpired)));
+            self.audit(
+                now,
+                "sign_in",
+                "refused",
+                None,
+                Some(&request.client_id),
+                Some("browser_mismatch"),
+            )
+            .await;
+            return Ok(CallbackOutcome::ShowError(Page::new(
+                PageKind::LoginExpired,
+            )));
         }
         if pending.expires_at <= now {
-            self.audit(now, "sign_in", "refused", None, Some(&request.client_id), Some("state_expired")).await;
-            return Ok(CallbackOutcome::ShowError(Page::new(PageKind::LoginExpired)));
+            self.audit(
+                now,
+                "sign_in",
+                "refused",
+                None,
+                Some(&request.client_id),
+                Some("state_expired"),
+            )
+            .await;
+            return Ok(CallbackOutcome::ShowError(Page::new(
+                PageKind::LoginExpired,
+            )));
         }
 
         match self.identify_member(params, now).await? {
@@ -120,7 +146,15 @@ impl Provider {
                 self.store.upsert_user(&sub, &profile, now).await?;
                 self.store.insert_session(&session).await?;
                 let redirect = self.issue_code(&request, &session, now).await?;
-                self.audit(now, "sign_in", "success", Some(&sub), Some(&request.client_id), Some("wecom")).await;
+                self.audit(
+                    now,
+                    "sign_in",
+                    "success",
+                    Some(&sub),
+                    Some(&request.client_id),
+                    Some("wecom"),
+                )
+                .await;
                 Ok(CallbackOutcome::Redirect {
                     redirect,
                     session_cookie,
@@ -139,7 +173,9 @@ impl Provider {
                 let back = request
                     .error(ErrorCode::AccessDenied, &refusal.reason, self.issuer())
                     .url();
-                Ok(CallbackOutcome::ShowError(Page::new(refusal.kind).back(back)))
+                Ok(CallbackOutcome::ShowError(
+                    Page::new(refusal.kind).back(back),
+                ))
             }
         }
     }
@@ -152,14 +188,23 @@ impl Provider {
         now: UnixTime,
     ) -> Result<Result<UserProfile, Refusal>, StorageError> {
         let Some(wecom) = &self.wecom else {
-            return Ok(Err(Refusal::new(PageKind::NotConfigured, "wecom_not_configured")));
+            return Ok(Err(Refusal::new(
+                PageKind::NotConfigured,
+                "wecom_not_configured",
+            )));
         };
         // WeCom redirects with `state` only when the person cancels or is refused there.
         let Some(code) = params.get("code") else {
-            return Ok(Err(Refusal::new(PageKind::LoginCancelled, "cancelled_at_wecom")));
+            return Ok(Err(Refusal::new(
+                PageKind::LoginCancelled,
+                "cancelled_at_wecom",
+            )));
         };
         let (userid, user_ticket) = match wecom.identify(code).await {
-            Ok(Identity::Member { userid, user_ticket }) => (userid, user_ticket),
+            Ok(Identity::Member {
+                userid,
+                user_ticket,
+            }) => (userid, user_ticket),
             Ok(Identity::NonMember { .. }) => {
                 return Ok(Err(Refusal::new(PageKind::NotMember, "non_member")))
             }
@@ -175,7 +220,9 @@ impl Provider {
         let status_refusal = match member.status {
             MemberStatus::Active => None,
             MemberStatus::Disabled => Some((PageKind::AccountDisabled, "member_disabled")),
-            MemberStatus::NotActivated => Some((PageKind::AccountNotActivated, "member_not_activated")),
+            MemberStatus::NotActivated => {
+                Some((PageKind::AccountNotActivated, "member_not_activated"))
+            }
             MemberStatus::Left => Some((PageKind::AccountLeft, "member_left")),
             MemberStatus::Other(_) => Some((PageKind::AccountDisabled, "member_status_unknown")),
         };
@@ -212,7 +259,11 @@ impl Provider {
         };
         let profile = UserProfile::merge(&member, detail.as_ref(), groups, previous, now);
         if !profile.email_domain_allowed(&self.config.login) {
-            return Ok(Err(Refusal::new(PageKind::DomainNotAllowed, "email_domain_not_allowed").of(&sub)));
+            return Ok(Err(Refusal::new(
+                PageKind::DomainNotAllowed,
+                "email_domain_not_allowed",
+            )
+            .of(&sub)));
         }
         Ok(Ok(profile))
     }

@@ -22,10 +22,18 @@ use super::{ErrorCode, OAuthError, Params, Provider};
 /// What the client presented.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PresentedCredentials {
-    Basic { client_id: String, secret: String },
-    Post { client_id: String, secret: String },
+    Basic {
+        client_id: String,
+        secret: String,
+    },
+    Post {
+        client_id: String,
+        secret: String,
+    },
     /// A public client names itself and proves nothing (PKCE does that at the token endpoint).
-    IdOnly { client_id: String },
+    IdOnly {
+        client_id: String,
+    },
 }
 
 impl PresentedCredentials {
@@ -49,7 +57,8 @@ impl PresentedCredentials {
         if let Some(header) = authorization {
             let (scheme, value) = header.trim().split_once(' ').unwrap_or((header, ""));
             if scheme.eq_ignore_ascii_case("basic") {
-                let mut invalid = OAuthError::new(ErrorCode::InvalidClient, "malformed Basic credentials");
+                let mut invalid =
+                    OAuthError::new(ErrorCode::InvalidClient, "malformed Basic credentials");
                 invalid.used_basic_auth = true;
                 let decoded = STANDARD
                     .decode(value.trim())
@@ -152,7 +161,8 @@ impl Provider {
                 }
                 _ => Err(failure),
             },
-            PresentedCredentials::Basic { secret, .. } | PresentedCredentials::Post { secret, .. } => {
+            PresentedCredentials::Basic { secret, .. }
+            | PresentedCredentials::Post { secret, .. } => {
                 // Confidential clients may use either secret method: relying parties differ in
                 // what they send by default, and both carry the same secret.
                 let hash = client
@@ -166,11 +176,14 @@ impl Provider {
                 }
                 // Unknown clients are checked against a dummy hash, so timing does not reveal
                 // which client ids exist.
-                let against = hash.clone().unwrap_or_else(|| dummy_secret_hash().to_owned());
+                let against = hash
+                    .clone()
+                    .unwrap_or_else(|| dummy_secret_hash().to_owned());
                 let presented = secret.clone();
-                let verified = tokio::task::spawn_blocking(move || verify_secret(&presented, &against))
-                    .await
-                    .map_err(|e| OAuthError::from(anyhow::Error::new(e)))?;
+                let verified =
+                    tokio::task::spawn_blocking(move || verify_secret(&presented, &against))
+                        .await
+                        .map_err(|e| OAuthError::from(anyhow::Error::new(e)))?;
                 match (client, hash) {
                     (Some(client), Some(hash)) if verified => {
                         self.secrets.remember(&client.client_id, &hash, secret);
@@ -210,7 +223,8 @@ mod tests {
     #[test]
     fn two_methods_at_once_are_refused() {
         let header = format!("Basic {}", STANDARD.encode("a:b"));
-        let err = PresentedCredentials::extract(Some(&header), &params("client_secret=b")).unwrap_err();
+        let err =
+            PresentedCredentials::extract(Some(&header), &params("client_secret=b")).unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidRequest);
     }
 

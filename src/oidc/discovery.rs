@@ -8,7 +8,17 @@ use crate::routes;
 
 /// Claims this provider can release, besides the ID token's own.
 fn claims_supported() -> Vec<&'static str> {
-    let mut claims = vec!["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "azp"];
+    let mut claims = vec![
+        "sub",
+        "iss",
+        "aud",
+        "exp",
+        "iat",
+        "auth_time",
+        "nonce",
+        "at_hash",
+        "azp",
+    ];
     for scope in Scope::ALL {
         for claim in scope.claims() {
             if !claims.contains(claim) {

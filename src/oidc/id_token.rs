@@ -29,7 +29,11 @@ pub fn at_hash(access_token: &str) -> String {
 }
 
 impl Provider {
-    pub fn sign_id_token(&self, content: IdTokenContent<'_>, now: UnixTime) -> anyhow::Result<String> {
+    pub fn sign_id_token(
+        &self,
+        content: IdTokenContent<'_>,
+        now: UnixTime,
+    ) -> anyhow::Result<String> {
         let mut claims = match content.profile {
             Some(profile) => profile.claims(content.scope, &self.config.login),
             None => Map::new(),
@@ -37,12 +41,21 @@ impl Provider {
         let ttl = self.config.lifetimes.id_token.as_secs() as i64;
         claims.insert("iss".into(), Value::String(self.issuer().to_owned()));
         claims.insert("sub".into(), Value::String(content.sub.to_owned()));
-        claims.insert("aud".into(), Value::String(content.client.client_id.clone()));
-        claims.insert("azp".into(), Value::String(content.client.client_id.clone()));
+        claims.insert(
+            "aud".into(),
+            Value::String(content.client.client_id.clone()),
+        );
+        claims.insert(
+            "azp".into(),
+            Value::String(content.client.client_id.clone()),
+        );
         claims.insert("iat".into(), Value::from(now));
         claims.insert("exp".into(), Value::from(now + ttl));
         claims.insert("auth_time".into(), Value::from(content.auth_time));
-        claims.insert("at_hash".into(), Value::String(at_hash(content.access_token)));
+        claims.insert(
+            "at_hash".into(),
+            Value::String(at_hash(content.access_token)),
+        );
         if let Some(nonce) = content.nonce {
             claims.insert("nonce".into(), Value::String(nonce.to_owned()));
         }
@@ -57,6 +70,9 @@ mod tests {
     #[test]
     fn at_hash_matches_the_oidc_core_example() {
         // OIDC Core Appendix A.3 uses this access token with RS256.
-        assert_eq!(at_hash("jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y"), "77QmUPtjPfzWtF2AnpK9RQ");
+        assert_eq!(
+            at_hash("jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y"),
+            "77QmUPtjPfzWtF2AnpK9RQ"
+        );
     }
 }

@@ -19,7 +19,9 @@ impl Provider {
         let credentials = PresentedCredentials::extract(authorization, params)?;
         let client = self.authenticate_client(&credentials).await?;
         if let Some(repeated) = params.first_repeated() {
-            return Err(OAuthError::invalid_request(format!("parameter {repeated} is repeated")));
+            return Err(OAuthError::invalid_request(format!(
+                "parameter {repeated} is repeated"
+            )));
         }
         let token = params
             .get("token")
@@ -30,21 +32,41 @@ impl Provider {
     /// RFC 7009 §2.1: revoking a refresh token revokes its grant's access tokens too. An unknown
     /// or foreign token is answered like a revoked one (§2.2): 200, nothing said.
     #[tracing::instrument(skip_all)]
-    pub async fn revoke(&self, authorization: Option<&str>, params: &Params, now: UnixTime) -> Result<(), OAuthError> {
+    pub async fn revoke(
+        &self,
+        authorization: Option<&str>,
+        params: &Params,
+        now: UnixTime,
+    ) -> Result<(), OAuthError> {
         let (client, token) = self.authenticated_request(authorization, params).await?;
         let hash = sha256_hex(token);
-        if self.store.revoke_access_token(&hash, &client.client_id).await? {
+        if self
+            .store
+            .revoke_access_token(&hash, &client.client_id)
+            .await?
+        {
             return Ok(());
         }
-        if let Some(grant_id) = self.store.refresh_token_grant(&hash, &client.client_id).await? {
-            self.store.revoke_grant(&grant_id, self.grant_memory(now)).await?;
+        if let Some(grant_id) = self
+            .store
+            .refresh_token_grant(&hash, &client.client_id)
+            .await?
+        {
+            self.store
+                .revoke_grant(&grant_id, self.grant_memory(now))
+                .await?;
         }
         Ok(())
     }
 
     /// RFC 7662 §2.2: `{"active": false}` for anything that is not a live token of this client.
     #[tracing::instrument(skip_all)]
-    pub async fn introspect(&self, authorization: Option<&str>, params: &Params, now: UnixTime) -> Result<Value, OAuthError> {
+    pub async fn introspect(
+        &self,
+        authorization: Option<&str>,
+        params: &Params,
+        now: UnixTime,
+    ) -> Result<Value, OAuthError> {
         let (client, token) = self.authenticated_request(authorization, params).await?;
         let hash = sha256_hex(token);
         let inactive = json!({ "active": false });

@@ -30,7 +30,6 @@ pub mod profile;
 pub mod redirect;
 pub mod token;
 pub mod userinfo;
-pub mod wecom_shim;
 
 use std::sync::Arc;
 
@@ -41,7 +40,7 @@ use crate::config::Config;
 use crate::crypto::{new_secret_token, random_token, sha256_hex};
 use crate::keys::KeyManager;
 use crate::storage::{AuditEvent, Session, StorageError, Store};
-use crate::oidc::wecom_shim::WeComClient;
+use crate::wecom_api::WeComClient;
 pub use error::{ErrorCode, OAuthError};
 pub use params::Params;
 pub use redirect::{ClientRedirect, ResponseMode};

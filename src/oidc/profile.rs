@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use crate::config::LoginSettings;
 use crate::domain::{Scope, ScopeSet};
-use crate::oidc::wecom_shim::{Gender, Member, MemberDetail};
+use crate::wecom_api::{Gender, Member, MemberDetail};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserProfile {
@@ -57,7 +57,9 @@ impl UserProfile {
         now: i64,
     ) -> Self {
         let previous = previous.unwrap_or_default();
-        let pick = |from_detail: Option<&Option<String>>, from_member: &Option<String>, stored: Option<String>| {
+        let pick = |from_detail: Option<&Option<String>>,
+                    from_member: &Option<String>,
+                    stored: Option<String>| {
             from_detail
                 .and_then(|v| v.clone())
                 .or_else(|| from_member.clone())
@@ -69,7 +71,11 @@ impl UserProfile {
             position: member.position.clone(),
             departments: member.departments.clone(),
             email: pick(detail.map(|d| &d.email), &member.email, previous.email),
-            biz_mail: pick(detail.map(|d| &d.biz_mail), &member.biz_mail, previous.biz_mail),
+            biz_mail: pick(
+                detail.map(|d| &d.biz_mail),
+                &member.biz_mail,
+                previous.biz_mail,
+            ),
             mobile: pick(detail.map(|d| &d.mobile), &member.mobile, previous.mobile),
             avatar: pick(detail.map(|d| &d.avatar), &member.avatar, previous.avatar),
             gender: detail
@@ -120,7 +126,7 @@ impl UserProfile {
             .rsplit_once('@')
             .map(|(_, d)| d.to_ascii_lowercase())
             .unwrap_or_default();
-        settings.allowed_domains.iter().any(|d| *d == domain)
+        settings.allowed_domains.contains(&domain)
     }
 
     /// The claims `scopes` release (OIDC Core §5.4). Unknown values are omitted, never sent empty.
@@ -133,8 +139,17 @@ impl UserProfile {
             }
         };
         if scopes.contains(Scope::Profile) {
-            put("name", self.name.clone().filter(|n| !n.is_empty()).map(Value::String));
-            put("preferred_username", Some(Value::String(self.userid.clone())));
+            put(
+                "name",
+                self.name
+                    .clone()
+                    .filter(|n| !n.is_empty())
+                    .map(Value::String),
+            );
+            put(
+                "preferred_username",
+                Some(Value::String(self.userid.clone())),
+            );
             put("picture", self.avatar.clone().map(Value::String));
             put(
                 "gender",

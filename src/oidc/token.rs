@@ -6,7 +6,9 @@ use serde::Serialize;
 use crate::clock::UnixTime;
 use crate::crypto::{new_secret_token, sha256_hex};
 use crate::domain::{CodeChallenge, GrantType, RegisteredClient, Scope, ScopeSet};
-use crate::storage::{AccessTokenRecord, CodeRedemption, RefreshRotation, RefreshTokenRecord, StorageError};
+use crate::storage::{
+    AccessTokenRecord, CodeRedemption, RefreshRotation, RefreshTokenRecord, StorageError,
+};
 
 use super::client_auth::PresentedCredentials;
 use super::id_token::IdTokenContent;
@@ -42,7 +44,9 @@ pub enum TokenRequest {
 impl TokenRequest {
     pub fn parse(params: &Params) -> Result<Self, OAuthError> {
         if let Some(repeated) = params.first_repeated() {
-            return Err(OAuthError::invalid_request(format!("parameter {repeated} is repeated")));
+            return Err(OAuthError::invalid_request(format!(
+                "parameter {repeated} is repeated"
+            )));
         }
         let required = |name: &str| {
             params
@@ -101,16 +105,33 @@ impl Provider {
         if !client.allows_grant(request.grant_type()) {
             return Err(OAuthError::new(
                 ErrorCode::UnauthorizedClient,
-                format!("this client may not use grant_type {}", request.grant_type().as_str()),
+                format!(
+                    "this client may not use grant_type {}",
+                    request.grant_type().as_str()
+                ),
             ));
         }
         match request {
-            TokenRequest::AuthorizationCode { code, redirect_uri, code_verifier } => {
-                self.exchange_code(&client, &code, redirect_uri.as_deref(), code_verifier.as_deref(), now)
-                    .await
+            TokenRequest::AuthorizationCode {
+                code,
+                redirect_uri,
+                code_verifier,
+            } => {
+                self.exchange_code(
+                    &client,
+                    &code,
+                    redirect_uri.as_deref(),
+                    code_verifier.as_deref(),
+                    now,
+                )
+                .await
             }
-            TokenRequest::RefreshToken { refresh_token, scope } => {
-                self.refresh(&client, &refresh_token, scope.as_deref(), now).await
+            TokenRequest::RefreshToken {
+                refresh_token,
+                scope,
+            } => {
+                self.refresh(&client, &refresh_token, scope.as_deref(), now)
+                    .await
             }
         }
     }
@@ -133,33 +154,55 @@ impl Provider {
                 // RFC 6749 §4.1.2: a code used twice SHOULD revoke every token issued from it;
                 // someone else may hold it.
                 tracing::warn!(client_id = %client.client_id, "authorization code reused; revoking its grant");
-                self.store.revoke_grant(&grant_id, self.grant_memory(now)).await?;
-                self.audit(now, "token", "refused", None, Some(&client.client_id), Some("code_reused")).await;
-                return Err(OAuthError::invalid_grant("the authorization code has already been used"));
+                self.store
+                    .revoke_grant(&grant_id, self.grant_memory(now))
+                    .await?;
+                self.audit(
+                    now,
+                    "token",
+                    "refused",
+                    None,
+                    Some(&client.client_id),
+                    Some("code_reused"),
+                )
+                .await;
+                return Err(OAuthError::invalid_grant(
+                    "the authorization code has already been used",
+                ));
             }
             CodeRedemption::Unknown => {
-                return Err(OAuthError::invalid_grant("the authorization code is invalid"))
+                return Err(OAuthError::invalid_grant(
+                    "the authorization code is invalid",
+                ))
             }
         };
         let details = grant.details;
         if grant.expires_at <= now {
-            return Err(OAuthError::invalid_grant("the authorization code has expired"));
+            return Err(OAuthError::invalid_grant(
+                "the authorization code has expired",
+            ));
         }
         // RFC 6749 §4.1.3: redirect_uri is REQUIRED when the authorization request had one (it
         // always has here: OIDC Core §3.1.2.1) and must be identical.
         if redirect_uri != Some(details.redirect_uri.as_str()) {
             tracing::warn!(client_id = %client.client_id, "redirect_uri differs from the authorization request");
-            return Err(OAuthError::invalid_grant("redirect_uri does not match the authorization request"));
+            return Err(OAuthError::invalid_grant(
+                "redirect_uri does not match the authorization request",
+            ));
         }
         match (&details.code_challenge, code_verifier) {
             (Some(challenge), Some(verifier)) => {
                 if !CodeChallenge::from_stored(challenge.clone()).verify(verifier) {
                     tracing::warn!(client_id = %client.client_id, "PKCE verification failed");
-                    return Err(OAuthError::invalid_grant("code_verifier does not match the code_challenge"));
+                    return Err(OAuthError::invalid_grant(
+                        "code_verifier does not match the code_challenge",
+                    ));
                 }
             }
             (Some(_), None) => {
-                return Err(OAuthError::invalid_grant("code_verifier is required (PKCE)"))
+                return Err(OAuthError::invalid_grant(
+                    "code_verifier is required (PKCE)",
+                ))
             }
             // RFC 9700 §2.1.1: a verifier without a challenge is a PKCE downgrade attempt.
             (None, Some(_)) => {
@@ -201,9 +244,21 @@ impl Provider {
                 // RFC 9700 §4.14.2: a rotated refresh token used again means it leaked; the
                 // whole grant is revoked so that neither party keeps access.
                 tracing::warn!(client_id = %client.client_id, "refresh token reused; revoking its grant");
-                self.store.revoke_grant(&grant_id, self.grant_memory(now)).await?;
-                self.audit(now, "token", "refused", None, Some(&client.client_id), Some("refresh_token_reused")).await;
-                return Err(OAuthError::invalid_grant("the refresh token has already been used"));
+                self.store
+                    .revoke_grant(&grant_id, self.grant_memory(now))
+                    .await?;
+                self.audit(
+                    now,
+                    "token",
+                    "refused",
+                    None,
+                    Some(&client.client_id),
+                    Some("refresh_token_reused"),
+                )
+                .await;
+                return Err(OAuthError::invalid_grant(
+                    "the refresh token has already been used",
+                ));
             }
             RefreshRotation::Unknown => {
                 return Err(OAuthError::invalid_grant("the refresh token is invalid"))
@@ -219,7 +274,10 @@ impl Provider {
             Some(raw) => {
                 let (requested, unknown) = ScopeSet::parse(raw);
                 if !unknown.is_empty() || !requested.is_subset_of(&granted) {
-                    return Err(OAuthError::new(ErrorCode::InvalidScope, "scope exceeds the original grant"));
+                    return Err(OAuthError::new(
+                        ErrorCode::InvalidScope,
+                        "scope exceeds the original grant",
+                    ));
                 }
                 requested
             }

@@ -33,9 +33,19 @@ pub fn bearer_token(authorization: &str) -> Option<&str> {
 
 impl Provider {
     #[tracing::instrument(skip_all)]
-    pub async fn userinfo(&self, access_token: &str, now: UnixTime) -> Result<Map<String, Value>, UserinfoError> {
-        let Some(record) = self.store.find_access_token(&sha256_hex(access_token), now).await? else {
-            return Err(UserinfoError::InvalidToken("the access token is invalid, expired or revoked"));
+    pub async fn userinfo(
+        &self,
+        access_token: &str,
+        now: UnixTime,
+    ) -> Result<Map<String, Value>, UserinfoError> {
+        let Some(record) = self
+            .store
+            .find_access_token(&sha256_hex(access_token), now)
+            .await?
+        else {
+            return Err(UserinfoError::InvalidToken(
+                "the access token is invalid, expired or revoked",
+            ));
         };
         let scope = ScopeSet::parse(&record.scope).0;
         if !scope.contains(Scope::OpenId) {
@@ -43,7 +53,9 @@ impl Provider {
         }
         match self.store.get_user::<UserProfile>(&record.sub).await {
             Ok(profile) => Ok(profile.claims(&scope, &self.config.login)),
-            Err(StorageError::NotFound) => Err(UserinfoError::InvalidToken("the user no longer exists")),
+            Err(StorageError::NotFound) => {
+                Err(UserinfoError::InvalidToken("the user no longer exists"))
+            }
             Err(other) => Err(UserinfoError::Failed(OAuthError::from(other))),
         }
     }

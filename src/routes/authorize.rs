@@ -19,12 +19,21 @@ pub async fn authorize_get(req: HttpRequest, state: web::Data<AppState>) -> Http
     authorize(req, state, params, false).await
 }
 
-pub async fn authorize_post(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
+pub async fn authorize_post(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> HttpResponse {
     let params = Params::parse(&body);
     authorize(req, state, params, true).await
 }
 
-async fn authorize(req: HttpRequest, state: web::Data<AppState>, params: Params, after_post: bool) -> HttpResponse {
+async fn authorize(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    params: Params,
+    after_post: bool,
+) -> HttpResponse {
     let lang = lang_of(&req, params.get("ui_locales"));
     let session_cookie = cookie_value(&req, SESSION_COOKIE);
     let browser_cookie = cookie_value(&req, BROWSER_COOKIE);
@@ -34,10 +43,19 @@ async fn authorize(req: HttpRequest, state: web::Data<AppState>, params: Params,
         user_agent: header_str(&req, header::USER_AGENT),
         lang,
     };
-    match state.provider.authorize(&params, &browser, state.clock.now()).await {
+    match state
+        .provider
+        .authorize(&params, &browser, state.clock.now())
+        .await
+    {
         Ok(AuthorizeOutcome::ShowError(page)) => respond::page(&state.pages, &page, lang),
-        Ok(AuthorizeOutcome::Redirect(reply)) => respond::to_client(&state, &reply, after_post, Vec::new()),
-        Ok(AuthorizeOutcome::RedirectToWeCom { url, new_browser_cookie }) => {
+        Ok(AuthorizeOutcome::Redirect(reply)) => {
+            respond::to_client(&state, &reply, after_post, Vec::new())
+        }
+        Ok(AuthorizeOutcome::RedirectToWeCom {
+            url,
+            new_browser_cookie,
+        }) => {
             let mut builder = respond::redirect(&url, after_post);
             if let Some(value) = new_browser_cookie {
                 builder.cookie(respond::cookie(&state, BROWSER_COOKIE, value, None));
@@ -58,7 +76,10 @@ pub async fn wecom_callback(req: HttpRequest, state: web::Data<AppState>) -> Htt
         .await
     {
         Ok(CallbackOutcome::ShowError(page)) => respond::page(&state.pages, &page, lang),
-        Ok(CallbackOutcome::Redirect { redirect, session_cookie }) => {
+        Ok(CallbackOutcome::Redirect {
+            redirect,
+            session_cookie,
+        }) => {
             let max_age = state.provider.config.lifetimes.session.as_secs() as i64;
             let cookie = respond::cookie(&state, SESSION_COOKIE, session_cookie, Some(max_age));
             respond::to_client(&state, &redirect, false, vec![cookie])
@@ -72,15 +93,28 @@ pub async fn logout_get(req: HttpRequest, state: web::Data<AppState>) -> HttpRes
     logout(req, state, params, false).await
 }
 
-pub async fn logout_post(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
+pub async fn logout_post(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> HttpResponse {
     let params = Params::parse(&body);
     logout(req, state, params, true).await
 }
 
-async fn logout(req: HttpRequest, state: web::Data<AppState>, params: Params, after_post: bool) -> HttpResponse {
+async fn logout(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    params: Params,
+    after_post: bool,
+) -> HttpResponse {
     let lang = lang_of(&req, params.get("ui_locales"));
     let session_cookie = cookie_value(&req, SESSION_COOKIE);
-    match state.provider.logout(&params, session_cookie.as_deref(), state.clock.now()).await {
+    match state
+        .provider
+        .logout(&params, session_cookie.as_deref(), state.clock.now())
+        .await
+    {
         Ok(outcome) => {
             let signed_out = outcome.signed_out();
             let mut response = match outcome {

@@ -9,7 +9,9 @@ mod token;
 
 use std::sync::Arc;
 
-use actix_web::web;
+use actix_web::http::{header, Method};
+use actix_web::middleware::DefaultHeaders;
+use actix_web::{web, HttpResponse};
 
 use crate::clock::Clock;
 use crate::oidc::Provider;
@@ -37,40 +39,72 @@ pub struct AppState {
     pub secure_cookies: bool,
 }
 
+/// Browser-based clients (public, with PKCE) call these endpoints from their own origin. They take
+/// no cookies, so any origin may call them; the answer is what the token or credentials allow.
+fn cors() -> DefaultHeaders {
+    DefaultHeaders::new()
+        .add((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
+        .add((header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST, OPTIONS"))
+        .add((
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            "Authorization, Content-Type",
+        ))
+        .add((header::ACCESS_CONTROL_MAX_AGE, "86400"))
+}
+
+/// The answer to a CORS preflight; the headers come from `cors()`.
+async fn preflight() -> HttpResponse {
+    HttpResponse::NoContent().finish()
+}
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route(DISCOVERY_PATH, web::get().to(discovery::openid_configuration))
-        .route(JWKS_PATH, web::get().to(discovery::jwks))
-        .service(
-            web::resource(AUTHORIZE_PATH)
-                .route(web::get().to(authorize::authorize_get))
-                .route(web::post().to(authorize::authorize_post)),
-        )
-        .route(WECOM_CALLBACK_PATH, web::get().to(authorize::wecom_callback))
-        .service(
-            web::resource(TOKEN_PATH)
-                .route(web::post().to(token::token))
-                .default_service(web::to(respond::method_not_allowed)),
-        )
-        .service(
-            web::resource(USERINFO_PATH)
-                .route(web::get().to(token::userinfo_get))
-                .route(web::post().to(token::userinfo_post)),
-        )
-        .service(
-            web::resource(REVOKE_PATH)
-                .route(web::post().to(token::revoke))
-                .default_service(web::to(respond::method_not_allowed)),
-        )
-        .service(
-            web::resource(INTROSPECT_PATH)
-                .route(web::post().to(token::introspect))
-                .default_service(web::to(respond::method_not_allowed)),
-        )
-        .service(
-            web::resource(LOGOUT_PATH)
-                .route(web::get().to(authorize::logout_get))
-                .route(web::post().to(authorize::logout_post)),
-        );
+    cfg.route(
+        DISCOVERY_PATH,
+        web::get().to(discovery::openid_configuration),
+    )
+    .route(JWKS_PATH, web::get().to(discovery::jwks))
+    .service(
+        web::resource(AUTHORIZE_PATH)
+            .route(web::get().to(authorize::authorize_get))
+            .route(web::post().to(authorize::authorize_post)),
+    )
+    .route(
+        WECOM_CALLBACK_PATH,
+        web::get().to(authorize::wecom_callback),
+    )
+    .service(
+        web::resource(TOKEN_PATH)
+            .wrap(cors())
+            .route(web::post().to(token::token))
+            .route(web::method(Method::OPTIONS).to(preflight))
+            .default_service(web::to(respond::method_not_allowed)),
+    )
+    .service(
+        web::resource(USERINFO_PATH)
+            .wrap(cors())
+            .route(web::get().to(token::userinfo_get))
+            .route(web::post().to(token::userinfo_post))
+            .route(web::method(Method::OPTIONS).to(preflight)),
+    )
+    .service(
+        web::resource(REVOKE_PATH)
+            .wrap(cors())
+            .route(web::post().to(token::revoke))
+            .route(web::method(Method::OPTIONS).to(preflight))
+            .default_service(web::to(respond::method_not_allowed)),
+    )
+    .service(
+        web::resource(INTROSPECT_PATH)
+            .wrap(cors())
+            .route(web::post().to(token::introspect))
+            .route(web::method(Method::OPTIONS).to(preflight))
+            .default_service(web::to(respond::method_not_allowed)),
+    )
+    .service(
+        web::resource(LOGOUT_PATH)
+            .route(web::get().to(authorize::logout_get))
+            .route(web::post().to(authorize::logout_post)),
+    );
     health::configure(cfg);
 }
 

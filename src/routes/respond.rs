@@ -12,7 +12,9 @@ use crate::pages::{Lang, Page, PageKind, Pages};
 use crate::storage::StorageError;
 
 /// `Cache-Control: no-store` and `Pragma: no-cache`: RFC 6749 §5.1 for anything carrying tokens.
-pub fn no_store(builder: &mut actix_web::HttpResponseBuilder) -> &mut actix_web::HttpResponseBuilder {
+pub fn no_store(
+    builder: &mut actix_web::HttpResponseBuilder,
+) -> &mut actix_web::HttpResponseBuilder {
     builder
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::PRAGMA, "no-cache"))
@@ -30,7 +32,10 @@ pub fn oauth_error(err: &OAuthError) -> HttpResponse {
     let mut builder = HttpResponse::build(status);
     no_store(&mut builder);
     if err.code == ErrorCode::InvalidClient && err.used_basic_auth {
-        builder.insert_header((header::WWW_AUTHENTICATE, "Basic realm=\"wecom-oidc\", charset=\"UTF-8\""));
+        builder.insert_header((
+            header::WWW_AUTHENTICATE,
+            "Basic realm=\"wecom-oidc\", charset=\"UTF-8\"",
+        ));
     }
     builder.json(json!({ "error": err.code.as_str(), "error_description": err.description }))
 }
@@ -68,7 +73,11 @@ pub fn storage_failure_page(pages: &Pages, err: StorageError, lang: Lang) -> Htt
 
 /// A found-redirect (or 303 after a POST, so that the browser does not re-post).
 pub fn redirect(location: &str, after_post: bool) -> actix_web::HttpResponseBuilder {
-    let mut builder = HttpResponse::build(if after_post { StatusCode::SEE_OTHER } else { StatusCode::FOUND });
+    let mut builder = HttpResponse::build(if after_post {
+        StatusCode::SEE_OTHER
+    } else {
+        StatusCode::FOUND
+    });
     builder
         .insert_header((header::LOCATION, location))
         .insert_header((header::CACHE_CONTROL, "no-store"));
@@ -98,13 +107,20 @@ pub fn to_client(
     }
     match reply.mode {
         ResponseMode::Query => builder.finish(),
-        ResponseMode::FormPost => {
-            builder.body(state.pages.render_form_post(&reply.redirect_uri, &reply.params))
-        }
+        ResponseMode::FormPost => builder.body(
+            state
+                .pages
+                .render_form_post(&reply.redirect_uri, &reply.params),
+        ),
     }
 }
 
-pub fn cookie(state: &AppState, name: &'static str, value: String, max_age_secs: Option<i64>) -> Cookie<'static> {
+pub fn cookie(
+    state: &AppState,
+    name: &'static str,
+    value: String,
+    max_age_secs: Option<i64>,
+) -> Cookie<'static> {
     let mut cookie = Cookie::build(name, value)
         .path(state.cookie_path.clone())
         .http_only(true)
@@ -125,6 +141,8 @@ pub fn removal_cookie(state: &AppState, name: &'static str) -> Cookie<'static> {
     cookie
 }
 
-pub fn header_str<'r>(req: &'r HttpRequest, name: header::HeaderName) -> Option<&'r str> {
-    req.headers().get(name).and_then(|v: &HeaderValue| v.to_str().ok())
+pub fn header_str(req: &HttpRequest, name: header::HeaderName) -> Option<&str> {
+    req.headers()
+        .get(name)
+        .and_then(|v: &HeaderValue| v.to_str().ok())
 }

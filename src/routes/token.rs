@@ -12,7 +12,13 @@ use crate::oidc::{OAuthError, Params};
 /// RFC 6749 §3.2: the token endpoint takes `application/x-www-form-urlencoded` POST bodies.
 fn form_params(req: &HttpRequest, body: &web::Bytes) -> Result<Params, OAuthError> {
     let is_form = header_str(req, header::CONTENT_TYPE)
-        .map(|ct| ct.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+        .map(|ct| {
+            ct.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
         .unwrap_or(false);
     if !is_form {
         return Err(OAuthError::invalid_request(
@@ -28,20 +34,32 @@ pub async fn token(req: HttpRequest, state: web::Data<AppState>, body: web::Byte
         Err(err) => return respond::oauth_error(&err),
     };
     let authorization = header_str(&req, header::AUTHORIZATION);
-    match state.provider.token(authorization, &params, state.clock.now()).await {
+    match state
+        .provider
+        .token(authorization, &params, state.clock.now())
+        .await
+    {
         Ok(response) => no_store(&mut HttpResponse::Ok()).json(response),
         Err(err) => respond::oauth_error(&err),
     }
 }
 
-pub async fn revoke(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
+pub async fn revoke(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> HttpResponse {
     let params = match form_params(&req, &body) {
         Ok(params) => params,
         Err(err) => return respond::oauth_error(&err),
     };
     match state
         .provider
-        .revoke(header_str(&req, header::AUTHORIZATION), &params, state.clock.now())
+        .revoke(
+            header_str(&req, header::AUTHORIZATION),
+            &params,
+            state.clock.now(),
+        )
         .await
     {
         Ok(()) => no_store(&mut HttpResponse::Ok()).finish(),
@@ -49,14 +67,22 @@ pub async fn revoke(req: HttpRequest, state: web::Data<AppState>, body: web::Byt
     }
 }
 
-pub async fn introspect(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
+pub async fn introspect(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> HttpResponse {
     let params = match form_params(&req, &body) {
         Ok(params) => params,
         Err(err) => return respond::oauth_error(&err),
     };
     match state
         .provider
-        .introspect(header_str(&req, header::AUTHORIZATION), &params, state.clock.now())
+        .introspect(
+            header_str(&req, header::AUTHORIZATION),
+            &params,
+            state.clock.now(),
+        )
         .await
     {
         Ok(answer) => no_store(&mut HttpResponse::Ok()).json(answer),
@@ -65,14 +91,24 @@ pub async fn introspect(req: HttpRequest, state: web::Data<AppState>, body: web:
 }
 
 pub async fn userinfo_get(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let token = header_str(&req, header::AUTHORIZATION).and_then(bearer_token).map(str::to_owned);
+    let token = header_str(&req, header::AUTHORIZATION)
+        .and_then(bearer_token)
+        .map(str::to_owned);
     userinfo(state, token).await
 }
 
 /// RFC 6750 §2.2: a POST may carry the token in a form body instead of the header.
-pub async fn userinfo_post(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
-    let from_header = header_str(&req, header::AUTHORIZATION).and_then(bearer_token).map(str::to_owned);
-    let from_body = form_params(&req, &body).ok().and_then(|p| p.get("access_token").map(str::to_owned));
+pub async fn userinfo_post(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let from_header = header_str(&req, header::AUTHORIZATION)
+        .and_then(bearer_token)
+        .map(str::to_owned);
+    let from_body = form_params(&req, &body)
+        .ok()
+        .and_then(|p| p.get("access_token").map(str::to_owned));
     if from_header.is_some() && from_body.is_some() {
         // RFC 6750 §2: clients MUST NOT use more than one method.
         return bearer_error(400, "invalid_request", "send the access token once");
@@ -89,16 +125,21 @@ async fn userinfo(state: web::Data<AppState>, token: Option<String>) -> HttpResp
     };
     match state.provider.userinfo(&token, state.clock.now()).await {
         Ok(claims) => no_store(&mut HttpResponse::Ok()).json(claims),
-        Err(UserinfoError::InvalidToken(description)) => bearer_error(401, "invalid_token", description),
-        Err(UserinfoError::InsufficientScope) => {
-            bearer_error(403, "insufficient_scope", "the access token lacks the openid scope")
+        Err(UserinfoError::InvalidToken(description)) => {
+            bearer_error(401, "invalid_token", description)
         }
+        Err(UserinfoError::InsufficientScope) => bearer_error(
+            403,
+            "insufficient_scope",
+            "the access token lacks the openid scope",
+        ),
         Err(UserinfoError::Failed(err)) => respond::oauth_error(&err),
     }
 }
 
 fn bearer_error(status: u16, code: &str, description: &str) -> HttpResponse {
-    let status = actix_web::http::StatusCode::from_u16(status).unwrap_or(actix_web::http::StatusCode::UNAUTHORIZED);
+    let status = actix_web::http::StatusCode::from_u16(status)
+        .unwrap_or(actix_web::http::StatusCode::UNAUTHORIZED);
     no_store(&mut HttpResponse::build(status))
         .insert_header((
             header::WWW_AUTHENTICATE,

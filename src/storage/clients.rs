@@ -32,11 +32,13 @@ impl Store {
     }
 
     pub async fn get_client(&self, client_id: &str) -> StorageResult<RegisteredClient> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM clients WHERE client_id = $1"))
-            .bind(client_id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(StorageError::NotFound)?;
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM clients WHERE client_id = $1"
+        ))
+        .bind(client_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StorageError::NotFound)?;
         client_from_row(&row)
     }
 

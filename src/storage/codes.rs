@@ -19,7 +19,10 @@ pub enum CodeRedemption<D> {
     /// This call is the one redemption.
     Redeemed(CodeGrant<D>),
     /// The code was redeemed before: the grant it started must be revoked.
-    Reused { grant_id: String, client_id: String },
+    Reused {
+        grant_id: String,
+        client_id: String,
+    },
     Unknown,
 }
 

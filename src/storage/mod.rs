@@ -40,13 +40,25 @@ pub enum StorageError {
     Unexpected(#[from] anyhow::Error),
 }
 
+/// Postgres SQLSTATEs that mean "the database cannot serve now", not "this query is wrong":
+/// connection exceptions (08), insufficient resources (53), operator intervention such as a
+/// shutdown (57), and a database closed to connections (55000).
+fn is_unavailable_state(code: &str) -> bool {
+    code.starts_with("08") || code.starts_with("53") || code.starts_with("57") || code == "55000"
+}
+
 impl From<sqlx::Error> for StorageError {
     fn from(err: sqlx::Error) -> Self {
         match &err {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::Io(_)
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => StorageError::Unavailable(err.to_string()),
+            sqlx::Error::Database(db) if db.is_unique_violation() => StorageError::Conflict,
+            sqlx::Error::Database(db) if db.code().is_some_and(|c| is_unavailable_state(&c)) => {
                 StorageError::Unavailable(err.to_string())
             }
-            sqlx::Error::Database(db) if db.is_unique_violation() => StorageError::Conflict,
             _ => StorageError::Unexpected(anyhow::Error::new(err)),
         }
     }
@@ -82,13 +94,17 @@ impl Store {
         };
         let mut url = settings.url.expose_secret().to_owned();
         if backend == Backend::Sqlite && !url.contains("mode=") && !url.contains(":memory:") {
-            url.push_str(if url.contains('?') { "&mode=rwc" } else { "?mode=rwc" });
+            url.push_str(if url.contains('?') {
+                "&mode=rwc"
+            } else {
+                "?mode=rwc"
+            });
         }
         let options = AnyConnectOptions::from_str(&url).context("DATABASE_URL is not valid")?;
         let pool = AnyPoolOptions::new()
             .max_connections(settings.max_connections)
             .min_connections(0)
-            .acquire_timeout(Duration::from_secs(5))
+            .acquire_timeout(Duration::from_secs(3))
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
@@ -109,14 +125,28 @@ impl Store {
     }
 
     async fn migrate(&self) -> anyhow::Result<()> {
-        let migrator = match self.backend {
-            Backend::Postgres => &POSTGRES_MIGRATIONS,
-            Backend::Sqlite => &SQLITE_MIGRATIONS,
-        };
-        migrator
-            .run(&self.pool)
-            .await
-            .context("cannot apply database migrations")
+        match self.backend {
+            Backend::Postgres => POSTGRES_MIGRATIONS
+                .run(&self.pool)
+                .await
+                .context("cannot apply database migrations"),
+            Backend::Sqlite => {
+                // SQLite migrations take no lock: two processes starting on one new file both
+                // try to apply them, and the loser fails once the winner has committed. Running
+                // the migrator again then finds everything applied.
+                let mut attempt = 0;
+                loop {
+                    match SQLITE_MIGRATIONS.run(&self.pool).await {
+                        Ok(()) => return Ok(()),
+                        Err(err) if attempt < 2 => {
+                            attempt += 1;
+                            tracing::debug!(error = %err, "migration raced another process; retrying");
+                        }
+                        Err(err) => return Err(err).context("cannot apply database migrations"),
+                    }
+                }
+            }
+        }
     }
 
     pub fn backend(&self) -> Backend {

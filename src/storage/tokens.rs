@@ -32,7 +32,10 @@ pub enum RefreshRotation {
     /// This call is the one use of the token.
     Rotated(RefreshTokenRecord),
     /// The token was already rotated: someone replays it, so the grant must die (RFC 9700 §4.14.2).
-    Reused { grant_id: String, client_id: String },
+    Reused {
+        grant_id: String,
+        client_id: String,
+    },
     Unknown,
 }
 
@@ -212,12 +215,17 @@ impl Store {
     }
 
     /// Revokes one access token of `client_id`; another client's token is left alone (RFC 7009 §2.1).
-    pub async fn revoke_access_token(&self, token_hash: &str, client_id: &str) -> StorageResult<bool> {
-        let result = sqlx::query("DELETE FROM access_tokens WHERE token_hash = $1 AND client_id = $2")
-            .bind(token_hash)
-            .bind(client_id)
-            .execute(&self.pool)
-            .await?;
+    pub async fn revoke_access_token(
+        &self,
+        token_hash: &str,
+        client_id: &str,
+    ) -> StorageResult<bool> {
+        let result =
+            sqlx::query("DELETE FROM access_tokens WHERE token_hash = $1 AND client_id = $2")
+                .bind(token_hash)
+                .bind(client_id)
+                .execute(&self.pool)
+                .await?;
         Ok(result.rows_affected() > 0)
     }
 
@@ -228,11 +236,13 @@ impl Store {
         token_hash: &str,
         client_id: &str,
     ) -> StorageResult<Option<String>> {
-        let row = sqlx::query("SELECT grant_id FROM refresh_tokens WHERE token_hash = $1 AND client_id = $2")
-            .bind(token_hash)
-            .bind(client_id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            "SELECT grant_id FROM refresh_tokens WHERE token_hash = $1 AND client_id = $2",
+        )
+        .bind(token_hash)
+        .bind(client_id)
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(|row| column(&row, "grant_id")).transpose()
     }
 }

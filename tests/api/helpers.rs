@@ -34,19 +34,39 @@ pub struct TestDatabase {
 
 impl TestDatabase {
     pub async fn create() -> Self {
-        let name = format!("wecom_oidc_test_{}", random_token(8).to_ascii_lowercase().replace(['-', '_'], "x"));
-        match std::env::var("DATABASE_URL").ok().filter(|u| u.starts_with("postgres")) {
+        let name = format!(
+            "wecom_oidc_test_{}",
+            random_token(8)
+                .to_ascii_lowercase()
+                .replace(['-', '_'], "x")
+        );
+        match std::env::var("DATABASE_URL")
+            .ok()
+            .filter(|u| u.starts_with("postgres"))
+        {
             Some(server_url) => {
                 use sqlx::Connection;
-                let mut conn = sqlx::PgConnection::connect(&server_url).await.expect("Postgres from DATABASE_URL is reachable");
-                sqlx::Executor::execute(&mut conn, format!(r#"CREATE DATABASE "{name}""#).as_str()).await.expect("create test database");
+                let mut conn = sqlx::PgConnection::connect(&server_url)
+                    .await
+                    .expect("Postgres from DATABASE_URL is reachable");
+                sqlx::Executor::execute(&mut conn, format!(r#"CREATE DATABASE "{name}""#).as_str())
+                    .await
+                    .expect("create test database");
                 let mut url = Url::parse(&server_url).expect("DATABASE_URL is a URL");
                 url.set_path(&name);
-                TestDatabase { url: url.to_string(), postgres: Some((server_url, name)), owned: true }
+                TestDatabase {
+                    url: url.to_string(),
+                    postgres: Some((server_url, name)),
+                    owned: true,
+                }
             }
             None => {
                 let path = std::env::temp_dir().join(format!("{name}.db"));
-                TestDatabase { url: format!("sqlite://{}", path.display()), postgres: None, owned: true }
+                TestDatabase {
+                    url: format!("sqlite://{}", path.display()),
+                    postgres: None,
+                    owned: true,
+                }
             }
         }
     }
@@ -55,7 +75,11 @@ impl TestDatabase {
 impl TestDatabase {
     /// A handle on a database another `TestDatabase` owns and will clean up.
     pub fn borrowed(url: &str) -> Self {
-        TestDatabase { url: url.to_owned(), postgres: None, owned: false }
+        TestDatabase {
+            url: url.to_owned(),
+            postgres: None,
+            owned: false,
+        }
     }
 }
 
@@ -68,11 +92,21 @@ impl Drop for TestDatabase {
             Some((server_url, name)) => {
                 // Drop runs outside async; a short-lived runtime on its own thread does the work.
                 let _ = std::thread::spawn(move || {
-                    let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+                    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    else {
+                        return;
+                    };
                     rt.block_on(async move {
                         use sqlx::Connection;
                         if let Ok(mut conn) = sqlx::PgConnection::connect(&server_url).await {
-                            let _ = sqlx::Executor::execute(&mut conn, format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#).as_str()).await;
+                            let _ = sqlx::Executor::execute(
+                                &mut conn,
+                                format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#)
+                                    .as_str(),
+                            )
+                            .await;
                         }
                     });
                 })
@@ -99,7 +133,7 @@ pub struct TestApp {
     pub store: Store,
     pub simulator: Simulator,
     /// Held so that the database lives exactly as long as the application.
-    _db: TestDatabase,
+    db: TestDatabase,
 }
 
 /// A client registered for a test.
@@ -143,9 +177,19 @@ impl TestApp {
     }
 
     /// Starts the application with the issuer at `path_prefix` (`/sso`) on `db`.
-    pub async fn spawn_full(settings: &[(&str, &str)], path_prefix: &str, db: TestDatabase) -> TestApp {
-        let simulator = Simulator::start("127.0.0.1:0", Directory::sample()).await.expect("simulator starts");
-        let sim = simulator.base_url().to_string().trim_end_matches('/').to_owned();
+    pub async fn spawn_full(
+        settings: &[(&str, &str)],
+        path_prefix: &str,
+        db: TestDatabase,
+    ) -> TestApp {
+        let simulator = Simulator::start("127.0.0.1:0", Directory::sample())
+            .await
+            .expect("simulator starts");
+        let sim = simulator
+            .base_url()
+            .to_string()
+            .trim_end_matches('/')
+            .to_owned();
         let listener = TcpListener::bind("127.0.0.1:0").expect("free port");
         let port = listener.local_addr().expect("local address").port();
         let issuer = format!("http://127.0.0.1:{port}{path_prefix}");
@@ -169,9 +213,14 @@ impl TestApp {
         let config = Config::from_pairs(pairs).expect("test configuration is valid");
         let clock = ManualClock::default();
         let store = Store::connect(&config.database).await.expect("store");
-        let application = Application::build_with(config, Arc::new(clock.clone()), BuildOptions { workers: Some(2) }, listener)
-            .await
-            .expect("application builds");
+        let application = Application::build_with(
+            config,
+            Arc::new(clock.clone()),
+            BuildOptions { workers: Some(2) },
+            listener,
+        )
+        .await
+        .expect("application builds");
         tokio::spawn(application.run_until_stopped());
         TestApp {
             issuer,
@@ -181,13 +230,20 @@ impl TestApp {
             clock,
             store,
             simulator,
-            _db: db,
+            db,
         }
     }
 
     /// The same provider seen from another browser (no cookies, so no SSO session).
     pub fn with_fresh_browser(self) -> TestApp {
-        TestApp { browser: browser(), ..self }
+        TestApp {
+            browser: browser(),
+            ..self
+        }
+    }
+
+    pub fn database_url(&self) -> String {
+        self.db.url.clone()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -215,7 +271,10 @@ impl TestApp {
         TestClient {
             id: created["client_id"].as_str().expect("client_id").to_owned(),
             secret: created["client_secret"].as_str().map(str::to_owned),
-            redirect_uri: body["redirect_uris"][0].as_str().unwrap_or(RP_REDIRECT).to_owned(),
+            redirect_uri: body["redirect_uris"][0]
+                .as_str()
+                .unwrap_or(RP_REDIRECT)
+                .to_owned(),
         }
     }
 
@@ -236,14 +295,20 @@ impl TestApp {
             ("nonce", "rp-nonce-456"),
         ];
         defaults.retain(|(k, _)| !extra.iter().any(|(e, _)| e == k));
-        url.query_pairs_mut().extend_pairs(defaults).extend_pairs(extra.iter().filter(|(_, v)| !v.is_empty()));
+        url.query_pairs_mut()
+            .extend_pairs(defaults)
+            .extend_pairs(extra.iter().filter(|(_, v)| !v.is_empty()));
         url.to_string()
     }
 
     /// GET `url` in the browser and return the redirect target.
     pub async fn follow(&self, url: &str) -> String {
         let response = self.browser.get(url).send().await.expect("request");
-        assert!(response.status().is_redirection(), "expected a redirect from {url}, got {}", response.status());
+        assert!(
+            response.status().is_redirection(),
+            "expected a redirect from {url}, got {}",
+            response.status()
+        );
         location(&response)
     }
 
@@ -254,21 +319,44 @@ impl TestApp {
         let approve_path = format!("{}/approve", url.path());
         url.set_path(&approve_path);
         url.query_pairs_mut().extend_pairs(choice);
-        let response = self.http.get(url.as_str()).send().await.expect("simulator answers");
-        assert!(response.status().is_redirection(), "simulator did not redirect: {}", response.status());
+        let response = self
+            .http
+            .get(url.as_str())
+            .send()
+            .await
+            .expect("simulator answers");
+        assert!(
+            response.status().is_redirection(),
+            "simulator did not redirect: {}",
+            response.status()
+        );
         location(&response)
     }
 
     /// The whole browser round trip for `member` by QR login: authorize → WeCom → callback.
-    pub async fn sign_in(&self, client: &TestClient, member: &str, extra: &[(&str, &str)]) -> Callback {
+    /// With a live SSO session the provider answers at once, without WeCom.
+    pub async fn sign_in(
+        &self,
+        client: &TestClient,
+        member: &str,
+        extra: &[(&str, &str)],
+    ) -> Callback {
         let wecom = self.follow(&self.authorize_url(client, extra)).await;
+        if wecom.starts_with(&client.redirect_uri) {
+            return parse_callback(&wecom);
+        }
         let callback = self.wecom_approves(&wecom, &[("userid", member)]).await;
         let back = self.follow(&callback).await;
         parse_callback(&back)
     }
 
     /// Redeems a code as the test client (Basic auth when it has a secret).
-    pub async fn exchange(&self, client: &TestClient, code: &str, verifier: Option<&str>) -> reqwest::Response {
+    pub async fn exchange(
+        &self,
+        client: &TestClient,
+        code: &str,
+        verifier: Option<&str>,
+    ) -> reqwest::Response {
         let mut form = vec![
             ("grant_type", "authorization_code"),
             ("code", code),
@@ -280,18 +368,31 @@ impl TestApp {
         self.token_request(client, &form).await
     }
 
-    pub async fn token_request(&self, client: &TestClient, form: &[(&str, &str)]) -> reqwest::Response {
+    pub async fn token_request(
+        &self,
+        client: &TestClient,
+        form: &[(&str, &str)],
+    ) -> reqwest::Response {
         let mut request = self.http.post(self.url("/token"));
         let mut form = form.to_vec();
         match &client.secret {
             Some(secret) => request = request.basic_auth(&client.id, Some(secret)),
             None => form.push(("client_id", client.id.as_str())),
         }
-        request.form(&form).send().await.expect("token endpoint answers")
+        request
+            .form(&form)
+            .send()
+            .await
+            .expect("token endpoint answers")
     }
 
     pub async fn userinfo(&self, access_token: &str) -> reqwest::Response {
-        self.http.get(self.url("/userinfo")).bearer_auth(access_token).send().await.expect("userinfo answers")
+        self.http
+            .get(self.url("/userinfo"))
+            .bearer_auth(access_token)
+            .send()
+            .await
+            .expect("userinfo answers")
     }
 
     /// Audit rows, newest first.
@@ -317,7 +418,11 @@ pub fn location(response: &reqwest::Response) -> String {
 }
 
 pub fn query_param(url: &str, name: &str) -> Option<String> {
-    Url::parse(url).ok()?.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+    Url::parse(url)
+        .ok()?
+        .query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
 }
 
 pub fn parse_callback(url: &str) -> Callback {

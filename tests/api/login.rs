@@ -25,11 +25,23 @@ async fn qr_login_redirects_to_the_new_wecom_web_login() {
 
     let url = url::Url::parse(&wecom).unwrap();
     assert_eq!(url.path(), "/wwlogin/sso/login");
-    assert_eq!(query_param(&wecom, "login_type").as_deref(), Some("CorpApp"));
-    assert_eq!(query_param(&wecom, "appid").as_deref(), Some("wwsim0000000001"));
+    assert_eq!(
+        query_param(&wecom, "login_type").as_deref(),
+        Some("CorpApp")
+    );
+    assert_eq!(
+        query_param(&wecom, "appid").as_deref(),
+        Some("wwsim0000000001")
+    );
     assert_eq!(query_param(&wecom, "agentid").as_deref(), Some("1000002"));
-    assert_eq!(query_param(&wecom, "redirect_uri").unwrap(), app.url("/auth/wecom/callback"));
-    assert!(query_param(&wecom, "state").unwrap().len() >= 32, "an unguessable state");
+    assert_eq!(
+        query_param(&wecom, "redirect_uri").unwrap(),
+        app.url("/auth/wecom/callback")
+    );
+    assert!(
+        query_param(&wecom, "state").unwrap().len() >= 32,
+        "an unguessable state"
+    );
 }
 
 #[tokio::test]
@@ -37,13 +49,25 @@ async fn wecom_client_user_agent_goes_to_silent_in_client_oauth() {
     let app = TestApp::spawn().await;
     let client = app.confidential_client().await;
 
-    let response = app.browser.get(app.authorize_url(&client, &[])).header("User-Agent", WECOM_UA).send().await.unwrap();
+    let response = app
+        .browser
+        .get(app.authorize_url(&client, &[]))
+        .header("User-Agent", WECOM_UA)
+        .send()
+        .await
+        .unwrap();
 
     let wecom = location(&response);
     assert!(wecom.contains("/connect/oauth2/authorize?"), "{wecom}");
     assert!(wecom.ends_with("#wechat_redirect"), "{wecom}");
-    assert_eq!(query_param(&wecom, "scope").as_deref(), Some("snsapi_privateinfo"));
-    assert_eq!(query_param(&wecom, "response_type").as_deref(), Some("code"));
+    assert_eq!(
+        query_param(&wecom, "scope").as_deref(),
+        Some("snsapi_privateinfo")
+    );
+    assert_eq!(
+        query_param(&wecom, "response_type").as_deref(),
+        Some("code")
+    );
 }
 
 #[tokio::test]
@@ -51,15 +75,40 @@ async fn sensitive_fields_from_an_in_client_login_carry_over_to_later_qr_logins(
     let app = TestApp::spawn().await;
     let client = app.confidential_client().await;
     // First inside the WeCom client, with consent: the user_ticket brings the mailbox and phone.
-    let response = app.browser.get(app.authorize_url(&client, &[])).header("User-Agent", WECOM_UA).send().await.unwrap();
-    let callback = app.wecom_approves(&location(&response), &[("userid", "ZhangSan"), ("consent", "1")]).await;
-    parse_callback(&app.follow(&callback).await).code.expect("first login succeeds");
+    let response = app
+        .browser
+        .get(app.authorize_url(&client, &[]))
+        .header("User-Agent", WECOM_UA)
+        .send()
+        .await
+        .unwrap();
+    let callback = app
+        .wecom_approves(
+            &location(&response),
+            &[("userid", "ZhangSan"), ("consent", "1")],
+        )
+        .await;
+    parse_callback(&app.follow(&callback).await)
+        .code
+        .expect("first login succeeds");
 
     // Later by QR code in a fresh browser (no SSO session): no user_ticket this time.
     let later = app.with_fresh_browser();
-    let back = later.sign_in(&client, "ZhangSan", &[("prompt", "login")]).await;
-    let tokens: Value = later.exchange(&client, &back.code.unwrap(), None).await.json().await.unwrap();
-    let userinfo: Value = later.userinfo(tokens["access_token"].as_str().unwrap()).await.json().await.unwrap();
+    let back = later
+        .sign_in(&client, "ZhangSan", &[("prompt", "login")])
+        .await;
+    let tokens: Value = later
+        .exchange(&client, &back.code.unwrap(), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let userinfo: Value = later
+        .userinfo(tokens["access_token"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
 
     assert_eq!(userinfo["email"], "zhangsan@corp.example.com");
     assert_eq!(userinfo["email_verified"], true);
@@ -68,12 +117,17 @@ async fn sensitive_fields_from_an_in_client_login_carry_over_to_later_qr_logins(
 
 #[tokio::test]
 async fn refused_members_get_a_page_an_audit_row_and_no_code() {
-    let cases: [(&[(&str, &str)], &str, &str); 5] = [
-        (&[("openid", "oSimNonMember01")], "non_member", "只有本企业的成员"),
+    /// (what the person picks at WeCom, the audit reason, what the page says)
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+    let cases: [Case; 4] = [
+        (
+            &[("openid", "oSimNonMember01")],
+            "non_member",
+            "只有本企业的成员",
+        ),
         (&[("userid", "zhaoliu")], "member_disabled", "停用"),
         (&[("userid", "sunqi")], "member_left", "不在本企业"),
         (&[("userid", "zhouba")], "member_not_activated", "未激活"),
-        (&[("userid", "wujiu")], "wecom_user_get_errcode_60011", "可见范围"),
     ];
     for (choice, reason, text) in cases {
         let app = TestApp::spawn().await;
@@ -87,14 +141,59 @@ async fn refused_members_get_a_page_an_audit_row_and_no_code() {
         assert_eq!(response.headers()["x-frame-options"], "DENY");
         let page = response.text().await.unwrap();
         assert!(page.contains(text), "{reason}: page should say {text}");
-        assert!(page.contains("error=access_denied"), "{reason}: link back with access_denied");
-        assert!(page.contains("state=rp-state-123"), "{reason}: link back with state");
+        assert!(
+            page.contains("error=access_denied"),
+            "{reason}: link back with access_denied"
+        );
+        assert!(
+            page.contains("state=rp-state-123"),
+            "{reason}: link back with state"
+        );
         let audit = app.audit().await;
         assert_eq!(audit[0].outcome, "refused", "{reason}");
         assert_eq!(audit[0].reason.as_deref(), Some(reason));
         assert_eq!(audit[0].client_id.as_deref(), Some(client.id.as_str()));
-        assert!(!users_count(&app, "zhaoliu").await && !users_count(&app, "wujiu").await, "nothing stored");
+        assert!(
+            !users_count(&app, "zhaoliu").await && !users_count(&app, "wujiu").await,
+            "nothing stored"
+        );
     }
+}
+
+#[tokio::test]
+async fn a_member_outside_the_visible_range_is_refused_with_that_explanation() {
+    // WeCom stops such members at its QR page, but the silent in-client snsapi_base login lets
+    // them through: auth/getuserinfo answers their userid and only user/get refuses (60011).
+    let app = TestApp::spawn_with(&[("WECOM_IN_CLIENT_SCOPE", "snsapi_base")]).await;
+    let client = app.confidential_client().await;
+    let response = app
+        .browser
+        .get(app.authorize_url(&client, &[]))
+        .header("User-Agent", WECOM_UA)
+        .send()
+        .await
+        .unwrap();
+    let callback = app
+        .wecom_approves(&location(&response), &[("userid", "wujiu")])
+        .await;
+
+    let response = app
+        .browser
+        .get(&callback)
+        .header("User-Agent", WECOM_UA)
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), 403);
+    let page = response.text().await.unwrap();
+    assert!(page.contains("可见范围"), "{page}");
+    assert!(page.contains("error=access_denied"));
+    assert_eq!(
+        app.audit().await[0].reason.as_deref(),
+        Some("wecom_user_get_errcode_60011")
+    );
+    assert!(!users_count(&app, "wujiu").await);
 }
 
 #[tokio::test]
@@ -104,7 +203,16 @@ async fn page_language_follows_accept_language() {
     let wecom = start_login(&app, &client).await;
     let callback = app.wecom_approves(&wecom, &[("userid", "zhaoliu")]).await;
 
-    let page = app.browser.get(&callback).header("Accept-Language", "en-US,en;q=0.9").send().await.unwrap().text().await.unwrap();
+    let page = app
+        .browser
+        .get(&callback)
+        .header("Accept-Language", "en-US,en;q=0.9")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
 
     assert!(page.contains("Account disabled"), "{page}");
 }
@@ -112,9 +220,11 @@ async fn page_language_follows_accept_language() {
 #[tokio::test]
 async fn a_disallowed_mail_domain_is_refused_but_synthetic_addresses_pass() {
     // Agent 1000003 predates 2022-06-20, so user/get still returns lisi's personal address.
-    let app = TestApp::spawn_with(
-        &[("ALLOWED_DOMAINS", "corp.example.com"), ("WECOM_AGENT_ID", "1000003"), ("WECOM_CORP_SECRET", "sim-secret-1000003")],
-    )
+    let app = TestApp::spawn_with(&[
+        ("ALLOWED_DOMAINS", "corp.example.com"),
+        ("WECOM_AGENT_ID", "1000003"),
+        ("WECOM_CORP_SECRET", "sim-secret-1000003"),
+    ])
     .await;
     let client = app.confidential_client().await;
 
@@ -122,10 +232,16 @@ async fn a_disallowed_mail_domain_is_refused_but_synthetic_addresses_pass() {
     let callback = app.wecom_approves(&wecom, &[("userid", "lisi")]).await;
     let refused = app.browser.get(&callback).send().await.unwrap();
     assert_eq!(refused.status(), 403);
-    assert_eq!(app.audit().await[0].reason.as_deref(), Some("email_domain_not_allowed"));
+    assert_eq!(
+        app.audit().await[0].reason.as_deref(),
+        Some("email_domain_not_allowed")
+    );
 
     let wangwu = app.sign_in(&client, "wangwu", &[]).await;
-    assert!(wangwu.code.is_some(), "wangwu has no mailbox: the synthetic address bypasses ALLOWED_DOMAINS");
+    assert!(
+        wangwu.code.is_some(),
+        "wangwu has no mailbox: the synthetic address bypasses ALLOWED_DOMAINS"
+    );
 }
 
 #[tokio::test]
@@ -136,15 +252,29 @@ async fn forged_missing_and_replayed_state_never_issue_a_code() {
     let callback = app.wecom_approves(&wecom, &[("userid", "wangwu")]).await;
     let code = query_param(&callback, "code").unwrap();
 
-    let forged = app.browser.get(app.url(&format!("/auth/wecom/callback?code={code}&state=forged"))).send().await.unwrap();
+    let forged = app
+        .browser
+        .get(app.url(&format!("/auth/wecom/callback?code={code}&state=forged")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(forged.status(), 400);
-    let missing = app.browser.get(app.url(&format!("/auth/wecom/callback?code={code}"))).send().await.unwrap();
+    let missing = app
+        .browser
+        .get(app.url(&format!("/auth/wecom/callback?code={code}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(missing.status(), 400);
 
     let first = app.browser.get(&callback).send().await.unwrap();
     assert_eq!(first.status(), 302, "the real callback succeeds");
     let second = app.browser.get(&callback).send().await.unwrap();
-    assert_eq!(second.status(), 400, "a second delivery of the same callback issues nothing");
+    assert_eq!(
+        second.status(),
+        400,
+        "a second delivery of the same callback issues nothing"
+    );
     assert!(second.text().await.unwrap().contains("已经使用过或已过期"));
 }
 
@@ -157,11 +287,22 @@ async fn a_callback_in_another_browser_is_refused_and_consumes_the_state() {
 
     let victim = crate::helpers::browser();
     let response = victim.get(&callback).send().await.unwrap();
-    assert_eq!(response.status(), 400, "login CSRF: the state is bound to the browser that started it");
+    assert_eq!(
+        response.status(),
+        400,
+        "login CSRF: the state is bound to the browser that started it"
+    );
 
     let own = app.browser.get(&callback).send().await.unwrap();
     assert_eq!(own.status(), 400, "the state is gone after any failure");
-    assert_eq!(app.audit().await.iter().filter(|e| e.reason.as_deref() == Some("browser_mismatch")).count(), 1);
+    assert_eq!(
+        app.audit()
+            .await
+            .iter()
+            .filter(|e| e.reason.as_deref() == Some("browser_mismatch"))
+            .count(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -175,7 +316,10 @@ async fn an_expired_state_is_refused() {
     let response = app.browser.get(&callback).send().await.unwrap();
 
     assert_eq!(response.status(), 400);
-    assert_eq!(app.audit().await[0].reason.as_deref(), Some("state_expired"));
+    assert_eq!(
+        app.audit().await[0].reason.as_deref(),
+        Some("state_expired")
+    );
 }
 
 #[tokio::test]
@@ -199,40 +343,78 @@ async fn a_wecom_code_used_twice_is_refused_by_wecom_and_issues_nothing() {
     let app = TestApp::spawn().await;
     let client = app.confidential_client().await;
     let first_wecom = start_login(&app, &client).await;
-    let first_callback = app.wecom_approves(&first_wecom, &[("userid", "wangwu")]).await;
+    let first_callback = app
+        .wecom_approves(&first_wecom, &[("userid", "wangwu")])
+        .await;
     let second_wecom = start_login(&app, &client).await;
     let code = query_param(&first_callback, "code").unwrap();
     let second_state = query_param(&second_wecom, "state").unwrap();
-    assert_eq!(app.browser.get(&first_callback).send().await.unwrap().status(), 302);
+    assert_eq!(
+        app.browser
+            .get(&first_callback)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        302
+    );
 
-    let replay = app.url(&format!("/auth/wecom/callback?code={code}&state={second_state}"));
+    let replay = app.url(&format!(
+        "/auth/wecom/callback?code={code}&state={second_state}"
+    ));
     let response = app.browser.get(&replay).send().await.unwrap();
 
     assert_eq!(response.status(), 400);
-    assert_eq!(app.audit().await[0].reason.as_deref(), Some("wecom_getuserinfo_errcode_40029"));
+    assert_eq!(
+        app.audit().await[0].reason.as_deref(),
+        Some("wecom_getuserinfo_errcode_40029")
+    );
 }
 
 #[tokio::test]
 async fn wecom_faults_show_a_page_and_issue_nothing() {
     let faults = [
-        (FaultKind::HttpStatus(502), 502, "wecom_getuserinfo_unavailable"),
+        (
+            FaultKind::HttpStatus(502),
+            502,
+            "wecom_getuserinfo_unavailable",
+        ),
         (FaultKind::NonJson, 502, "wecom_getuserinfo_unavailable"),
-        (FaultKind::Errcode(60020), 502, "wecom_getuserinfo_errcode_60020"),
-        (FaultKind::Errcode(45009), 502, "wecom_getuserinfo_errcode_45009"),
-        (FaultKind::Delay(Duration::from_millis(2500)), 502, "wecom_getuserinfo_unavailable"),
+        (
+            FaultKind::Errcode(60020),
+            502,
+            "wecom_getuserinfo_errcode_60020",
+        ),
+        (
+            FaultKind::Errcode(45009),
+            502,
+            "wecom_getuserinfo_errcode_45009",
+        ),
+        (
+            FaultKind::Delay(Duration::from_millis(2500)),
+            502,
+            "wecom_getuserinfo_unavailable",
+        ),
     ];
     for (kind, status, reason) in faults {
         let app = TestApp::spawn_with(&[("WECOM_TIMEOUT_SECS", "1")]).await;
         let client = app.confidential_client().await;
         let wecom = start_login(&app, &client).await;
         let callback = app.wecom_approves(&wecom, &[("userid", "wangwu")]).await;
-        app.simulator.control().inject(Fault { path: "/cgi-bin/auth/getuserinfo".into(), kind, times: 10 });
+        app.simulator.control().inject(Fault {
+            path: "/cgi-bin/auth/getuserinfo".into(),
+            kind,
+            times: 10,
+        });
 
         let response = app.browser.get(&callback).send().await.unwrap();
 
         assert_eq!(response.status(), status, "{reason}");
         assert_eq!(app.audit().await[0].reason.as_deref(), Some(reason));
-        assert!(!users_count(&app, "wangwu").await, "{reason}: nothing stored");
+        assert!(
+            !users_count(&app, "wangwu").await,
+            "{reason}: nothing stored"
+        );
     }
 }
 
@@ -246,7 +428,11 @@ async fn wecom_unreachable_shows_a_page() {
     let response = app.browser.get(&callback).send().await.unwrap();
 
     assert_eq!(response.status(), 502);
-    assert!(response.text().await.unwrap().contains("暂时无法连接企业微信"));
+    assert!(response
+        .text()
+        .await
+        .unwrap()
+        .contains("暂时无法连接企业微信"));
 }
 
 #[tokio::test]
@@ -259,7 +445,8 @@ async fn twenty_concurrent_logins_on_a_cold_cache_make_one_gettoken_call() {
         callbacks.push(app.wecom_approves(&wecom, &[("userid", "wangwu")]).await);
     }
 
-    let responses = futures_util::future::join_all(callbacks.iter().map(|c| app.browser.get(c).send())).await;
+    let responses =
+        futures_util::future::join_all(callbacks.iter().map(|c| app.browser.get(c).send())).await;
 
     for response in responses {
         assert_eq!(response.unwrap().status(), 302);
@@ -275,11 +462,16 @@ async fn an_expired_corp_token_is_refetched_once_and_the_call_retried() {
     assert_eq!(app.simulator.control().calls("/cgi-bin/gettoken"), 1);
 
     // WeCom's clock passes the token's expiry; ours has not, so the cached token is sent: 42001.
-    app.simulator.control().advance_clock(Duration::from_secs(7300));
+    app.simulator
+        .control()
+        .advance_clock(Duration::from_secs(7300));
     let fresh = app.with_fresh_browser();
     let back = fresh.sign_in(&client, "wangwu", &[]).await;
 
-    assert!(back.code.is_some(), "the login succeeds after one refresh and retry");
+    assert!(
+        back.code.is_some(),
+        "the login succeeds after one refresh and retry"
+    );
     assert_eq!(fresh.simulator.control().calls("/cgi-bin/gettoken"), 2);
 }
 
@@ -287,14 +479,29 @@ async fn an_expired_corp_token_is_refetched_once_and_the_call_retried() {
 async fn unknown_client_or_redirect_uri_shows_a_page_and_never_redirects() {
     let app = TestApp::spawn().await;
     let client = app.confidential_client().await;
-    let evil = TestClient { redirect_uri: "https://evil.example/cb".into(), ..client.clone() };
-    let unknown = TestClient { id: "no-such-client".into(), ..client.clone() };
+    let evil = TestClient {
+        redirect_uri: "https://evil.example/cb".into(),
+        ..client.clone()
+    };
+    let unknown = TestClient {
+        id: "no-such-client".into(),
+        ..client.clone()
+    };
 
-    for (case, url) in [("redirect_uri", app.authorize_url(&evil, &[])), ("client_id", app.authorize_url(&unknown, &[]))] {
+    for (case, url) in [
+        ("redirect_uri", app.authorize_url(&evil, &[])),
+        ("client_id", app.authorize_url(&unknown, &[])),
+    ] {
         let response = app.browser.get(&url).send().await.unwrap();
         assert_eq!(response.status(), 400, "{case}");
-        assert!(response.headers().get("location").is_none(), "{case}: no redirect");
-        assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+        assert!(
+            response.headers().get("location").is_none(),
+            "{case}: no redirect"
+        );
+        assert!(response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"));
     }
     let _ = json!(null);
 }

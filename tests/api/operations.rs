@@ -12,11 +12,19 @@ use wecom_oidc::storage::Store;
 use crate::helpers::{TestApp, TestDatabase, ADMIN_TOKEN};
 
 fn admin(app: &TestApp, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-    app.http.request(method, app.url(path)).bearer_auth(ADMIN_TOKEN)
+    app.http
+        .request(method, app.url(path))
+        .bearer_auth(ADMIN_TOKEN)
 }
 
 async fn client_count(app: &TestApp) -> usize {
-    let list: Value = admin(app, reqwest::Method::GET, "/admin/clients").send().await.unwrap().json().await.unwrap();
+    let list: Value = admin(app, reqwest::Method::GET, "/admin/clients")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     list["clients"].as_array().unwrap().len()
 }
 
@@ -35,11 +43,26 @@ async fn admin_api_create_list_get_update_rotate_delete() {
     let secret = created["client_secret"].as_str().unwrap().to_owned();
     assert_eq!(created["token_endpoint_auth_method"], "client_secret_basic");
 
-    let list: Value = admin(&app, reqwest::Method::GET, "/admin/clients").send().await.unwrap().json().await.unwrap();
+    let list: Value = admin(&app, reqwest::Method::GET, "/admin/clients")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list["clients"][0]["client_id"], id.as_str());
-    assert!(list["clients"][0].get("client_secret").is_none(), "the secret is shown once");
+    assert!(
+        list["clients"][0].get("client_secret").is_none(),
+        "the secret is shown once"
+    );
 
-    let got: Value = admin(&app, reqwest::Method::GET, &format!("/admin/clients/{id}")).send().await.unwrap().json().await.unwrap();
+    let got: Value = admin(&app, reqwest::Method::GET, &format!("/admin/clients/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(got["client_name"], "grafana");
 
     let updated = admin(&app, reqwest::Method::PUT, &format!("/admin/clients/{id}"))
@@ -52,16 +75,42 @@ async fn admin_api_create_list_get_update_rotate_delete() {
     assert_eq!(updated["client_name"], "grafana-prod");
     assert_eq!(updated["id_token_profile_claims"], true);
 
-    let rotated: Value = admin(&app, reqwest::Method::POST, &format!("/admin/clients/{id}/secret")).send().await.unwrap().json().await.unwrap();
+    let rotated: Value = admin(
+        &app,
+        reqwest::Method::POST,
+        &format!("/admin/clients/{id}/secret"),
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
     let new_secret = rotated["client_secret"].as_str().unwrap();
     assert_ne!(new_secret, secret);
     let stored = app.store.get_client(&id).await.unwrap();
-    assert!(wecom_oidc::crypto::verify_secret(new_secret, stored.secret_hash.as_deref().unwrap()));
-    assert!(!wecom_oidc::crypto::verify_secret(&secret, stored.secret_hash.as_deref().unwrap()));
+    assert!(wecom_oidc::crypto::verify_secret(
+        new_secret,
+        stored.secret_hash.as_deref().unwrap()
+    ));
+    assert!(!wecom_oidc::crypto::verify_secret(
+        &secret,
+        stored.secret_hash.as_deref().unwrap()
+    ));
 
-    let deleted = admin(&app, reqwest::Method::DELETE, &format!("/admin/clients/{id}")).send().await.unwrap();
+    let deleted = admin(
+        &app,
+        reqwest::Method::DELETE,
+        &format!("/admin/clients/{id}"),
+    )
+    .send()
+    .await
+    .unwrap();
     assert_eq!(deleted.status(), 204);
-    let gone = admin(&app, reqwest::Method::GET, &format!("/admin/clients/{id}")).send().await.unwrap();
+    let gone = admin(&app, reqwest::Method::GET, &format!("/admin/clients/{id}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(gone.status(), 404);
 }
 
@@ -69,22 +118,82 @@ async fn admin_api_create_list_get_update_rotate_delete() {
 async fn bad_admin_input_gets_a_4xx_json_error_and_writes_nothing() {
     let app = TestApp::spawn().await;
     let cases: Vec<(&str, reqwest::RequestBuilder, u16)> = vec![
-        ("malformed JSON", admin(&app, reqwest::Method::POST, "/admin/clients").header("content-type", "application/json").body("{not json"), 400),
-        ("wrong type", admin(&app, reqwest::Method::POST, "/admin/clients").json(&json!({ "client_name": 5, "redirect_uris": [] })), 400),
-        ("fragment", admin(&app, reqwest::Method::POST, "/admin/clients").json(&json!({ "client_name": "a", "redirect_uris": ["https://a.example/cb#x"] })), 400),
-        ("wildcard", admin(&app, reqwest::Method::POST, "/admin/clients").json(&json!({ "client_name": "a", "redirect_uris": ["https://*.a.example/cb"] })), 400),
-        ("plain http", admin(&app, reqwest::Method::POST, "/admin/clients").json(&json!({ "client_name": "a", "redirect_uris": ["http://a.example/cb"] })), 400),
-        ("relative", admin(&app, reqwest::Method::POST, "/admin/clients").json(&json!({ "client_name": "a", "redirect_uris": ["/cb"] })), 400),
-        ("no token", app.http.post(app.url("/admin/clients")).json(&json!({ "client_name": "a", "redirect_uris": ["https://a.example/cb"] })), 401),
-        ("wrong token", app.http.post(app.url("/admin/clients")).bearer_auth("wrong-token-0123456789").json(&json!({ "client_name": "a", "redirect_uris": ["https://a.example/cb"] })), 401),
-        ("unknown client", admin(&app, reqwest::Method::PUT, "/admin/clients/nope").json(&json!({ "client_name": "a", "redirect_uris": ["https://a.example/cb"] })), 404),
-        ("unknown client rotate", admin(&app, reqwest::Method::POST, "/admin/clients/nope/secret"), 404),
+        (
+            "malformed JSON",
+            admin(&app, reqwest::Method::POST, "/admin/clients")
+                .header("content-type", "application/json")
+                .body("{not json"),
+            400,
+        ),
+        (
+            "wrong type",
+            admin(&app, reqwest::Method::POST, "/admin/clients")
+                .json(&json!({ "client_name": 5, "redirect_uris": [] })),
+            400,
+        ),
+        (
+            "fragment",
+            admin(&app, reqwest::Method::POST, "/admin/clients")
+                .json(&json!({ "client_name": "a", "redirect_uris": ["https://a.example/cb#x"] })),
+            400,
+        ),
+        (
+            "wildcard",
+            admin(&app, reqwest::Method::POST, "/admin/clients")
+                .json(&json!({ "client_name": "a", "redirect_uris": ["https://*.a.example/cb"] })),
+            400,
+        ),
+        (
+            "plain http",
+            admin(&app, reqwest::Method::POST, "/admin/clients")
+                .json(&json!({ "client_name": "a", "redirect_uris": ["http://a.example/cb"] })),
+            400,
+        ),
+        (
+            "relative",
+            admin(&app, reqwest::Method::POST, "/admin/clients")
+                .json(&json!({ "client_name": "a", "redirect_uris": ["/cb"] })),
+            400,
+        ),
+        (
+            "no token",
+            app.http
+                .post(app.url("/admin/clients"))
+                .json(&json!({ "client_name": "a", "redirect_uris": ["https://a.example/cb"] })),
+            401,
+        ),
+        (
+            "wrong token",
+            app.http
+                .post(app.url("/admin/clients"))
+                .bearer_auth("wrong-token-0123456789")
+                .json(&json!({ "client_name": "a", "redirect_uris": ["https://a.example/cb"] })),
+            401,
+        ),
+        (
+            "unknown client",
+            admin(&app, reqwest::Method::PUT, "/admin/clients/nope")
+                .json(&json!({ "client_name": "a", "redirect_uris": ["https://a.example/cb"] })),
+            404,
+        ),
+        (
+            "unknown client rotate",
+            admin(&app, reqwest::Method::POST, "/admin/clients/nope/secret"),
+            404,
+        ),
     ];
     for (case, request, status) in cases {
         let response = request.send().await.unwrap();
         assert_eq!(response.status().as_u16(), status, "{case}");
-        let body: Value = response.json().await.unwrap_or_else(|_| panic!("{case}: JSON body"));
-        assert!(body["error"].is_string() && body["error_description"].is_string() || body["error"] == "not_found", "{case}: {body}");
+        let body: Value = response
+            .json()
+            .await
+            .unwrap_or_else(|_| panic!("{case}: JSON body"));
+        assert!(
+            body["error"].is_string() && body["error_description"].is_string()
+                || body["error"] == "not_found",
+            "{case}: {body}"
+        );
     }
     assert_eq!(client_count(&app).await, 0, "nothing was written");
 }
@@ -93,11 +202,20 @@ async fn bad_admin_input_gets_a_4xx_json_error_and_writes_nothing() {
 async fn the_admin_api_refuses_everything_without_an_admin_token() {
     let app = TestApp::spawn_with(&[("ADMIN_TOKEN", "")]).await;
 
-    let response = app.http.get(app.url("/admin/clients")).bearer_auth("anything-at-all-long").send().await.unwrap();
+    let response = app
+        .http
+        .get(app.url("/admin/clients"))
+        .bearer_auth("anything-at-all-long")
+        .send()
+        .await
+        .unwrap();
 
     assert_eq!(response.status(), 403);
     let body: Value = response.json().await.unwrap();
-    assert!(body["error_description"].as_str().unwrap().contains("ADMIN_TOKEN"));
+    assert!(body["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("ADMIN_TOKEN"));
 }
 
 #[tokio::test]
@@ -106,13 +224,32 @@ async fn clients_and_keys_survive_a_restart() {
     let db_url = db.url.clone();
     let first = TestApp::spawn_full(&[], "", db).await;
     let client = first.confidential_client().await;
-    let jwks_before: Value = first.http.get(first.url("/jwks")).send().await.unwrap().json().await.unwrap();
+    let jwks_before: Value = first
+        .http
+        .get(first.url("/jwks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
 
     let second = TestApp::spawn_full(&[], "", shared(&db_url)).await;
 
-    let jwks_after: Value = second.http.get(second.url("/jwks")).send().await.unwrap().json().await.unwrap();
+    let jwks_after: Value = second
+        .http
+        .get(second.url("/jwks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(jwks_before, jwks_after);
-    assert_eq!(second.store.get_client(&client.id).await.unwrap().client_id, client.id);
+    assert_eq!(
+        second.store.get_client(&client.id).await.unwrap().client_id,
+        client.id
+    );
     drop(first);
 }
 
@@ -127,7 +264,9 @@ async fn key_rotation_keeps_the_old_key_in_the_jwks_and_signs_with_the_new_one()
     let config = Config::from_pairs([("DATABASE_URL", db.url.as_str())]).unwrap();
     let clock = ManualClock::default();
     let store = Store::connect(&config.database).await.unwrap();
-    let keys = KeyManager::load_or_create(store.clone(), &config, clock.now()).await.unwrap();
+    let keys = KeyManager::load_or_create(store.clone(), &config, clock.now())
+        .await
+        .unwrap();
     let old_kid = keys.current_kid();
 
     let new_kid = keys.rotate(clock.now()).await.unwrap();
@@ -135,8 +274,16 @@ async fn key_rotation_keeps_the_old_key_in_the_jwks_and_signs_with_the_new_one()
     assert_ne!(old_kid, new_kid);
     assert_eq!(keys.current_kid(), new_kid);
     let jwks: Value = serde_json::from_str(&keys.jwks()).unwrap();
-    let kids: Vec<&str> = jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
-    assert!(kids.contains(&old_kid.as_str()) && kids.contains(&new_kid.as_str()), "{kids:?}");
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    assert!(
+        kids.contains(&old_kid.as_str()) && kids.contains(&new_kid.as_str()),
+        "{kids:?}"
+    );
     // Once every ID token the old key signed has expired, it leaves the JWKS.
     clock.advance(config.lifetimes.id_token.as_secs() as i64 + 301);
     keys.reload(clock.now()).await.unwrap();
@@ -148,11 +295,17 @@ async fn key_rotation_keeps_the_old_key_in_the_jwks_and_signs_with_the_new_one()
 async fn two_replicas_starting_together_on_an_empty_database_share_one_key() {
     let db = TestDatabase::create().await;
     let config = Config::from_pairs([("DATABASE_URL", db.url.as_str())]).unwrap();
-    let (a, b) = tokio::join!(Store::connect(&config.database), Store::connect(&config.database));
+    let (a, b) = tokio::join!(
+        Store::connect(&config.database),
+        Store::connect(&config.database)
+    );
     let (a, b) = (a.unwrap(), b.unwrap());
     let now = ManualClock::default().now();
 
-    let (first, second) = tokio::join!(KeyManager::load_or_create(a.clone(), &config, now), KeyManager::load_or_create(b, &config, now));
+    let (first, second) = tokio::join!(
+        KeyManager::load_or_create(a.clone(), &config, now),
+        KeyManager::load_or_create(b, &config, now)
+    );
 
     assert_eq!(first.unwrap().current_kid(), second.unwrap().current_kid());
     assert_eq!(a.signing_keys().await.unwrap().len(), 1);
@@ -162,7 +315,15 @@ async fn two_replicas_starting_together_on_an_empty_database_share_one_key() {
 async fn every_route_works_under_an_issuer_path_prefix() {
     let app = TestApp::spawn_full(&[], "/sso", TestDatabase::create().await).await;
     assert!(app.issuer.ends_with("/sso"));
-    let doc: Value = app.http.get(app.url("/.well-known/openid-configuration")).send().await.unwrap().json().await.unwrap();
+    let doc: Value = app
+        .http
+        .get(app.url("/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(doc["issuer"], app.issuer.as_str());
     assert_eq!(doc["token_endpoint"], format!("{}/token", app.issuer));
     let client = app.confidential_client().await;
@@ -171,14 +332,31 @@ async fn every_route_works_under_an_issuer_path_prefix() {
 
     let wecom_redirect = app.simulator.control().calls("/cgi-bin/auth/getuserinfo");
     assert_eq!(wecom_redirect, 1);
-    assert_eq!(app.exchange(&client, &back.code.unwrap(), None).await.status(), 200);
-    let unprefixed = app.http.get(format!("http://127.0.0.1:{}/token", app.port)).send().await.unwrap();
+    assert_eq!(
+        app.exchange(&client, &back.code.unwrap(), None)
+            .await
+            .status(),
+        200
+    );
+    let unprefixed = app
+        .http
+        .get(format!("http://127.0.0.1:{}/token", app.port))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(unprefixed.status(), 404);
 }
 
 fn binary() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_wecom-oidc"));
-    for key in ["DATABASE_URL", "OIDC_ISSUER", "ADMIN_TOKEN", "WECOM_CORP_ID", "WECOM_CORP_SECRET", "WECOM_AGENT_ID"] {
+    for key in [
+        "DATABASE_URL",
+        "OIDC_ISSUER",
+        "ADMIN_TOKEN",
+        "WECOM_CORP_ID",
+        "WECOM_CORP_SECRET",
+        "WECOM_AGENT_ID",
+    ] {
         command.env_remove(key);
     }
     command
@@ -199,7 +377,10 @@ fn an_unreachable_database_at_start_up_is_a_clear_error_and_a_failing_exit() {
 
 #[test]
 fn an_invalid_setting_stops_the_program_naming_the_variable() {
-    let output = binary().env("LISTEN_ADDR", "not-an-address").output().unwrap();
+    let output = binary()
+        .env("LISTEN_ADDR", "not-an-address")
+        .output()
+        .unwrap();
 
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("LISTEN_ADDR"));
@@ -209,16 +390,122 @@ fn an_invalid_setting_stops_the_program_naming_the_variable() {
 async fn the_cli_creates_lists_and_deletes_clients() {
     let db = TestDatabase::create().await;
     let run = |args: &[&str]| {
-        let output = binary().args(args).env("DATABASE_URL", &db.url).output().unwrap();
-        assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        let output = binary()
+            .args(args)
+            .env("DATABASE_URL", &db.url)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         String::from_utf8_lossy(&output.stdout).into_owned()
     };
 
-    let created = run(&["client", "create", "--name", "grafana", "--redirect-uri", "https://grafana.example.com/login/generic_oauth"]);
-    let id = created.lines().find_map(|l| l.strip_prefix("client_id:")).unwrap().trim().to_owned();
+    let created = run(&[
+        "client",
+        "create",
+        "--name",
+        "grafana",
+        "--redirect-uri",
+        "https://grafana.example.com/login/generic_oauth",
+    ]);
+    let id = created
+        .lines()
+        .find_map(|l| l.strip_prefix("client_id:"))
+        .unwrap()
+        .trim()
+        .to_owned();
     assert!(created.contains("client_secret:"));
     assert!(run(&["client", "list"]).contains(&id));
     run(&["client", "rotate-secret", &id]);
     run(&["client", "delete", &id]);
     assert!(!run(&["client", "list"]).contains(&id));
+}
+
+/// Postgres only: the database goes away while the provider runs, then comes back.
+#[tokio::test]
+async fn a_database_outage_answers_503_and_recovers_without_a_restart() {
+    let Some(server) = std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|u| u.starts_with("postgres"))
+    else {
+        return; // an embedded SQLite file cannot go away underneath the process
+    };
+    let app = TestApp::spawn().await;
+    let client = app.confidential_client().await;
+    let name = url::Url::parse(&app.database_url())
+        .unwrap()
+        .path()
+        .trim_start_matches('/')
+        .to_owned();
+    let admin_sql = |sql: String| {
+        let server = server.clone();
+        async move {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&server).await.unwrap();
+            sqlx::Executor::execute(&mut conn, sql.as_str())
+                .await
+                .unwrap();
+        }
+    };
+
+    admin_sql(format!(
+        r#"ALTER DATABASE "{name}" ALLOW_CONNECTIONS false"#
+    ))
+    .await;
+    admin_sql(format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+    ))
+    .await;
+
+    assert_eq!(
+        app.http
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
+    let token = app
+        .token_request(
+            &client,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", "x"),
+                ("redirect_uri", &client.redirect_uri),
+            ],
+        )
+        .await;
+    assert_eq!(token.status(), 503);
+    let body: Value = token.json().await.unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable");
+    assert_eq!(
+        app.http
+            .get(app.url("/jwks"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200,
+        "JWKS needs no database"
+    );
+
+    admin_sql(format!(r#"ALTER DATABASE "{name}" ALLOW_CONNECTIONS true"#)).await;
+
+    assert_eq!(
+        app.http
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert!(
+        app.sign_in(&client, "wangwu", &[]).await.code.is_some(),
+        "sign-in works again"
+    );
 }

@@ -4,8 +4,8 @@
 
 use openidconnect::core::{CoreClient, CoreProviderMetadata, CoreResponseType, CoreUserInfoClaims};
 use openidconnect::{
-    AccessTokenHash, AuthenticationFlow, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce,
-    OAuth2TokenResponse, PkceCodeChallenge, RedirectUrl, Scope, TokenResponse,
+    AccessTokenHash, AuthenticationFlow, AuthorizationCode, ClientId, ClientSecret, CsrfToken,
+    IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge, RedirectUrl, Scope, TokenResponse,
 };
 use serde_json::json;
 
@@ -19,12 +19,17 @@ fn rp_http() -> openidconnect::reqwest::Client {
 }
 
 /// Signs `member` in through the relying party; `in_client` switches to the WeCom client's browser.
-async fn sign_in_as_relying_party(app: &TestApp, member: &str, in_client: bool) -> (serde_json::Value, CoreUserInfoClaims) {
+async fn sign_in_as_relying_party(
+    app: &TestApp,
+    member: &str,
+    in_client: bool,
+) -> (serde_json::Value, CoreUserInfoClaims) {
     let client_reg = app.confidential_client().await;
     let http = rp_http();
-    let metadata = CoreProviderMetadata::discover_async(IssuerUrl::new(app.issuer.clone()).unwrap(), &http)
-        .await
-        .expect("discovery");
+    let metadata =
+        CoreProviderMetadata::discover_async(IssuerUrl::new(app.issuer.clone()).unwrap(), &http)
+            .await
+            .expect("discovery");
     let client = CoreClient::from_provider_metadata(
         metadata,
         ClientId::new(client_reg.id.clone()),
@@ -33,7 +38,11 @@ async fn sign_in_as_relying_party(app: &TestApp, member: &str, in_client: bool) 
     .set_redirect_uri(RedirectUrl::new(client_reg.redirect_uri.clone()).unwrap());
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let (auth_url, csrf, nonce) = client
-        .authorize_url(AuthenticationFlow::<CoreResponseType>::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
+        .authorize_url(
+            AuthenticationFlow::<CoreResponseType>::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
         .add_scope(Scope::new("profile".into()))
         .add_scope(Scope::new("email".into()))
         .add_scope(Scope::new("phone".into()))
@@ -49,11 +58,23 @@ async fn sign_in_as_relying_party(app: &TestApp, member: &str, in_client: bool) 
     let response = request.send().await.unwrap();
     assert_eq!(response.status(), 302);
     let wecom = crate::helpers::location(&response);
-    let choice: Vec<(&str, &str)> = if in_client { vec![("userid", member), ("consent", "1")] } else { vec![("userid", member)] };
+    let choice: Vec<(&str, &str)> = if in_client {
+        vec![("userid", member), ("consent", "1")]
+    } else {
+        vec![("userid", member)]
+    };
     let callback = app.wecom_approves(&wecom, &choice).await;
     let back = parse_callback(&app.follow(&callback).await);
-    assert_eq!(back.state.as_deref(), Some(csrf.secret().as_str()), "state comes back unchanged");
-    assert_eq!(back.iss.as_deref(), Some(app.issuer.as_str()), "RFC 9207 iss");
+    assert_eq!(
+        back.state.as_deref(),
+        Some(csrf.secret().as_str()),
+        "state comes back unchanged"
+    );
+    assert_eq!(
+        back.iss.as_deref(),
+        Some(app.issuer.as_str()),
+        "RFC 9207 iss"
+    );
 
     let tokens = client
         .exchange_code(AuthorizationCode::new(back.code.expect("a code")))
@@ -64,7 +85,9 @@ async fn sign_in_as_relying_party(app: &TestApp, member: &str, in_client: bool) 
         .expect("code exchange");
     let id_token = tokens.id_token().expect("an ID token");
     let id_verifier = client.id_token_verifier();
-    let claims = id_token.claims(&id_verifier, &nonce).expect("ID token verifies");
+    let claims = id_token
+        .claims(&id_verifier, &nonce)
+        .expect("ID token verifies");
     let expected_hash = AccessTokenHash::from_token(
         tokens.access_token(),
         id_token.signing_alg().unwrap(),
@@ -96,7 +119,10 @@ async fn qr_login_yields_a_verified_id_token_and_userinfo() {
     // A QR login of an app created after 2022-06-20 never sees the mailbox: the synthetic one.
     assert_eq!(userinfo.email().unwrap().as_str(), "zhangsan@wecom.local");
     assert_eq!(userinfo.email_verified(), Some(false));
-    assert!(userinfo.phone_number().is_none(), "no phone without a user_ticket");
+    assert!(
+        userinfo.phone_number().is_none(),
+        "no phone without a user_ticket"
+    );
 }
 
 #[tokio::test]
@@ -105,8 +131,16 @@ async fn in_client_login_yields_the_sensitive_profile() {
 
     let (_, userinfo) = sign_in_as_relying_party(&app, "ZhangSan", true).await;
 
-    assert_eq!(userinfo.email().unwrap().as_str(), "zhangsan@corp.example.com", "biz_mail first");
-    assert_eq!(userinfo.email_verified(), Some(true), "biz_mail is verified");
+    assert_eq!(
+        userinfo.email().unwrap().as_str(),
+        "zhangsan@corp.example.com",
+        "biz_mail first"
+    );
+    assert_eq!(
+        userinfo.email_verified(),
+        Some(true),
+        "biz_mail is verified"
+    );
     assert_eq!(userinfo.phone_number().unwrap().as_str(), "+8613800138000");
     assert!(userinfo.picture().is_some());
     assert_eq!(userinfo.gender().unwrap().as_str(), "male");
@@ -118,8 +152,18 @@ async fn groups_are_department_paths_and_tags() {
     let client = app.confidential_client().await;
 
     let back = app.sign_in(&client, "ZhangSan", &[]).await;
-    let tokens: serde_json::Value = app.exchange(&client, &back.code.unwrap(), None).await.json().await.unwrap();
-    let userinfo: serde_json::Value = app.userinfo(tokens["access_token"].as_str().unwrap()).await.json().await.unwrap();
+    let tokens: serde_json::Value = app
+        .exchange(&client, &back.code.unwrap(), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let userinfo: serde_json::Value = app
+        .userinfo(tokens["access_token"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
 
     let groups = userinfo["groups"].as_array().expect("groups claim");
     assert!(groups.contains(&json!("总部/研发部/平台组")), "{groups:?}");

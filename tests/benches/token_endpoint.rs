@@ -32,7 +32,10 @@ const REDIRECT_URI: &str = "http://127.0.0.1:9/callback";
 const CONCURRENCY: usize = 32;
 
 fn env_count(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn free_port() -> u16 {
@@ -59,10 +62,14 @@ impl Process {
 
     /// User + system CPU seconds so far (/proc/PID/stat fields 14 and 15, in clock ticks).
     fn cpu_seconds(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
         let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
         let fields: Vec<&str> = after_name.split_whitespace().collect();
-        let ticks: f64 = [11, 12].iter().filter_map(|i| fields.get(*i)?.parse::<f64>().ok()).sum();
+        let ticks: f64 = [11, 12]
+            .iter()
+            .filter_map(|i| fields.get(*i)?.parse::<f64>().ok())
+            .sum();
         ticks / 100.0
     }
 
@@ -85,28 +92,54 @@ async fn wait_ready(http: &reqwest::Client, url: &str, started: Instant) -> Dura
                 return started.elapsed();
             }
         }
-        assert!(started.elapsed() < Duration::from_secs(30), "{url} never became ready");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{url} never became ready"
+        );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 
 /// A fresh database: a temp SQLite file, or a new database on the Postgres server.
 async fn fresh_database() -> (String, Option<(String, String)>) {
-    let name = format!("wecom_oidc_bench_{}", random_token(6).to_ascii_lowercase().replace(['-', '_'], "x"));
-    match std::env::var("DATABASE_URL").ok().filter(|u| u.starts_with("postgres")) {
+    let name = format!(
+        "wecom_oidc_bench_{}",
+        random_token(6)
+            .to_ascii_lowercase()
+            .replace(['-', '_'], "x")
+    );
+    match std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|u| u.starts_with("postgres"))
+    {
         Some(server) => {
             use sqlx::Connection;
-            let mut conn = sqlx::PgConnection::connect(&server).await.expect("Postgres reachable");
-            sqlx::Executor::execute(&mut conn, format!(r#"CREATE DATABASE "{name}""#).as_str()).await.expect("create database");
+            let mut conn = sqlx::PgConnection::connect(&server)
+                .await
+                .expect("Postgres reachable");
+            sqlx::Executor::execute(&mut conn, format!(r#"CREATE DATABASE "{name}""#).as_str())
+                .await
+                .expect("create database");
             let mut url = Url::parse(&server).expect("DATABASE_URL");
             url.set_path(&name);
             (url.to_string(), Some((server, name)))
         }
-        None => (format!("sqlite://{}", std::env::temp_dir().join(format!("{name}.db")).display()), None),
+        None => (
+            format!(
+                "sqlite://{}",
+                std::env::temp_dir().join(format!("{name}.db")).display()
+            ),
+            None,
+        ),
     }
 }
 
-fn start_provider(port: u16, database_url: &str, simulator: &str, secret_cache_secs: &str) -> Process {
+fn start_provider(
+    port: u16,
+    database_url: &str,
+    simulator: &str,
+    secret_cache_secs: &str,
+) -> Process {
     let child = Command::new(env!("CARGO_BIN_EXE_wecom-oidc"))
         .arg("serve")
         .env_clear()
@@ -130,12 +163,21 @@ fn start_provider(port: u16, database_url: &str, simulator: &str, secret_cache_s
 }
 
 fn location(response: &reqwest::Response) -> String {
-    response.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
+    response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// One complete login by a fresh browser; returns whether userinfo answered.
 async fn complete_login(issuer: &str, client_id: &str, secret: &str) -> bool {
-    let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).cookie_store(true).build().expect("client");
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .build()
+        .expect("client");
     let mut authorize = Url::parse(&format!("{issuer}/authorize")).expect("url");
     authorize.query_pairs_mut().extend_pairs([
         ("response_type", "code"),
@@ -145,28 +187,55 @@ async fn complete_login(issuer: &str, client_id: &str, secret: &str) -> bool {
         ("state", "s"),
         ("nonce", "n"),
     ]);
-    let Ok(response) = browser.get(authorize.as_str()).send().await else { return false };
-    let Ok(mut wecom) = Url::parse(&location(&response)) else { return false };
+    let Ok(response) = browser.get(authorize.as_str()).send().await else {
+        return false;
+    };
+    let Ok(mut wecom) = Url::parse(&location(&response)) else {
+        return false;
+    };
     let approve = format!("{}/approve", wecom.path());
     wecom.set_path(&approve);
     wecom.query_pairs_mut().append_pair("userid", "wangwu");
-    let Ok(response) = browser.get(wecom.as_str()).send().await else { return false };
-    let Ok(response) = browser.get(location(&response)).send().await else { return false };
-    let Some(code) = Url::parse(&location(&response)).ok().and_then(|u| u.query_pairs().find(|(k, _)| k == "code").map(|(_, v)| v.into_owned())) else {
+    let Ok(response) = browser.get(wecom.as_str()).send().await else {
+        return false;
+    };
+    let Ok(response) = browser.get(location(&response)).send().await else {
+        return false;
+    };
+    let Some(code) = Url::parse(&location(&response)).ok().and_then(|u| {
+        u.query_pairs()
+            .find(|(k, _)| k == "code")
+            .map(|(_, v)| v.into_owned())
+    }) else {
         return false;
     };
     let Ok(tokens) = browser
         .post(format!("{issuer}/token"))
         .basic_auth(client_id, Some(secret))
-        .form(&[("grant_type", "authorization_code"), ("code", code.as_str()), ("redirect_uri", REDIRECT_URI)])
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", REDIRECT_URI),
+        ])
         .send()
         .await
     else {
         return false;
     };
-    let Ok(tokens) = tokens.json::<Value>().await else { return false };
-    let access = tokens["access_token"].as_str().unwrap_or_default().to_owned();
-    browser.get(format!("{issuer}/userinfo")).bearer_auth(access).send().await.map(|r| r.status().is_success()).unwrap_or(false)
+    let Ok(tokens) = tokens.json::<Value>().await else {
+        return false;
+    };
+    let access = tokens["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    browser
+        .get(format!("{issuer}/userinfo"))
+        .bearer_auth(access)
+        .send()
+        .await
+        .map(|r| r.status().is_success())
+        .unwrap_or(false)
 }
 
 /// Runs `total` jobs with `CONCURRENCY` in flight; returns (successes, elapsed).
@@ -214,13 +283,25 @@ async fn mint_codes(store: &Store, client_id: &str, count: usize) -> Vec<String>
         auth_time: now,
         session_id: None,
     };
-    let chunks: Vec<Vec<String>> = codes.chunks(count.div_ceil(16).max(1)).map(|c| c.to_vec()).collect();
+    let chunks: Vec<Vec<String>> = codes
+        .chunks(count.div_ceil(16).max(1))
+        .map(|c| c.to_vec())
+        .collect();
     let mut tasks = Vec::new();
     for chunk in chunks {
         let (store, client_id, details) = (store.clone(), client_id.to_owned(), details.clone());
         tasks.push(tokio::spawn(async move {
             for code in chunk {
-                store.insert_code(&sha256_hex(&code), &random_token(16), &client_id, &details, now + 3600).await.expect("insert code");
+                store
+                    .insert_code(
+                        &sha256_hex(&code),
+                        &random_token(16),
+                        &client_id,
+                        &details,
+                        now + 3600,
+                    )
+                    .await
+                    .expect("insert code");
             }
         }));
     }
@@ -241,19 +322,42 @@ async fn register(http: &reqwest::Client, issuer: &str) -> (String, String) {
         .json()
         .await
         .expect("JSON");
-    (created["client_id"].as_str().unwrap_or_default().to_owned(), created["client_secret"].as_str().unwrap_or_default().to_owned())
+    (
+        created["client_id"].as_str().unwrap_or_default().to_owned(),
+        created["client_secret"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    )
 }
 
-async fn token_throughput(issuer: &str, store: &Store, client: &(String, String), count: usize) -> (usize, Duration) {
+async fn token_throughput(
+    issuer: &str,
+    store: &Store,
+    client: &(String, String),
+    count: usize,
+) -> (usize, Duration) {
     let codes = Arc::new(mint_codes(store, &client.0, count).await);
-    let http = reqwest::Client::builder().pool_max_idle_per_host(CONCURRENCY).build().expect("client");
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(CONCURRENCY)
+        .build()
+        .expect("client");
     let (issuer, client) = (issuer.to_owned(), client.clone());
     drive(count, move |i| {
-        let (http, codes, issuer, client) = (http.clone(), Arc::clone(&codes), issuer.clone(), client.clone());
+        let (http, codes, issuer, client) = (
+            http.clone(),
+            Arc::clone(&codes),
+            issuer.clone(),
+            client.clone(),
+        );
         async move {
             http.post(format!("{issuer}/token"))
                 .basic_auth(&client.0, Some(&client.1))
-                .form(&[("grant_type", "authorization_code"), ("code", codes[i].as_str()), ("redirect_uri", REDIRECT_URI)])
+                .form(&[
+                    ("grant_type", "authorization_code"),
+                    ("code", codes[i].as_str()),
+                    ("redirect_uri", REDIRECT_URI),
+                ])
                 .send()
                 .await
                 .map(|r| r.status().is_success())
@@ -266,8 +370,15 @@ async fn token_throughput(issuer: &str, store: &Store, client: &(String, String)
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let (database_url, postgres) = fresh_database().await;
-    let store_kind = if postgres.is_some() { "Postgres" } else { "SQLite" };
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let store_kind = if postgres.is_some() {
+        "Postgres"
+    } else {
+        "SQLite"
+    };
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
     let sim_port = free_port();
     let simulator_url = format!("http://127.0.0.1:{sim_port}");
     let _simulator = Process(
@@ -278,19 +389,39 @@ async fn main() {
             .spawn()
             .expect("simulator starts"),
     );
-    wait_ready(&http, &format!("{simulator_url}/cgi-bin/gettoken"), Instant::now()).await;
+    wait_ready(
+        &http,
+        &format!("{simulator_url}/cgi-bin/gettoken"),
+        Instant::now(),
+    )
+    .await;
     let config = Config::from_pairs([("DATABASE_URL", database_url.as_str())]).expect("config");
 
-    println!("wecom-oidc benchmark on {store_kind}, {} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    println!(
+        "wecom-oidc benchmark on {store_kind}, {} cores",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
     let logins = env_count("BENCH_LOGINS", 400);
     let codes = env_count("BENCH_CODES", 20_000);
-    for (label, cache_secs, count) in [("with the verified-secret cache", "600", codes), ("without it (argon2 on every request)", "0", (codes / 50).max(50))] {
+    for (label, cache_secs, count) in [
+        ("with the verified-secret cache", "600", codes),
+        (
+            "without it (argon2 on every request)",
+            "0",
+            (codes / 50).max(50),
+        ),
+    ] {
         let port = free_port();
         let issuer = format!("http://127.0.0.1:{port}");
         let started = Instant::now();
         let provider = start_provider(port, &database_url, &simulator_url, cache_secs);
         let ready = wait_ready(&http, &format!("{issuer}/readyz"), started).await;
-        println!("\n[{label}]\n  ready after               {:>8.1} ms", ready.as_secs_f64() * 1000.0);
+        println!(
+            "\n[{label}]\n  ready after               {:>8.1} ms",
+            ready.as_secs_f64() * 1000.0
+        );
         let store = Store::connect(&config.database).await.expect("store");
         let client = register(&http, &issuer).await;
 
@@ -303,21 +434,38 @@ async fn main() {
             })
             .await;
             let cpu_before = provider.cpu_seconds();
-            let (client_id, secret, login_issuer) = (client.0.clone(), client.1.clone(), issuer.clone());
+            let (client_id, secret, login_issuer) =
+                (client.0.clone(), client.1.clone(), issuer.clone());
             let (ok, elapsed) = drive(logins, move |_| {
-                let (issuer, client_id, secret) = (login_issuer.clone(), client_id.clone(), secret.clone());
+                let (issuer, client_id, secret) =
+                    (login_issuer.clone(), client_id.clone(), secret.clone());
                 async move { complete_login(&issuer, &client_id, &secret).await }
             })
             .await;
             let cpu = provider.cpu_seconds() - cpu_before;
-            println!("  complete logins           {ok:>8} of {logins} in {:.2} s", elapsed.as_secs_f64());
-            println!("  provider CPU per login    {:>8.3} ms", cpu * 1000.0 / ok.max(1) as f64);
+            println!(
+                "  complete logins           {ok:>8} of {logins} in {:.2} s",
+                elapsed.as_secs_f64()
+            );
+            println!(
+                "  provider CPU per login    {:>8.3} ms",
+                cpu * 1000.0 / ok.max(1) as f64
+            );
         }
 
         let (ok, elapsed) = token_throughput(&issuer, &store, &client, count).await;
-        println!("  code exchanges            {ok:>8} of {count} in {:.2} s", elapsed.as_secs_f64());
-        println!("  token endpoint            {:>8.0} exchanges/s", ok as f64 / elapsed.as_secs_f64());
-        println!("  provider peak memory      {:>8.1} MiB", provider.peak_rss_mib());
+        println!(
+            "  code exchanges            {ok:>8} of {count} in {:.2} s",
+            elapsed.as_secs_f64()
+        );
+        println!(
+            "  token endpoint            {:>8.0} exchanges/s",
+            ok as f64 / elapsed.as_secs_f64()
+        );
+        println!(
+            "  provider peak memory      {:>8.1} MiB",
+            provider.peak_rss_mib()
+        );
         store.close().await;
     }
 
@@ -325,7 +473,11 @@ async fn main() {
         Some((server, name)) => {
             use sqlx::Connection;
             if let Ok(mut conn) = sqlx::PgConnection::connect(&server).await {
-                let _ = sqlx::Executor::execute(&mut conn, format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#).as_str()).await;
+                let _ = sqlx::Executor::execute(
+                    &mut conn,
+                    format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#).as_str(),
+                )
+                .await;
             }
         }
         None => {

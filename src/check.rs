@@ -1,0 +1,121 @@
+//! `wecom-oidc check`: calls WeCom with the configured credentials and explains, in plain words and
+//! with the fix, whatever is wrong — the checks a platform team needs before the first sign-in.
+
+use std::io::Write;
+
+use crate::config::Config;
+use crate::wecom_api::{MemberStatus, WeComClient, WeComError};
+
+/// One line of the report.
+fn report(out: &mut impl Write, ok: bool, what: &str, detail: &str) -> std::io::Result<()> {
+    let mark = if ok { "ok  " } else { "FAIL" };
+    writeln!(out, "[{mark}] {what}")?;
+    for line in detail.lines().filter(|l| !l.is_empty()) {
+        writeln!(out, "       {line}")?;
+    }
+    Ok(())
+}
+
+fn explain(err: &WeComError) -> String {
+    format!("{err}\n{}", err.admin_explanation())
+}
+
+/// Runs every check; `Ok(true)` when all passed.
+pub async fn run(
+    config: &Config,
+    userid: Option<&str>,
+    out: &mut impl Write,
+) -> anyhow::Result<bool> {
+    let settings = &config.wecom;
+    let Some(credentials) = &settings.credentials else {
+        report(
+            out,
+            false,
+            "WeCom credentials",
+            "WECOM_CORP_ID, WECOM_CORP_SECRET and WECOM_AGENT_ID are not set.\n\
+             Find them in the WeCom admin console: 我的企业 (CorpID) and 应用管理 → your app (AgentId, Secret).",
+        )?;
+        return Ok(false);
+    };
+    let callback_host = settings
+        .redirect_url
+        .host_str()
+        .map(|host| match settings.redirect_url.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        })
+        .unwrap_or_default();
+    report(
+        out,
+        true,
+        "configuration",
+        &format!(
+            "corp id {}, agent id {}, callback {}\n\
+             In the app's settings, 企业微信授权登录 → 设置授权回调域 and 网页授权及JS-SDK → 可信域名 must both be exactly: {callback_host}",
+            credentials.corp_id, credentials.agent_id, settings.redirect_url
+        ),
+    )?;
+
+    let client = WeComClient::new(settings, credentials).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut all_ok = true;
+    match client.check_credentials().await {
+        Ok(()) => report(out, true, "gettoken: corp id and secret are accepted", "")?,
+        Err(err) => {
+            report(out, false, "gettoken", &explain(&err))?;
+            return Ok(false);
+        }
+    }
+    match client.departments().await {
+        Ok(departments) => report(
+            out,
+            true,
+            &format!(
+                "department/list: the app sees {} departments",
+                departments.len()
+            ),
+            "",
+        )?,
+        Err(err) => {
+            all_ok = false;
+            report(out, false, "department/list", &explain(&err))?;
+        }
+    }
+    if let Some(userid) = userid {
+        match client.member(userid).await {
+            Ok(member) => {
+                let (ok, state) = match member.status {
+                    MemberStatus::Active => (true, "active"),
+                    MemberStatus::Disabled => {
+                        (false, "disabled by an administrator: cannot sign in")
+                    }
+                    MemberStatus::NotActivated => (
+                        false,
+                        "not activated yet: must log in to the WeCom app once",
+                    ),
+                    MemberStatus::Left => (false, "has left the corporation: cannot sign in"),
+                    MemberStatus::Other(_) => (false, "in an unknown state"),
+                };
+                all_ok &= ok;
+                report(
+                    out,
+                    ok,
+                    &format!(
+                        "user/get {userid}: {} is {state}",
+                        member.name.as_deref().unwrap_or(userid)
+                    ),
+                    if member.email.is_none() && member.biz_mail.is_none() {
+                        "WeCom returned no email for this member (normal for apps created after 2022-06-20: \
+                         email arrives after one sign-in inside the WeCom client with consent)."
+                    } else {
+                        ""
+                    },
+                )?;
+            }
+            Err(err) => {
+                all_ok = false;
+                report(out, false, &format!("user/get {userid}"), &explain(&err))?;
+            }
+        }
+    }
+    Ok(all_ok)
+}

@@ -1,0 +1,131 @@
+//! `wecom-oidc client …`: the registry from the command line, without curl.
+
+use std::io::Write;
+
+use clap::Subcommand;
+
+use super::{create_client, rotate_secret};
+use crate::clock::UnixTime;
+use crate::domain::{AuthMethod, ClientRegistration, GrantType};
+use crate::storage::Store;
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Register a client and print its id and secret (the secret is shown once).
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Repeat for several.
+        #[arg(long = "redirect-uri", required = true)]
+        redirect_uris: Vec<String>,
+        #[arg(long = "post-logout-redirect-uri")]
+        post_logout_redirect_uris: Vec<String>,
+        /// client_secret_basic (default), client_secret_post, or none for a public client.
+        #[arg(long = "auth-method", value_parser = parse_auth_method)]
+        auth_method: Option<AuthMethod>,
+        /// authorization_code, refresh_token (default both).
+        #[arg(long = "grant-type", value_parser = parse_grant_type)]
+        grant_types: Vec<GrantType>,
+        /// The scopes the client may ask for (space separated); every scope when omitted.
+        #[arg(long)]
+        scope: Option<String>,
+        #[arg(long)]
+        require_pkce: bool,
+        /// Put the profile claims into the ID token too (Grafana, Argo CD).
+        #[arg(long)]
+        id_token_profile_claims: bool,
+        #[arg(long)]
+        always_issue_refresh_token: bool,
+    },
+    /// List the registered clients.
+    List,
+    /// Remove a client and every code and token issued to it.
+    Delete { client_id: String },
+    /// Make a new secret for a confidential client and print it.
+    RotateSecret { client_id: String },
+}
+
+fn parse_auth_method(raw: &str) -> Result<AuthMethod, String> {
+    serde_json::from_value(serde_json::Value::String(raw.to_owned()))
+        .map_err(|_| "expected client_secret_basic, client_secret_post or none".to_owned())
+}
+
+fn parse_grant_type(raw: &str) -> Result<GrantType, String> {
+    serde_json::from_value(serde_json::Value::String(raw.to_owned()))
+        .map_err(|_| "expected authorization_code or refresh_token".to_owned())
+}
+
+pub async fn run(
+    store: &Store,
+    now: UnixTime,
+    command: ClientCommand,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    match command {
+        ClientCommand::Create {
+            name,
+            redirect_uris,
+            post_logout_redirect_uris,
+            auth_method,
+            grant_types,
+            scope,
+            require_pkce,
+            id_token_profile_claims,
+            always_issue_refresh_token,
+        } => {
+            let registration = ClientRegistration {
+                client_name: name,
+                redirect_uris,
+                post_logout_redirect_uris,
+                token_endpoint_auth_method: auth_method,
+                grant_types: (!grant_types.is_empty()).then_some(grant_types),
+                response_types: None,
+                scope,
+                require_pkce: Some(require_pkce),
+                id_token_profile_claims: Some(id_token_profile_claims),
+                always_issue_refresh_token: Some(always_issue_refresh_token),
+            };
+            let created = create_client(store, registration, now).await?;
+            writeln!(out, "client_id: {}", created.client.client_id)?;
+            match created.client_secret {
+                Some(secret) => {
+                    writeln!(out, "client_secret: {secret}")?;
+                    writeln!(
+                        out,
+                        "(the secret is shown only now; `client rotate-secret` makes a new one)"
+                    )?;
+                }
+                None => writeln!(out, "(public client: no secret; it must use PKCE)")?,
+            }
+        }
+        ClientCommand::List => {
+            let clients = store.list_clients().await?;
+            if clients.is_empty() {
+                writeln!(out, "no clients registered")?;
+            }
+            for client in clients {
+                writeln!(
+                    out,
+                    "{}  {}  {}  {}",
+                    client.client_id,
+                    client.metadata.client_name,
+                    client.metadata.token_endpoint_auth_method.as_str(),
+                    client.metadata.redirect_uris.join(" ")
+                )?;
+            }
+        }
+        ClientCommand::Delete { client_id } => {
+            store
+                .delete_client(&client_id)
+                .await
+                .map_err(super::RegistryError::from)?;
+            writeln!(out, "deleted {client_id}")?;
+        }
+        ClientCommand::RotateSecret { client_id } => {
+            let secret = rotate_secret(store, &client_id, now).await?;
+            writeln!(out, "client_id: {client_id}")?;
+            writeln!(out, "client_secret: {secret}")?;
+        }
+    }
+    Ok(())
+}

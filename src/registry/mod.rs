@@ -1,0 +1,155 @@
+//! The client registry: registering, updating, rotating and removing relying parties. Shared by
+//! the admin HTTP API (`http`) and the command line (`cli`); nothing here knows about either.
+
+pub mod cli;
+pub mod http;
+
+use serde_json::{json, Value};
+
+use crate::clock::UnixTime;
+use crate::crypto::{hash_secret, new_secret_token, random_token};
+use crate::domain::client::MetadataError;
+use crate::domain::{ClientRegistration, RegisteredClient};
+use crate::storage::{StorageError, Store};
+
+/// A client as registered, with its secret when one was just made (shown once, never stored).
+#[derive(Debug)]
+pub struct CreatedClient {
+    pub client: RegisteredClient,
+    pub client_secret: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// RFC 7591 §3.2.2 `invalid_redirect_uri` / `invalid_client_metadata`.
+    #[error("{}: {}", .0.error, .0.description)]
+    Invalid(MetadataError),
+    #[error("no client with that client_id")]
+    NotFound,
+    #[error("public clients have no secret to rotate")]
+    PublicClient,
+    #[error("database unavailable")]
+    Unavailable,
+    #[error(transparent)]
+    Unexpected(anyhow::Error),
+}
+
+impl From<StorageError> for RegistryError {
+    fn from(err: StorageError) -> Self {
+        match err {
+            StorageError::NotFound => RegistryError::NotFound,
+            StorageError::Unavailable(_) => RegistryError::Unavailable,
+            StorageError::Conflict => {
+                RegistryError::Unexpected(anyhow::anyhow!("client_id collision"))
+            }
+            StorageError::Unexpected(e) => RegistryError::Unexpected(e),
+        }
+    }
+}
+
+/// A new secret and its argon2id hash; hashing is slow, so it runs on the blocking pool.
+async fn new_secret() -> Result<(String, String), RegistryError> {
+    let secret = new_secret_token();
+    let to_hash = secret.clone();
+    let hash = tokio::task::spawn_blocking(move || hash_secret(&to_hash))
+        .await
+        .map_err(|e| RegistryError::Unexpected(e.into()))?
+        .map_err(|e| RegistryError::Unexpected(anyhow::anyhow!("hashing the secret: {e}")))?;
+    Ok((secret, hash))
+}
+
+pub async fn create_client(
+    store: &Store,
+    registration: ClientRegistration,
+    now: UnixTime,
+) -> Result<CreatedClient, RegistryError> {
+    let metadata = registration
+        .into_metadata()
+        .map_err(RegistryError::Invalid)?;
+    let (client_secret, secret_hash) = if metadata.token_endpoint_auth_method.is_confidential() {
+        let (secret, hash) = new_secret().await?;
+        (Some(secret), Some(hash))
+    } else {
+        (None, None)
+    };
+    let client = RegisteredClient {
+        client_id: random_token(16),
+        secret_hash,
+        metadata,
+        created_at: now,
+        updated_at: now,
+    };
+    store.insert_client(&client).await?;
+    Ok(CreatedClient {
+        client,
+        client_secret,
+    })
+}
+
+/// Replaces the metadata. A client that becomes confidential gets a new secret (returned); one
+/// that becomes public loses its secret; otherwise the secret is kept.
+pub async fn update_client(
+    store: &Store,
+    client_id: &str,
+    registration: ClientRegistration,
+    now: UnixTime,
+) -> Result<CreatedClient, RegistryError> {
+    let current = store.get_client(client_id).await?;
+    let metadata = registration
+        .into_metadata()
+        .map_err(RegistryError::Invalid)?;
+    let was_confidential = current
+        .metadata
+        .token_endpoint_auth_method
+        .is_confidential();
+    let is_confidential = metadata.token_endpoint_auth_method.is_confidential();
+    let (client_secret, secret_change) = match (was_confidential, is_confidential) {
+        (false, true) => {
+            let (secret, hash) = new_secret().await?;
+            (Some(secret), Some(Some(hash)))
+        }
+        (true, false) => (None, Some(None)),
+        _ => (None, None),
+    };
+    store
+        .update_client(client_id, &metadata, secret_change.clone(), now)
+        .await?;
+    Ok(CreatedClient {
+        client: RegisteredClient {
+            metadata,
+            secret_hash: secret_change.unwrap_or(current.secret_hash),
+            updated_at: now,
+            ..current
+        },
+        client_secret,
+    })
+}
+
+pub async fn rotate_secret(
+    store: &Store,
+    client_id: &str,
+    now: UnixTime,
+) -> Result<String, RegistryError> {
+    let client = store.get_client(client_id).await?;
+    if !client.metadata.token_endpoint_auth_method.is_confidential() {
+        return Err(RegistryError::PublicClient);
+    }
+    let (secret, hash) = new_secret().await?;
+    store.set_client_secret(client_id, &hash, now).await?;
+    Ok(secret)
+}
+
+/// The RFC 7591 §3.2.1 client information response; `client_secret` only when just made.
+pub fn client_document(client: &RegisteredClient, secret: Option<&str>) -> Value {
+    let mut doc = serde_json::to_value(&client.metadata).unwrap_or_else(|_| json!({}));
+    doc["client_id"] = json!(client.client_id);
+    doc["client_id_issued_at"] = json!(client.created_at);
+    if client.metadata.token_endpoint_auth_method.is_confidential() {
+        // 0: the secret does not expire (RFC 7591 §3.2.1).
+        doc["client_secret_expires_at"] = json!(0);
+    }
+    if let Some(secret) = secret {
+        doc["client_secret"] = json!(secret);
+    }
+    doc
+}
