@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use actix_web::http::{header, StatusCode};
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
@@ -46,16 +46,85 @@ fn ok(status: StatusCode, body: serde_json::Value) -> HttpResponse {
         .json(body)
 }
 
+/// Why an admin call was refused; each answers a JSON error.
+#[derive(Debug, thiserror::Error)]
+enum AdminError {
+    #[error("the admin API is disabled; set ADMIN_TOKEN to enable it")]
+    Disabled,
+    #[error("send Authorization: Bearer <ADMIN_TOKEN>")]
+    Unauthorized,
+    #[error("send the client metadata as application/json")]
+    NotJson,
+    #[error("the body is not valid client metadata: {0}")]
+    BadMetadata(String),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
+
+impl From<crate::storage::StorageError> for AdminError {
+    fn from(err: crate::storage::StorageError) -> Self {
+        AdminError::Registry(err.into())
+    }
+}
+
+impl ResponseError for AdminError {
+    fn error_response(&self) -> HttpResponse {
+        let description = self.to_string();
+        match self {
+            AdminError::Disabled => {
+                json_error(StatusCode::FORBIDDEN, "admin_api_disabled", &description)
+            }
+            AdminError::Unauthorized => {
+                let mut response =
+                    json_error(StatusCode::UNAUTHORIZED, "invalid_token", &description);
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Bearer realm=\"wecom-oidc-admin\""),
+                );
+                response
+            }
+            AdminError::NotJson => json_error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "invalid_request",
+                &description,
+            ),
+            AdminError::BadMetadata(_) => json_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_client_metadata",
+                &description,
+            ),
+            AdminError::Registry(RegistryError::Invalid(invalid)) => {
+                json_error(StatusCode::BAD_REQUEST, invalid.error, &invalid.description)
+            }
+            AdminError::Registry(RegistryError::NotFound) => {
+                json_error(StatusCode::NOT_FOUND, "not_found", &description)
+            }
+            AdminError::Registry(RegistryError::PublicClient) => json_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "this is a public client (token_endpoint_auth_method none); it has no secret",
+            ),
+            AdminError::Registry(RegistryError::Unavailable) => json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "the database is unavailable; try again shortly",
+            ),
+            AdminError::Registry(RegistryError::Unexpected(err)) => {
+                tracing::error!(error = %format!("{err:#}"), "admin API failure");
+                json_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "internal error",
+                )
+            }
+        }
+    }
+}
+
 /// Checked before anything else, the body included. Digests are compared so that neither the
 /// token nor its length leaks through timing.
-fn authorize(req: &HttpRequest, context: &AdminContext) -> Result<(), HttpResponse> {
-    let Some(expected) = &context.admin_token else {
-        return Err(json_error(
-            StatusCode::FORBIDDEN,
-            "admin_api_disabled",
-            "the admin API is disabled; set ADMIN_TOKEN to enable it",
-        ));
-    };
+fn authorize(req: &HttpRequest, context: &AdminContext) -> Result<(), AdminError> {
+    let expected = context.admin_token.as_ref().ok_or(AdminError::Disabled)?;
     let presented = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -70,21 +139,12 @@ fn authorize(req: &HttpRequest, context: &AdminContext) -> Result<(), HttpRespon
     if valid {
         Ok(())
     } else {
-        let mut response = json_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_token",
-            "send Authorization: Bearer <ADMIN_TOKEN>",
-        );
-        response.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            header::HeaderValue::from_static("Bearer realm=\"wecom-oidc-admin\""),
-        );
-        Err(response)
+        Err(AdminError::Unauthorized)
     }
 }
 
 /// Parses the body ourselves so that every failure gets the same JSON error shape.
-fn parse_registration(req: &HttpRequest, body: &[u8]) -> Result<ClientRegistration, HttpResponse> {
+fn parse_registration(req: &HttpRequest, body: &[u8]) -> Result<ClientRegistration, AdminError> {
     let is_json = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -97,101 +157,45 @@ fn parse_registration(req: &HttpRequest, body: &[u8]) -> Result<ClientRegistrati
                 .eq_ignore_ascii_case("application/json")
         });
     if !is_json {
-        return Err(json_error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "invalid_request",
-            "send the client metadata as application/json",
-        ));
+        return Err(AdminError::NotJson);
     }
-    serde_json::from_slice(body).map_err(|e| {
-        json_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_client_metadata",
-            &format!("the body is not valid client metadata: {e}"),
-        )
-    })
+    serde_json::from_slice(body).map_err(|e| AdminError::BadMetadata(e.to_string()))
 }
 
-fn registry_error(err: RegistryError) -> HttpResponse {
-    match err {
-        RegistryError::Invalid(invalid) => {
-            json_error(StatusCode::BAD_REQUEST, invalid.error, &invalid.description)
-        }
-        RegistryError::NotFound => json_error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "no client with that client_id",
-        ),
-        RegistryError::PublicClient => json_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "this is a public client (token_endpoint_auth_method none); it has no secret",
-        ),
-        RegistryError::Unavailable => json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "temporarily_unavailable",
-            "the database is unavailable; try again shortly",
-        ),
-        RegistryError::Unexpected(err) => {
-            tracing::error!(error = %format!("{err:#}"), "admin API failure");
-            json_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "internal error",
-            )
-        }
-    }
-}
+type AdminResult = Result<HttpResponse, AdminError>;
 
-async fn list(req: HttpRequest, context: web::Data<AdminContext>) -> HttpResponse {
-    if let Err(denied) = authorize(&req, &context) {
-        return denied;
-    }
-    match context.store.list_clients().await {
-        Ok(clients) => ok(
-            StatusCode::OK,
-            json!({ "clients": clients.iter().map(|c| client_document(c, None)).collect::<Vec<_>>() }),
-        ),
-        Err(err) => registry_error(err.into()),
-    }
+async fn list(req: HttpRequest, context: web::Data<AdminContext>) -> AdminResult {
+    authorize(&req, &context)?;
+    let clients = context.store.list_clients().await?;
+    Ok(ok(
+        StatusCode::OK,
+        json!({ "clients": clients.iter().map(|c| client_document(c, None)).collect::<Vec<_>>() }),
+    ))
 }
 
 async fn create(
     req: HttpRequest,
     context: web::Data<AdminContext>,
     body: web::Bytes,
-) -> HttpResponse {
-    if let Err(denied) = authorize(&req, &context) {
-        return denied;
-    }
-    let registration = match parse_registration(&req, &body) {
-        Ok(registration) => registration,
-        Err(response) => return response,
-    };
-    match super::create_client(&context.store, registration, context.clock.now()).await {
-        Ok(created) => {
-            tracing::info!(client_id = %created.client.client_id, "client registered");
-            ok(
-                StatusCode::CREATED,
-                client_document(&created.client, created.client_secret.as_deref()),
-            )
-        }
-        Err(err) => registry_error(err),
-    }
+) -> AdminResult {
+    authorize(&req, &context)?;
+    let registration = parse_registration(&req, &body)?;
+    let created = super::create_client(&context.store, registration, context.clock.now()).await?;
+    tracing::info!(client_id = %created.client.client_id, "client registered");
+    Ok(ok(
+        StatusCode::CREATED,
+        client_document(&created.client, created.client_secret.as_deref()),
+    ))
 }
 
 async fn get(
     req: HttpRequest,
     context: web::Data<AdminContext>,
     path: web::Path<String>,
-) -> HttpResponse {
-    if let Err(denied) = authorize(&req, &context) {
-        return denied;
-    }
-    match context.store.get_client(&path).await {
-        Ok(client) => ok(StatusCode::OK, client_document(&client, None)),
-        Err(err) => registry_error(err.into()),
-    }
+) -> AdminResult {
+    authorize(&req, &context)?;
+    let client = context.store.get_client(&path).await?;
+    Ok(ok(StatusCode::OK, client_document(&client, None)))
 }
 
 async fn update(
@@ -199,53 +203,37 @@ async fn update(
     context: web::Data<AdminContext>,
     path: web::Path<String>,
     body: web::Bytes,
-) -> HttpResponse {
-    if let Err(denied) = authorize(&req, &context) {
-        return denied;
-    }
-    let registration = match parse_registration(&req, &body) {
-        Ok(registration) => registration,
-        Err(response) => return response,
-    };
-    match super::update_client(&context.store, &path, registration, context.clock.now()).await {
-        Ok(updated) => ok(
-            StatusCode::OK,
-            client_document(&updated.client, updated.client_secret.as_deref()),
-        ),
-        Err(err) => registry_error(err),
-    }
+) -> AdminResult {
+    authorize(&req, &context)?;
+    let registration = parse_registration(&req, &body)?;
+    let updated =
+        super::update_client(&context.store, &path, registration, context.clock.now()).await?;
+    Ok(ok(
+        StatusCode::OK,
+        client_document(&updated.client, updated.client_secret.as_deref()),
+    ))
 }
 
 async fn delete(
     req: HttpRequest,
     context: web::Data<AdminContext>,
     path: web::Path<String>,
-) -> HttpResponse {
-    if let Err(denied) = authorize(&req, &context) {
-        return denied;
-    }
-    match context.store.delete_client(&path).await {
-        Ok(()) => {
-            tracing::info!(client_id = %path, "client deleted");
-            HttpResponse::NoContent().finish()
-        }
-        Err(err) => registry_error(err.into()),
-    }
+) -> AdminResult {
+    authorize(&req, &context)?;
+    context.store.delete_client(&path).await?;
+    tracing::info!(client_id = %path, "client deleted");
+    Ok(HttpResponse::NoContent().finish())
 }
 
 async fn rotate(
     req: HttpRequest,
     context: web::Data<AdminContext>,
     path: web::Path<String>,
-) -> HttpResponse {
-    if let Err(denied) = authorize(&req, &context) {
-        return denied;
-    }
-    match super::rotate_secret(&context.store, &path, context.clock.now()).await {
-        Ok(secret) => ok(
-            StatusCode::OK,
-            json!({ "client_id": path.as_str(), "client_secret": secret }),
-        ),
-        Err(err) => registry_error(err),
-    }
+) -> AdminResult {
+    authorize(&req, &context)?;
+    let secret = super::rotate_secret(&context.store, &path, context.clock.now()).await?;
+    Ok(ok(
+        StatusCode::OK,
+        json!({ "client_id": path.as_str(), "client_secret": secret }),
+    ))
 }
