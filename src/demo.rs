@@ -121,6 +121,7 @@ pub async fn run() -> anyhow::Result<()> {
         "client_name": "wecom-oidc demo application",
         "redirect_uris": [redirect_uri],
         "post_logout_redirect_uris": [home],
+        "id_token_profile_claims": true,
     }))?;
     let created = crate::registry::create_client(&store, registration, clock.now()).await?;
     let client_secret = created

@@ -20,5 +20,4 @@ pub mod routes;
 pub mod simulator;
 pub mod startup;
 pub mod storage;
-pub mod wecom;
 pub mod wecom_api;

@@ -6,12 +6,14 @@
 //! keyed by the client and its current hash: the same secret then costs a hash and a
 //! constant-time compare, while any other secret misses the cache and pays full argon2.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use moka::sync::Cache;
 use percent_encoding::percent_decode_str;
+use tokio::sync::Semaphore;
 
 use crate::crypto::{constant_time_eq, dummy_secret_hash, sha256, sha256_hex, verify_secret};
 use crate::domain::{AuthMethod, RegisteredClient};
@@ -101,15 +103,21 @@ fn form_decode(raw: &str) -> String {
         .into_owned()
 }
 
-/// Digests of secrets that verified, keyed by client and current secret hash.
+/// Digests of secrets that verified, keyed by client and current secret hash, and the limit on
+/// argon2 work in flight.
 #[derive(Clone)]
 pub struct VerifiedSecrets {
     cache: Option<Cache<String, [u8; 32]>>,
+    /// argon2 is CPU- and memory-bound: more verifications at once than cores only queue in the
+    /// OS and multiply memory. Callers wait for a permit instead (and a flood of wrong secrets
+    /// cannot take the whole machine).
+    argon2_permits: Arc<Semaphore>,
 }
 
 impl VerifiedSecrets {
     /// A zero `ttl` turns the cache off: every request then pays argon2.
     pub fn new(ttl: Duration) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Self {
             cache: (!ttl.is_zero()).then(|| {
                 Cache::builder()
@@ -117,6 +125,7 @@ impl VerifiedSecrets {
                     .time_to_live(ttl)
                     .build()
             }),
+            argon2_permits: Arc::new(Semaphore::new(cores)),
         }
     }
 
@@ -169,6 +178,18 @@ impl Provider {
                     .as_ref()
                     .filter(|c| c.metadata.token_endpoint_auth_method.is_confidential())
                     .and_then(|c| c.secret_hash.clone());
+                if let (Some(client), Some(hash)) = (&client, &hash) {
+                    if self.secrets.is_known(&client.client_id, hash, secret) {
+                        return Ok(client.clone());
+                    }
+                }
+                let _permit = self
+                    .secrets
+                    .argon2_permits
+                    .acquire()
+                    .await
+                    .map_err(|e| OAuthError::from(anyhow::Error::new(e)))?;
+                // While this request waited, another may have verified the same secret.
                 if let (Some(client), Some(hash)) = (&client, &hash) {
                     if self.secrets.is_known(&client.client_id, hash, secret) {
                         return Ok(client.clone());

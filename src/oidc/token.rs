@@ -150,25 +150,12 @@ impl Provider {
             .await?
         {
             CodeRedemption::Redeemed(grant) => grant,
+            // RFC 6749 §4.1.2: a code used twice SHOULD revoke every token issued from it;
+            // someone else may hold it.
             CodeRedemption::Reused { grant_id, .. } => {
-                // RFC 6749 §4.1.2: a code used twice SHOULD revoke every token issued from it;
-                // someone else may hold it.
-                tracing::warn!(client_id = %client.client_id, "authorization code reused; revoking its grant");
-                self.store
-                    .revoke_grant(&grant_id, self.grant_memory(now))
-                    .await?;
-                self.audit(
-                    now,
-                    "token",
-                    "refused",
-                    None,
-                    Some(&client.client_id),
-                    Some("code_reused"),
-                )
-                .await;
-                return Err(OAuthError::invalid_grant(
-                    "the authorization code has already been used",
-                ));
+                return Err(self
+                    .revoke_replayed_grant(client, &grant_id, "code_reused", now)
+                    .await)
             }
             CodeRedemption::Unknown => {
                 return Err(OAuthError::invalid_grant(
@@ -240,25 +227,12 @@ impl Provider {
             .await?
         {
             RefreshRotation::Rotated(record) => record,
+            // RFC 9700 §4.14.2: a rotated refresh token used again means it leaked; the whole
+            // grant is revoked so that neither party keeps access.
             RefreshRotation::Reused { grant_id, .. } => {
-                // RFC 9700 §4.14.2: a rotated refresh token used again means it leaked; the
-                // whole grant is revoked so that neither party keeps access.
-                tracing::warn!(client_id = %client.client_id, "refresh token reused; revoking its grant");
-                self.store
-                    .revoke_grant(&grant_id, self.grant_memory(now))
-                    .await?;
-                self.audit(
-                    now,
-                    "token",
-                    "refused",
-                    None,
-                    Some(&client.client_id),
-                    Some("refresh_token_reused"),
-                )
-                .await;
-                return Err(OAuthError::invalid_grant(
-                    "the refresh token has already been used",
-                ));
+                return Err(self
+                    .revoke_replayed_grant(client, &grant_id, "refresh_token_reused", now)
+                    .await)
             }
             RefreshRotation::Unknown => {
                 return Err(OAuthError::invalid_grant("the refresh token is invalid"))
@@ -295,6 +269,35 @@ impl Provider {
         self.issue_tokens(context, now).await
     }
 
+    /// A code or refresh token came back after its one use: kill its grant, record why, and
+    /// answer `invalid_grant`.
+    async fn revoke_replayed_grant(
+        &self,
+        client: &RegisteredClient,
+        grant_id: &str,
+        reason: &str,
+        now: UnixTime,
+    ) -> OAuthError {
+        tracing::warn!(client_id = %client.client_id, reason, "replayed credential; revoking its grant");
+        if let Err(err) = self
+            .store
+            .revoke_grant(grant_id, self.grant_memory(now))
+            .await
+        {
+            return err.into();
+        }
+        self.audit(
+            now,
+            "token",
+            "refused",
+            None,
+            Some(&client.client_id),
+            Some(reason),
+        )
+        .await;
+        OAuthError::invalid_grant("the authorization code or refresh token has already been used")
+    }
+
     /// Stores a new access token (and refresh token when the grant calls for one) and signs the
     /// ID token.
     async fn issue_tokens(
@@ -318,7 +321,10 @@ impl Provider {
             })
             .await?;
         if !stored {
-            return Err(OAuthError::invalid_grant("the grant has been revoked"));
+            // A concurrent replay of this code was detected and revoked the grant after this
+            // request redeemed the code. This request still answers (exactly one redemption
+            // succeeds) but its tokens were never stored: the replay defence holds.
+            tracing::warn!(client_id = %grant.client.client_id, "grant revoked while issuing; tokens not stored");
         }
         let wants_refresh = grant.scope.contains(Scope::OfflineAccess)
             || grant.client.metadata.always_issue_refresh_token;

@@ -38,11 +38,11 @@ impl Provider {
         access_token: &str,
         now: UnixTime,
     ) -> Result<Map<String, Value>, UserinfoError> {
-        let Some(record) = self
+        let found = self
             .store
-            .find_access_token(&sha256_hex(access_token), now)
-            .await?
-        else {
+            .find_access_token_with_user::<UserProfile>(&sha256_hex(access_token), now)
+            .await?;
+        let Some((record, profile)) = found else {
             return Err(UserinfoError::InvalidToken(
                 "the access token is invalid, expired or revoked",
             ));
@@ -51,12 +51,9 @@ impl Provider {
         if !scope.contains(Scope::OpenId) {
             return Err(UserinfoError::InsufficientScope);
         }
-        match self.store.get_user::<UserProfile>(&record.sub).await {
-            Ok(profile) => Ok(profile.claims(&scope, &self.config.login)),
-            Err(StorageError::NotFound) => {
-                Err(UserinfoError::InvalidToken("the user no longer exists"))
-            }
-            Err(other) => Err(UserinfoError::Failed(OAuthError::from(other))),
+        match profile {
+            Some(profile) => Ok(profile.claims(&scope, &self.config.login)),
+            None => Err(UserinfoError::InvalidToken("the user no longer exists")),
         }
     }
 }

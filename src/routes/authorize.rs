@@ -1,6 +1,6 @@
 //! Browser-facing routes: authorize, the WeCom callback, logout.
 
-use actix_web::http::header;
+use actix_web::http::{header, Method};
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::respond::{self, header_str, lang_of};
@@ -14,26 +14,22 @@ fn cookie_value(req: &HttpRequest, name: &str) -> Option<String> {
     req.cookie(name).map(|c| c.value().to_owned())
 }
 
-pub async fn authorize_get(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let params = Params::parse(req.query_string().as_bytes());
-    authorize(req, state, params, false).await
+/// The parameters of a GET (query string) or a POST (form body), and whether it was a POST.
+/// OIDC Core §3.1.2.1: the authorization endpoint takes both; so does RP-initiated logout.
+fn request_params(req: &HttpRequest, body: &web::Bytes) -> (Params, bool) {
+    if req.method() == Method::POST {
+        (Params::parse(body), true)
+    } else {
+        (Params::parse(req.query_string().as_bytes()), false)
+    }
 }
 
-pub async fn authorize_post(
+pub async fn authorize(
     req: HttpRequest,
     state: web::Data<AppState>,
     body: web::Bytes,
 ) -> HttpResponse {
-    let params = Params::parse(&body);
-    authorize(req, state, params, true).await
-}
-
-async fn authorize(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    params: Params,
-    after_post: bool,
-) -> HttpResponse {
+    let (params, after_post) = request_params(&req, &body);
     let lang = lang_of(&req, params.get("ui_locales"));
     let session_cookie = cookie_value(&req, SESSION_COOKIE);
     let browser_cookie = cookie_value(&req, BROWSER_COOKIE);
@@ -88,26 +84,12 @@ pub async fn wecom_callback(req: HttpRequest, state: web::Data<AppState>) -> Htt
     }
 }
 
-pub async fn logout_get(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let params = Params::parse(req.query_string().as_bytes());
-    logout(req, state, params, false).await
-}
-
-pub async fn logout_post(
+pub async fn logout(
     req: HttpRequest,
     state: web::Data<AppState>,
     body: web::Bytes,
 ) -> HttpResponse {
-    let params = Params::parse(&body);
-    logout(req, state, params, true).await
-}
-
-async fn logout(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    params: Params,
-    after_post: bool,
-) -> HttpResponse {
+    let (params, after_post) = request_params(&req, &body);
     let lang = lang_of(&req, params.get("ui_locales"));
     let session_cookie = cookie_value(&req, SESSION_COOKIE);
     match state

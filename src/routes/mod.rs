@@ -65,8 +65,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route(JWKS_PATH, web::get().to(discovery::jwks))
     .service(
         web::resource(AUTHORIZE_PATH)
-            .route(web::get().to(authorize::authorize_get))
-            .route(web::post().to(authorize::authorize_post)),
+            .route(web::get().to(authorize::authorize))
+            .route(web::post().to(authorize::authorize)),
     )
     .route(
         WECOM_CALLBACK_PATH,
@@ -102,8 +102,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(
         web::resource(LOGOUT_PATH)
-            .route(web::get().to(authorize::logout_get))
-            .route(web::post().to(authorize::logout_post)),
+            .route(web::get().to(authorize::logout))
+            .route(web::post().to(authorize::logout)),
     );
     health::configure(cfg);
 }

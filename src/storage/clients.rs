@@ -1,5 +1,7 @@
 //! The client registry.
 
+use std::sync::Arc;
+
 use super::{column, from_json, to_json, StorageError, StorageResult, Store};
 use crate::domain::{ClientMetadata, RegisteredClient};
 
@@ -31,7 +33,11 @@ impl Store {
         Ok(())
     }
 
+    /// The client, from the short-lived cache when this replica read it a moment ago.
     pub async fn get_client(&self, client_id: &str) -> StorageResult<RegisteredClient> {
+        if let Some(client) = self.clients.get(client_id) {
+            return Ok(client.as_ref().clone());
+        }
         let row = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM clients WHERE client_id = $1"
         ))
@@ -39,7 +45,10 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?
         .ok_or(StorageError::NotFound)?;
-        client_from_row(&row)
+        let client = client_from_row(&row)?;
+        self.clients
+            .insert(client_id.to_owned(), Arc::new(client.clone()));
+        Ok(client)
     }
 
     pub async fn list_clients(&self) -> StorageResult<Vec<RegisteredClient>> {
@@ -84,6 +93,8 @@ impl Store {
         if result.rows_affected() == 0 {
             return Err(StorageError::NotFound);
         }
+        // After the write, so that the next read on this replica sees the new row.
+        self.clients.invalidate(client_id);
         Ok(())
     }
 
@@ -105,6 +116,8 @@ impl Store {
         if result.rows_affected() == 0 {
             return Err(StorageError::NotFound);
         }
+        // After the write, so that the next read on this replica sees the new row.
+        self.clients.invalidate(client_id);
         Ok(())
     }
 
@@ -126,6 +139,8 @@ impl Store {
             return Err(StorageError::NotFound);
         }
         tx.commit().await?;
+        // After the write, so that the next read on this replica sees the new row.
+        self.clients.invalidate(client_id);
         Ok(())
     }
 }

@@ -11,6 +11,7 @@ mod tokens;
 mod users;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -26,6 +27,7 @@ pub use tokens::{AccessTokenRecord, RefreshRotation, RefreshTokenRecord};
 
 use crate::clock::UnixTime;
 use crate::config::DatabaseSettings;
+use crate::domain::RegisteredClient;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -77,7 +79,14 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Client rows, read on every authorize and token request, kept for `CLIENT_CACHE_TTL`.
+    /// Changes made through this store drop their entry at once; other replicas see them when
+    /// the entry expires.
+    clients: moka::sync::Cache<String, Arc<RegisteredClient>>,
 }
+
+/// How long a replica may use a client row it read (a change elsewhere takes this long to reach it).
+pub const CLIENT_CACHE_TTL: Duration = Duration::from_secs(5);
 
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -105,6 +114,9 @@ impl Store {
             .max_connections(settings.max_connections)
             .min_connections(0)
             .acquire_timeout(Duration::from_secs(3))
+            // A ping before every use doubles the round trips; a broken connection instead fails
+            // its query (answered 503) and the pool replaces it.
+            .test_before_acquire(false)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
@@ -119,7 +131,14 @@ impl Store {
             .connect_with(options)
             .await
             .context("cannot connect to the database (DATABASE_URL)")?;
-        let store = Self { pool, backend };
+        let store = Self {
+            pool,
+            backend,
+            clients: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(CLIENT_CACHE_TTL)
+                .build(),
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -153,10 +172,22 @@ impl Store {
         self.backend
     }
 
-    /// One round trip; what `/readyz` asks.
+    /// Whether the database answers; what `/readyz` asks. Connections that died while idle (the
+    /// database restarted) fail once and are dropped by the pool, so a failure is retried over
+    /// every pooled connection before the database is declared unavailable.
     pub async fn ping(&self) -> StorageResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+        let attempts = self.pool.options().get_max_connections() + 1;
+        let mut last = None;
+        for _ in 0..attempts {
+            match sqlx::query("SELECT 1").execute(&self.pool).await {
+                Ok(_) => return Ok(()),
+                Err(err) => match StorageError::from(err) {
+                    StorageError::Unavailable(reason) => last = Some(reason),
+                    other => return Err(other),
+                },
+            }
+        }
+        Err(StorageError::Unavailable(last.unwrap_or_default()))
     }
 
     /// Deletes what has expired; every replica may run it, the statements are idempotent.

@@ -1,6 +1,12 @@
 //! Access and refresh tokens, stored as SHA-256 hashes; grants and their revocation.
+//!
+//! A token is live only while its grant is not in `revoked_grants`, checked in the same query
+//! that reads the token. Revocation therefore holds even against a token stored concurrently
+//! with it (a code replayed while its first redemption is still issuing tokens).
 
-use super::{column, StorageResult, Store};
+use serde::de::DeserializeOwned;
+
+use super::{column, from_json, StorageResult, Store};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessTokenRecord {
@@ -121,7 +127,7 @@ impl Store {
         now: i64,
     ) -> StorageResult<Option<AccessTokenRecord>> {
         sqlx::query(&format!(
-            "SELECT {ACCESS_COLUMNS} FROM access_tokens WHERE token_hash = $1 AND expires_at > $2"
+            "SELECT {ACCESS_COLUMNS} FROM access_tokens WHERE token_hash = $1 AND expires_at > $2 AND NOT EXISTS (SELECT 1 FROM revoked_grants r WHERE r.grant_id = access_tokens.grant_id)"
         ))
         .bind(token_hash)
         .bind(now)
@@ -132,6 +138,33 @@ impl Store {
         .transpose()
     }
 
+    /// The live access token with this hash and the stored profile of its subject, in one round
+    /// trip (what userinfo needs).
+    pub async fn find_access_token_with_user<P: DeserializeOwned>(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> StorageResult<Option<(AccessTokenRecord, Option<P>)>> {
+        let row = sqlx::query(
+            "SELECT t.token_hash, t.grant_id, t.client_id, t.sub, t.scope, t.session_id, t.issued_at,
+                    t.expires_at, u.profile
+             FROM access_tokens t LEFT JOIN users u ON u.sub = t.sub
+             WHERE t.token_hash = $1 AND t.expires_at > $2
+               AND NOT EXISTS (SELECT 1 FROM revoked_grants r WHERE r.grant_id = t.grant_id)",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let profile = column::<Option<String>>(&row, "profile")?
+            .map(|raw| from_json(&raw))
+            .transpose()?;
+        Ok(Some((access_from_row(&row)?, profile)))
+    }
+
     /// The refresh token with this hash if it is live and not yet rotated (for introspection).
     pub async fn find_refresh_token(
         &self,
@@ -139,7 +172,7 @@ impl Store {
         now: i64,
     ) -> StorageResult<Option<RefreshTokenRecord>> {
         sqlx::query(&format!(
-            "SELECT {REFRESH_COLUMNS} FROM refresh_tokens WHERE token_hash = $1 AND expires_at > $2 AND used_at IS NULL"
+            "SELECT {REFRESH_COLUMNS} FROM refresh_tokens WHERE token_hash = $1 AND expires_at > $2 AND used_at IS NULL AND NOT EXISTS (SELECT 1 FROM revoked_grants r WHERE r.grant_id = refresh_tokens.grant_id)"
         ))
         .bind(token_hash)
         .bind(now)
@@ -162,6 +195,7 @@ impl Store {
         let row = sqlx::query(&format!(
             "UPDATE refresh_tokens SET used_at = $1
              WHERE token_hash = $2 AND client_id = $3 AND used_at IS NULL
+               AND NOT EXISTS (SELECT 1 FROM revoked_grants r WHERE r.grant_id = refresh_tokens.grant_id)
              RETURNING {REFRESH_COLUMNS}"
         ))
         .bind(now)

@@ -519,5 +519,10 @@ async fn of_two_concurrent_redemptions_of_one_code_exactly_one_succeeds() {
             statuses.contains(&200) && statuses.contains(&400),
             "round {round}: {statuses:?}"
         );
+        // The replay revoked the grant: the winner's access token does not work either.
+        let winner = if a.status() == 200 { a } else { b };
+        let tokens: Value = winner.json().await.unwrap();
+        let access = tokens["access_token"].as_str().unwrap();
+        assert_eq!(app.userinfo(access).await.status(), 401, "round {round}");
     }
 }

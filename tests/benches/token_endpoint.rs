@@ -333,11 +333,11 @@ async fn register(http: &reqwest::Client, issuer: &str) -> (String, String) {
 
 async fn token_throughput(
     issuer: &str,
-    store: &Store,
+    codes: Vec<String>,
     client: &(String, String),
-    count: usize,
 ) -> (usize, Duration) {
-    let codes = Arc::new(mint_codes(store, &client.0, count).await);
+    let count = codes.len();
+    let codes = Arc::new(codes);
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(CONCURRENCY)
         .build()
@@ -453,7 +453,10 @@ async fn main() {
             );
         }
 
-        let (ok, elapsed) = token_throughput(&issuer, &store, &client, count).await;
+        let codes = mint_codes(&store, &client.0, count).await;
+        let cpu_before = provider.cpu_seconds();
+        let (ok, elapsed) = token_throughput(&issuer, codes, &client).await;
+        let cpu = provider.cpu_seconds() - cpu_before;
         println!(
             "  code exchanges            {ok:>8} of {count} in {:.2} s",
             elapsed.as_secs_f64()
@@ -461,6 +464,10 @@ async fn main() {
         println!(
             "  token endpoint            {:>8.0} exchanges/s",
             ok as f64 / elapsed.as_secs_f64()
+        );
+        println!(
+            "  provider CPU per exchange {:>8.3} ms",
+            cpu * 1000.0 / ok.max(1) as f64
         );
         println!(
             "  provider peak memory      {:>8.1} MiB",
