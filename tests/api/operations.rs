@@ -509,3 +509,48 @@ async fn a_database_outage_answers_503_and_recovers_without_a_restart() {
         "sign-in works again"
     );
 }
+
+/// `wecom-oidc check` against the simulator, as an operator would run it.
+async fn run_check(app: &TestApp, secret: &str) -> (bool, String) {
+    let sim = app.simulator.base_url().to_string();
+    let sim = sim.trim_end_matches('/');
+    let config = Config::from_pairs([
+        ("WECOM_CORP_ID", crate::helpers::CORP_ID),
+        ("WECOM_CORP_SECRET", secret),
+        ("WECOM_AGENT_ID", crate::helpers::AGENT_ID),
+        ("WECOM_API_BASE", sim),
+    ])
+    .unwrap();
+    let mut out = Vec::new();
+    let ok = wecom_oidc::check::run(&config, Some("wujiu"), &mut out)
+        .await
+        .unwrap();
+    (ok, String::from_utf8(out).unwrap())
+}
+
+#[tokio::test]
+async fn check_explains_a_wrong_secret_an_untrusted_ip_and_the_visible_range() {
+    let app = TestApp::spawn().await;
+
+    let (ok, report) = run_check(&app, "wrong-secret").await;
+    assert!(!ok);
+    assert!(
+        report.contains("40001") && report.contains("WECOM_CORP_SECRET"),
+        "{report}"
+    );
+
+    let (ok, report) = run_check(&app, crate::helpers::AGENT_SECRET).await;
+    assert!(!ok, "wujiu is outside the visible range");
+    assert!(report.contains("gettoken"), "{report}");
+    assert!(report.contains("可见范围"), "{report}");
+
+    app.simulator
+        .control()
+        .set_trusted_ips(crate::helpers::AGENT_ID, Some(vec!["203.0.113.9".into()]));
+    let (ok, report) = run_check(&app, crate::helpers::AGENT_SECRET).await;
+    assert!(!ok);
+    assert!(
+        report.contains("60020") && report.contains("127.0.0.1") && report.contains("企业可信IP"),
+        "{report}"
+    );
+}

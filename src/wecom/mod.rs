@@ -1,1 +1,0 @@
-//! The WeCom API client (the only user of reqwest): token cache, errcodes, member profiles.
