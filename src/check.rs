@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use crate::config::Config;
-use crate::wecom_api::{MemberStatus, WeComClient, WeComError};
+use crate::wecom::{MemberStatus, WeComClient, WeComError};
 
 /// One line of the report.
 fn report(out: &mut impl Write, ok: bool, what: &str, detail: &str) -> std::io::Result<()> {
@@ -16,8 +16,8 @@ fn report(out: &mut impl Write, ok: bool, what: &str, detail: &str) -> std::io::
     Ok(())
 }
 
-fn explain(err: &WeComError) -> String {
-    format!("{err}\n{}", err.admin_explanation())
+fn explain(client: &WeComClient, err: &WeComError) -> String {
+    format!("{err}\n{}", client.explain(err))
 }
 
 /// Runs every check; `Ok(true)` when all passed.
@@ -61,7 +61,7 @@ pub async fn run(
     match client.check_credentials().await {
         Ok(()) => report(out, true, "gettoken: corp id and secret are accepted", "")?,
         Err(err) => {
-            report(out, false, "gettoken", &explain(&err))?;
+            report(out, false, "gettoken", &explain(&client, &err))?;
             return Ok(false);
         }
     }
@@ -77,7 +77,7 @@ pub async fn run(
         )?,
         Err(err) => {
             all_ok = false;
-            report(out, false, "department/list", &explain(&err))?;
+            report(out, false, "department/list", &explain(&client, &err))?;
         }
     }
     if let Some(userid) = userid {
@@ -113,7 +113,12 @@ pub async fn run(
             }
             Err(err) => {
                 all_ok = false;
-                report(out, false, &format!("user/get {userid}"), &explain(&err))?;
+                report(
+                    out,
+                    false,
+                    &format!("user/get {userid}"),
+                    &explain(&client, &err),
+                )?;
             }
         }
     }

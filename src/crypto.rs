@@ -18,6 +18,13 @@ pub fn random_token(bytes: usize) -> String {
     URL_SAFE_NO_PAD.encode(buf)
 }
 
+/// `bytes` random bytes in lowercase hex, for values a peer restricts to `[a-zA-Z0-9]`.
+pub fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    OsRng.fill_bytes(&mut buf);
+    hex::encode(buf)
+}
+
 /// 256-bit tokens for codes, access and refresh tokens, sessions and state.
 pub fn new_secret_token() -> String {
     random_token(32)

@@ -20,4 +20,4 @@ pub mod routes;
 pub mod simulator;
 pub mod startup;
 pub mod storage;
-pub mod wecom_api;
+pub mod wecom;

@@ -61,7 +61,7 @@ impl Application {
         let keys = Arc::new(KeyManager::load_or_create(store.clone(), &config, clock.now()).await?);
         let wecom = match &config.wecom.credentials {
             Some(credentials) => Some(
-                crate::wecom_api::WeComClient::new(&config.wecom, credentials)
+                crate::wecom::WeComClient::new(&config.wecom, credentials)
                     .map_err(|e| anyhow::anyhow!("cannot build the WeCom client: {e}"))?,
             ),
             None => {

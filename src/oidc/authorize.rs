@@ -6,7 +6,7 @@ use crate::crypto::{new_secret_token, sha256_hex};
 use crate::domain::{CodeChallenge, Scope, ScopeSet};
 use crate::pages::{Lang, Page, PageKind};
 use crate::storage::StorageError;
-use crate::wecom_api as wecom;
+use crate::wecom;
 
 use super::{AuthorizationRequest, ClientRedirect, ErrorCode, Params, Provider, ResponseMode};
 
@@ -272,7 +272,8 @@ impl Provider {
 
         // The state sent to WeCom is a fresh random id; only its hash is stored, bound to a cookie
         // of this browser (login CSRF protection, RFC 9700 §4.7.1).
-        let wecom_state = new_secret_token();
+        // WeCom documents `state` as `[a-zA-Z0-9]`, at most 128 bytes: 256 random bits in hex.
+        let wecom_state = crate::crypto::random_hex(32);
         let (browser_secret, new_browser_cookie) = match browser.browser_cookie {
             Some(existing) if existing.len() >= 32 => (existing.to_owned(), None),
             _ => {

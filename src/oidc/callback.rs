@@ -5,7 +5,7 @@ use crate::clock::UnixTime;
 use crate::crypto::{constant_time_eq, new_secret_token, sha256_hex};
 use crate::pages::{Page, PageKind};
 use crate::storage::{Session, StorageError};
-use crate::wecom_api::{FailureCategory, Identity, MemberStatus, WeComError};
+use crate::wecom::{FailureCategory, Identity, MemberStatus, WeComClient, WeComError};
 
 use super::profile::{subject_of, UserProfile};
 use super::{AuthorizationRequest, ClientRedirect, ErrorCode, Params, Provider};
@@ -43,7 +43,7 @@ impl Refusal {
 }
 
 /// Maps a WeCom failure to what the person sees, and logs what the administrator needs.
-fn wecom_refusal(err: &WeComError, step: &str) -> Refusal {
+fn wecom_refusal(wecom: &WeComClient, err: &WeComError, step: &str) -> Refusal {
     let reason = match err.errcode() {
         Some(code) => format!("wecom_{step}_errcode_{code}"),
         None => format!("wecom_{step}_unavailable"),
@@ -57,9 +57,9 @@ fn wecom_refusal(err: &WeComError, step: &str) -> Refusal {
         }
     };
     if kind == PageKind::WeComMisconfigured || kind == PageKind::WeComUnavailable {
-        tracing::error!(step, error = %err, explanation = %err.admin_explanation(), "WeCom call failed");
+        tracing::error!(step, error = %err, explanation = %wecom.explain(err), "WeCom call failed");
     } else {
-        tracing::warn!(step, error = %err, explanation = %err.admin_explanation(), "WeCom refused the sign-in");
+        tracing::warn!(step, error = %err, explanation = %wecom.explain(err), "WeCom refused the sign-in");
     }
     Refusal::new(kind, reason)
 }
@@ -208,14 +208,14 @@ impl Provider {
             Ok(Identity::NonMember { .. }) => {
                 return Ok(Err(Refusal::new(PageKind::NotMember, "non_member")))
             }
-            Err(err) => return Ok(Err(wecom_refusal(&err, "getuserinfo"))),
+            Err(err) => return Ok(Err(wecom_refusal(wecom, &err, "getuserinfo"))),
         };
         let sub = subject_of(&userid);
         // auth/getuserinfo answers for members outside the visible range too, so user/get is what
         // actually checks that this member may use the app.
         let member = match wecom.member(&userid).await {
             Ok(member) => member,
-            Err(err) => return Ok(Err(wecom_refusal(&err, "user_get").of(&sub))),
+            Err(err) => return Ok(Err(wecom_refusal(wecom, &err, "user_get").of(&sub))),
         };
         let status_refusal = match member.status {
             MemberStatus::Active => None,
@@ -234,7 +234,7 @@ impl Provider {
             Some(ticket) => match wecom.member_detail(ticket).await {
                 Ok(detail) => Some(detail),
                 Err(err) => {
-                    tracing::warn!(error = %err, explanation = %err.admin_explanation(), "getuserdetail failed; keeping the stored profile");
+                    tracing::warn!(error = %err, explanation = %wecom.explain(&err), "getuserdetail failed; keeping the stored profile");
                     None
                 }
             },
@@ -245,7 +245,7 @@ impl Provider {
             match wecom.groups(&member, kinds).await {
                 Ok(groups) => Some(groups),
                 Err(err) => {
-                    tracing::warn!(error = %err, explanation = %err.admin_explanation(), "could not resolve groups; keeping the stored ones");
+                    tracing::warn!(error = %err, explanation = %wecom.explain(&err), "could not resolve groups; keeping the stored ones");
                     None
                 }
             }

@@ -40,7 +40,7 @@ use crate::config::Config;
 use crate::crypto::{new_secret_token, random_token, sha256_hex};
 use crate::keys::KeyManager;
 use crate::storage::{AuditEvent, Session, StorageError, Store};
-use crate::wecom_api::WeComClient;
+use crate::wecom::WeComClient;
 pub use error::{ErrorCode, OAuthError};
 pub use params::Params;
 pub use redirect::{ClientRedirect, ResponseMode};

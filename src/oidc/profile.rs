@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use crate::config::LoginSettings;
 use crate::domain::{Scope, ScopeSet};
-use crate::wecom_api::{Gender, Member, MemberDetail};
+use crate::wecom::{Gender, Member, MemberDetail};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserProfile {

@@ -554,3 +554,41 @@ async fn check_explains_a_wrong_secret_an_untrusted_ip_and_the_visible_range() {
         "{report}"
     );
 }
+
+#[tokio::test]
+async fn signing_keys_are_encrypted_at_rest_when_a_key_encryption_key_is_set() {
+    let db = TestDatabase::create().await;
+    let kek = "k".repeat(40);
+    let sealed = Config::from_pairs([
+        ("DATABASE_URL", db.url.as_str()),
+        ("KEY_ENCRYPTION_KEY", kek.as_str()),
+    ])
+    .unwrap();
+    let store = Store::connect(&sealed.database).await.unwrap();
+    let now = ManualClock::default().now();
+    let keys = KeyManager::load_or_create(store.clone(), &sealed, now)
+        .await
+        .unwrap();
+
+    let stored = store.signing_keys().await.unwrap();
+    assert!(
+        stored[0].private_jwk.starts_with("enc:v1:"),
+        "no plaintext private key in the database"
+    );
+    assert!(!stored[0].private_jwk.contains("\"d\""));
+    let kid = keys.current_kid();
+    let again = KeyManager::load_or_create(store.clone(), &sealed, now)
+        .await
+        .unwrap();
+    assert_eq!(
+        again.current_kid(),
+        kid,
+        "the same key opens after a restart"
+    );
+
+    let without = Config::from_pairs([("DATABASE_URL", db.url.as_str())]).unwrap();
+    let err = KeyManager::load_or_create(store, &without, now)
+        .await
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("KEY_ENCRYPTION_KEY"), "{err:#}");
+}
