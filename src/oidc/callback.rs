@@ -102,30 +102,24 @@ impl Provider {
                 pending.browser_hash.as_bytes(),
             )
         });
-        if !bound_to_this_browser {
-            // Someone else's login delivered to this browser: the login CSRF RFC 9700 §4.7 warns of.
+        // Someone else's login delivered to this browser is the login CSRF RFC 9700 §4.7 warns
+        // of; an expired one is simply too late. Either way the person starts again.
+        let stale = if !bound_to_this_browser {
             tracing::warn!(client_id = %request.client_id, "callback state belongs to another browser");
+            Some("browser_mismatch")
+        } else if pending.expires_at <= now {
+            Some("state_expired")
+        } else {
+            None
+        };
+        if let Some(reason) = stale {
             self.audit(
                 now,
                 "sign_in",
                 "refused",
                 None,
                 Some(&request.client_id),
-                Some("browser_mismatch"),
-            )
-            .await;
-            return Ok(CallbackOutcome::ShowError(Page::new(
-                PageKind::LoginExpired,
-            )));
-        }
-        if pending.expires_at <= now {
-            self.audit(
-                now,
-                "sign_in",
-                "refused",
-                None,
-                Some(&request.client_id),
-                Some("state_expired"),
+                Some(reason),
             )
             .await;
             return Ok(CallbackOutcome::ShowError(Page::new(
