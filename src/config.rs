@@ -60,6 +60,10 @@ const KNOWN_KEYS: &[&str] = &[
     "SESSION_TTL_SECS",
     "AUTH_REQUEST_TTL_SECS",
     "CLIENT_SECRET_CACHE_SECS",
+    "GRANT_MAX_TTL_SECS",
+    "MEMBER_RECHECK_SECS",
+    "MEMBER_SWEEP_PER_MINUTE",
+    "GROUPS_ON_FAILURE",
 ];
 
 /// The whole configuration, passed to the application as state.
@@ -75,6 +79,7 @@ pub struct Config {
     pub wecom: WeComSettings,
     pub login: LoginSettings,
     pub lifetimes: Lifetimes,
+    pub membership: MembershipSettings,
     /// How long a client secret that verified is remembered (0 = verify with argon2 every time).
     pub client_secret_cache_ttl: Duration,
 }
@@ -281,6 +286,40 @@ pub struct LoginSettings {
     /// Domain of the address made up for members without one: `{userid}@{domain}`.
     pub synthetic_email_domain: String,
     pub group_kinds: GroupKinds,
+}
+
+/// What a sign-in does when WeCom cannot tell the member's departments and tags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupsOnFailure {
+    /// Refuse with the "WeCom unavailable, try again" page (unless the stored groups are younger
+    /// than `GROUPS_CACHE_SECS`): never assert stale groups as current.
+    Refuse,
+    /// Sign in without a `groups` claim.
+    Omit,
+}
+
+/// How access follows the member's standing in WeCom.
+#[derive(Debug, Clone, Copy)]
+pub struct MembershipSettings {
+    /// A grant (one sign-in, one client, every refresh) ends this long after the WeCom sign-in.
+    pub grant_max_ttl: Duration,
+    /// WeCom is asked again about a member last confirmed longer ago than this, at a refresh, at
+    /// an SSO reuse, and by the background sweep.
+    pub recheck_after: Duration,
+    /// The sweep's WeCom calls per minute, across every replica.
+    pub sweep_per_minute: u32,
+    pub groups_on_failure: GroupsOnFailure,
+}
+
+impl Default for MembershipSettings {
+    fn default() -> Self {
+        Self {
+            grant_max_ttl: Duration::from_secs(90 * 86_400),
+            recheck_after: Duration::from_secs(300),
+            sweep_per_minute: 600,
+            groups_on_failure: GroupsOnFailure::Refuse,
+        }
+    }
 }
 
 /// Lifetimes of everything the provider issues.
@@ -516,6 +555,31 @@ impl Config {
             session: secs("SESSION_TTL_SECS", defaults.session, 30 * 86_400)?,
             auth_request: secs("AUTH_REQUEST_TTL_SECS", defaults.auth_request, 3600)?,
         };
+        let membership_defaults = MembershipSettings::default();
+        let membership = MembershipSettings {
+            grant_max_ttl: secs(
+                "GRANT_MAX_TTL_SECS",
+                membership_defaults.grant_max_ttl,
+                10 * 365 * 86_400,
+            )?,
+            recheck_after: secs(
+                "MEMBER_RECHECK_SECS",
+                membership_defaults.recheck_after,
+                7 * 86_400,
+            )?,
+            sweep_per_minute: parse_number(
+                &get,
+                "MEMBER_SWEEP_PER_MINUTE",
+                u64::from(membership_defaults.sweep_per_minute),
+                1,
+                10_000,
+            )? as u32,
+            groups_on_failure: match get("GROUPS_ON_FAILURE").as_deref() {
+                None | Some("refuse") => GroupsOnFailure::Refuse,
+                Some("omit") => GroupsOnFailure::Omit,
+                Some(_) => return Err(invalid("GROUPS_ON_FAILURE", "expected refuse or omit")),
+            },
+        };
         let client_secret_cache_ttl = Duration::from_secs(parse_number(
             &get,
             "CLIENT_SECRET_CACHE_SECS",
@@ -539,6 +603,7 @@ impl Config {
                 group_kinds,
             },
             lifetimes,
+            membership,
             client_secret_cache_ttl,
         })
     }

@@ -41,6 +41,21 @@ pub struct Application {
     port: u16,
     server: Server,
     store: Store,
+    state: web::Data<AppState>,
+}
+
+/// A handle on the running provider's member sweep, for tests and operators' tools: one pass now,
+/// as the background task does it.
+#[derive(Clone)]
+pub struct MemberSweep {
+    state: web::Data<AppState>,
+}
+
+impl MemberSweep {
+    pub async fn run_once(&self) -> Result<usize, crate::storage::StorageError> {
+        let now = self.state.clock.now();
+        self.state.provider.sweep_members(now).await
+    }
 }
 
 impl Application {
@@ -102,7 +117,11 @@ impl Application {
 
         keys.spawn_reloader(Arc::clone(&clock), KEY_RELOAD_INTERVAL);
         spawn_purger(store.clone(), Arc::clone(&clock));
+        spawn_member_sweep(MemberSweep {
+            state: state.clone(),
+        });
 
+        let state_handle = state.clone();
         let mut server = HttpServer::new(move || {
             let mut app = App::new()
                 .app_data(state.clone())
@@ -131,11 +150,18 @@ impl Application {
             port,
             server: server.run(),
             store,
+            state: state_handle,
         })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    pub fn member_sweep(&self) -> MemberSweep {
+        MemberSweep {
+            state: self.state.clone(),
+        }
     }
 
     /// Serves until SIGTERM or Ctrl-C, then finishes the requests in flight (graceful shutdown).
@@ -198,6 +224,26 @@ fn spawn_purger(store: Store, clock: Arc<dyn Clock>) {
                 Ok(0) => {}
                 Ok(removed) => tracing::debug!(removed, "expired rows purged"),
                 Err(err) => tracing::warn!(error = %err, "could not purge expired rows"),
+            }
+        }
+    });
+}
+
+/// Rechecks members with WeCom in the background (see `oidc::membership`), at a quarter of
+/// `MEMBER_RECHECK_SECS` (at most every 30 s), so a member who left is found within about
+/// `MEMBER_RECHECK_SECS` even if they never come back.
+fn spawn_member_sweep(sweep: MemberSweep) {
+    let period = (sweep.state.provider.config.membership.recheck_after / 4)
+        .clamp(Duration::from_secs(1), Duration::from_secs(30));
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            match sweep.run_once().await {
+                Ok(0) => {}
+                Ok(checked) => tracing::debug!(checked, "members rechecked with WeCom"),
+                Err(err) => tracing::warn!(error = %err, "member sweep failed"),
             }
         }
     });

@@ -8,7 +8,11 @@ use crate::pages::{Lang, Page, PageKind};
 use crate::storage::StorageError;
 use crate::wecom;
 
-use super::{AuthorizationRequest, ClientRedirect, ErrorCode, Params, Provider, ResponseMode};
+use super::membership::MemberCheck;
+
+use super::{
+    AuthorizationRequest, ClientRedirect, ErrorCode, LoginMethod, Params, Provider, ResponseMode,
+};
 
 /// What the browser sent besides the parameters.
 #[derive(Debug, Default)]
@@ -91,6 +95,7 @@ impl Provider {
             state,
             nonce: params.get("nonce").map(str::to_owned),
             code_challenge: None,
+            login_method: LoginMethod::Qr,
         };
         let fail = |request: &AuthorizationRequest, code: ErrorCode, description: &str| {
             Ok(AuthorizeOutcome::Redirect(request.error(
@@ -246,18 +251,41 @@ impl Provider {
                     );
                 }
             }
-            self.audit(
-                now,
-                "sign_in",
-                "success",
-                Some(&session.sub),
-                Some(&client.client_id),
-                Some("sso_session"),
-            )
-            .await;
-            return Ok(AuthorizeOutcome::Redirect(
-                self.issue_code(&request, &session, now).await?,
-            ));
+            // A session outlives many WeCom changes: ask WeCom again when the member's last
+            // confirmation is older than MEMBER_RECHECK_SECS.
+            match self.confirm_member(&session.sub, now).await? {
+                MemberCheck::Admitted(_) => {
+                    self.audit(
+                        now,
+                        "sign_in",
+                        "success",
+                        Some(&session.sub),
+                        Some(&client.client_id),
+                        Some("sso_session"),
+                    )
+                    .await;
+                    return Ok(AuthorizeOutcome::Redirect(
+                        self.issue_code(&request, &session, now).await?,
+                    ));
+                }
+                // The session has ended with the member's access: WeCom's own login follows,
+                // and refuses them with the usual page.
+                MemberCheck::Revoked(reason) => {
+                    tracing::info!(reason, "SSO session ended: WeCom no longer admits the member");
+                }
+                MemberCheck::Unknown(_) if prompt.contains(&"none") => {
+                    return fail(
+                        &request,
+                        ErrorCode::TemporarilyUnavailable,
+                        "WeCom cannot confirm the member just now",
+                    );
+                }
+                MemberCheck::Unknown(_) => {
+                    return Ok(AuthorizeOutcome::ShowError(Page::new(
+                        PageKind::WeComUnavailable,
+                    )));
+                }
+            }
         }
         if prompt.contains(&"none") {
             return fail(&request, ErrorCode::LoginRequired, "no active session");
@@ -281,6 +309,12 @@ impl Provider {
                 (fresh.clone(), Some(fresh))
             }
         };
+        let settings = &self.config.wecom;
+        let in_client =
+            settings.auto_login_in_client && browser.user_agent.is_some_and(wecom::is_wecom_client);
+        if in_client {
+            request.login_method = LoginMethod::InClient;
+        }
         let expires_at = now + self.config.lifetimes.auth_request.as_secs() as i64;
         self.store
             .insert_pending_request(
@@ -291,9 +325,6 @@ impl Provider {
             )
             .await?;
 
-        let settings = &self.config.wecom;
-        let in_client =
-            settings.auto_login_in_client && browser.user_agent.is_some_and(wecom::is_wecom_client);
         let url = if in_client {
             wecom::in_client_login_url(settings, credentials, &wecom_state)
         } else {

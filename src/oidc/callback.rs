@@ -5,8 +5,9 @@ use crate::clock::UnixTime;
 use crate::crypto::{constant_time_eq, new_secret_token, sha256_hex};
 use crate::pages::{Page, PageKind};
 use crate::storage::{Session, StorageError};
-use crate::wecom::{FailureCategory, Identity, MemberStatus, WeComClient, WeComError};
+use crate::wecom::{FailureCategory, Identity, WeComClient, WeComError};
 
+use super::membership::{current_groups, status_refusal};
 use super::profile::{subject_of, UserProfile};
 use super::{AuthorizationRequest, ClientRedirect, ErrorCode, Params, Provider};
 
@@ -129,15 +130,18 @@ impl Provider {
 
         match self.identify_member(params, now).await? {
             Ok(profile) => {
-                let sub = profile.sub();
+                let sub = self
+                    .store
+                    .save_member(&profile.sub(), &profile.sub(), &profile, now)
+                    .await?;
                 let session_cookie = new_secret_token();
                 let session = Session {
                     id_hash: sha256_hex(&session_cookie),
                     sub: sub.clone(),
                     auth_time: now,
                     expires_at: now + self.config.lifetimes.session.as_secs() as i64,
+                    amr: request.login_method.amr().to_owned(),
                 };
-                self.store.upsert_user(&sub, &profile, now).await?;
                 self.store.insert_session(&session).await?;
                 let redirect = self.issue_code(&request, &session, now).await?;
                 self.audit(
@@ -204,23 +208,31 @@ impl Provider {
             }
             Err(err) => return Ok(Err(wecom_refusal(wecom, &err, "getuserinfo"))),
         };
-        let sub = subject_of(&userid);
+        let userid_key = subject_of(&userid);
+        let previous = self
+            .store
+            .find_member_by_userid::<UserProfile>(&userid_key)
+            .await?;
+        let sub = previous
+            .as_ref()
+            .map_or_else(|| userid_key.clone(), |stored| stored.sub.clone());
         // auth/getuserinfo answers for members outside the visible range too, so user/get is what
         // actually checks that this member may use the app.
         let member = match wecom.member(&userid).await {
             Ok(member) => member,
-            Err(err) => return Ok(Err(wecom_refusal(wecom, &err, "user_get").of(&sub))),
-        };
-        let status_refusal = match member.status {
-            MemberStatus::Active => None,
-            MemberStatus::Disabled => Some((PageKind::AccountDisabled, "member_disabled")),
-            MemberStatus::NotActivated => {
-                Some((PageKind::AccountNotActivated, "member_not_activated"))
+            Err(err) => {
+                let refusal = wecom_refusal(wecom, &err, "user_get").of(&sub);
+                if refusal.kind == PageKind::OutsideVisibleRange && previous.is_some() {
+                    self.revoke_member(&sub, &refusal.reason, now).await?;
+                }
+                return Ok(Err(refusal));
             }
-            MemberStatus::Left => Some((PageKind::AccountLeft, "member_left")),
-            MemberStatus::Other(_) => Some((PageKind::AccountDisabled, "member_status_unknown")),
         };
-        if let Some((kind, reason)) = status_refusal {
+        if let Some((kind, reason)) = status_refusal(member.status) {
+            // WeCom no longer admits a member who may still hold tokens from earlier sign-ins.
+            if previous.is_some() {
+                self.revoke_member(&sub, reason, now).await?;
+            }
             return Ok(Err(Refusal::new(kind, reason).of(&sub)));
         }
         // The sensitive fields are a bonus: failing to read them must not block the sign-in.
@@ -234,22 +246,10 @@ impl Provider {
             },
             None => None,
         };
-        let kinds = self.config.login.group_kinds;
-        let groups = if kinds.any() {
-            match wecom.groups(&member, kinds).await {
-                Ok(groups) => Some(groups),
-                Err(err) => {
-                    tracing::warn!(error = %err, explanation = %wecom.explain(&err), "could not resolve groups; keeping the stored ones");
-                    None
-                }
-            }
-        } else {
-            Some(Vec::new())
-        };
-        let previous = match self.store.get_user::<UserProfile>(&sub).await {
-            Ok(profile) => Some(profile),
-            Err(StorageError::NotFound) => None,
-            Err(other) => return Err(other),
+        let previous = previous.map(|stored| stored.profile);
+        let groups = match current_groups(wecom, self, &member, previous.as_ref(), now).await {
+            Ok(groups) => groups,
+            Err(err) => return Ok(Err(wecom_refusal(wecom, &err, "groups").of(&sub))),
         };
         let profile = UserProfile::merge(&member, detail.as_ref(), groups, previous, now);
         if !profile.email_domain_allowed(&self.config.login) {

@@ -16,6 +16,8 @@ pub struct IdTokenContent<'a> {
     pub scope: &'a ScopeSet,
     pub nonce: Option<&'a str>,
     pub auth_time: UnixTime,
+    /// OIDC `amr` values, space-separated; empty for grants older than `amr`.
+    pub amr: &'a str,
     pub access_token: &'a str,
     /// Present when the client is registered to receive profile claims in the ID token.
     pub profile: Option<&'a UserProfile>,
@@ -52,6 +54,18 @@ impl Provider {
         claims.insert("iat".into(), Value::from(now));
         claims.insert("exp".into(), Value::from(now + ttl));
         claims.insert("auth_time".into(), Value::from(content.auth_time));
+        if !content.amr.is_empty() {
+            claims.insert(
+                "amr".into(),
+                Value::Array(
+                    content
+                        .amr
+                        .split(' ')
+                        .map(|value| Value::String(value.to_owned()))
+                        .collect(),
+                ),
+            );
+        }
         claims.insert(
             "at_hash".into(),
             Value::String(at_hash(content.access_token)),

@@ -25,6 +25,7 @@ pub mod error;
 pub mod id_token;
 pub mod introspection;
 pub mod logout;
+pub mod membership;
 pub mod params;
 pub mod profile;
 pub mod redirect;
@@ -69,6 +70,32 @@ pub struct AuthorizationRequest {
     pub state: Option<String>,
     pub nonce: Option<String>,
     pub code_challenge: Option<String>,
+    /// How the person is sent to WeCom; becomes the session's `amr`.
+    #[serde(default)]
+    pub login_method: LoginMethod,
+}
+
+/// The two ways WeCom signs a person in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoginMethod {
+    /// The web login page: a QR code scanned with the WeCom app (or a click in the desktop app).
+    #[default]
+    Qr,
+    /// Silent OAuth inside the WeCom client's own browser.
+    InClient,
+}
+
+impl LoginMethod {
+    /// OIDC `amr` values (space-separated). Both prove possession of a device where the WeCom app
+    /// is signed in (RFC 8176 `swk`, a software-secured key); `qr` and `wecom_client` tell the two
+    /// apart, since RFC 8176 registers no name for either.
+    pub fn amr(self) -> &'static str {
+        match self {
+            LoginMethod::Qr => "qr swk",
+            LoginMethod::InClient => "wecom_client swk",
+        }
+    }
 }
 
 impl AuthorizationRequest {
@@ -98,6 +125,9 @@ pub struct CodeDetails {
     pub auth_time: UnixTime,
     /// Hash of the SSO session id, so that logout revokes what the session issued.
     pub session_id: Option<String>,
+    /// The session's `amr` (space-separated), kept through every refresh.
+    #[serde(default)]
+    pub amr: String,
 }
 
 impl Provider {
@@ -122,6 +152,7 @@ impl Provider {
             code_challenge: request.code_challenge.clone(),
             auth_time: session.auth_time,
             session_id: Some(session.id_hash.clone()),
+            amr: session.amr.clone(),
         };
         let expires_at = now + self.config.lifetimes.authorization_code.as_secs() as i64;
         self.store
@@ -129,6 +160,7 @@ impl Provider {
                 &sha256_hex(&code),
                 &random_token(16),
                 &request.client_id,
+                Some(&session.id_hash),
                 &details,
                 expires_at,
             )

@@ -12,6 +12,8 @@ use crate::config::LoginSettings;
 use crate::domain::{Scope, ScopeSet};
 use crate::wecom::{Gender, Member, MemberDetail};
 
+use super::membership::GroupsRead;
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserProfile {
     /// The userid as WeCom spells it.
@@ -27,6 +29,13 @@ pub struct UserProfile {
     pub avatar: Option<String>,
     pub gender: Option<Gender>,
     pub groups: Vec<String>,
+    /// When `groups` was last read from WeCom (0 for profiles stored before this was kept).
+    #[serde(default)]
+    pub groups_read_at: i64,
+    /// WeCom could not tell the groups and `GROUPS_ON_FAILURE=omit`: no `groups` claim at all,
+    /// rather than a stale or empty list asserted as current.
+    #[serde(default)]
+    pub groups_unavailable: bool,
     pub updated_at: i64,
 }
 
@@ -47,23 +56,28 @@ pub fn subject_of(userid: &str) -> String {
 }
 
 impl UserProfile {
-    /// Builds the new snapshot: `detail` (from a fresh `user_ticket`) beats `member` (`user/get`),
-    /// which beats what was stored before.
+    /// Builds the new snapshot. A `getuserdetail` answer (`detail`, from a fresh `user_ticket`)
+    /// is authoritative for the sensitive fields: what it returns empty is cleared unless
+    /// `user/get` still has it. Without one, `user/get` (`member`) beats what was stored before —
+    /// its empty strings for apps created after 2022-06-20 mean "withheld", not "empty".
     pub fn merge(
         member: &Member,
         detail: Option<&MemberDetail>,
-        groups: Option<Vec<String>>,
+        groups: GroupsRead,
         previous: Option<UserProfile>,
         now: i64,
     ) -> Self {
         let previous = previous.unwrap_or_default();
         let pick = |from_detail: Option<&Option<String>>,
                     from_member: &Option<String>,
-                    stored: Option<String>| {
-            from_detail
-                .and_then(|v| v.clone())
-                .or_else(|| from_member.clone())
-                .or(stored)
+                    stored: Option<String>| match from_detail {
+            Some(authoritative) => authoritative.clone().or_else(|| from_member.clone()),
+            None => from_member.clone().or(stored),
+        };
+        let (groups, groups_read_at, groups_unavailable) = match groups {
+            GroupsRead::Read(groups) => (groups, now, false),
+            GroupsRead::Kept => (previous.groups, previous.groups_read_at, false),
+            GroupsRead::Unavailable => (Vec::new(), previous.groups_read_at, true),
         };
         UserProfile {
             userid: member.userid.clone(),
@@ -78,11 +92,13 @@ impl UserProfile {
             ),
             mobile: pick(detail.map(|d| &d.mobile), &member.mobile, previous.mobile),
             avatar: pick(detail.map(|d| &d.avatar), &member.avatar, previous.avatar),
-            gender: detail
-                .and_then(|d| d.gender)
-                .or(member.gender)
-                .or(previous.gender),
-            groups: groups.unwrap_or(previous.groups),
+            gender: match detail {
+                Some(detail) => detail.gender.or(member.gender),
+                None => member.gender.or(previous.gender),
+            },
+            groups,
+            groups_read_at,
+            groups_unavailable,
             updated_at: now,
         }
     }
@@ -174,7 +190,7 @@ impl UserProfile {
                 put("phone_number_verified", Some(Value::Bool(true)));
             }
         }
-        if scopes.contains(Scope::Groups) && !self.groups.is_empty() {
+        if scopes.contains(Scope::Groups) && !self.groups_unavailable && !self.groups.is_empty() {
             put(
                 "groups",
                 Some(Value::Array(

@@ -12,6 +12,7 @@ use crate::storage::{
 
 use super::client_auth::PresentedCredentials;
 use super::id_token::IdTokenContent;
+use super::membership::MemberCheck;
 use super::profile::UserProfile;
 use super::{CodeDetails, ErrorCode, OAuthError, Params, Provider};
 
@@ -88,10 +89,17 @@ struct GrantContext<'a> {
     scope: ScopeSet,
     session_id: Option<String>,
     auth_time: UnixTime,
+    /// OIDC `amr` values, space-separated.
+    amr: &'a str,
     nonce: Option<&'a str>,
 }
 
 impl Provider {
+    /// When a grant started by a WeCom sign-in at `auth_time` ends, whatever its refreshes.
+    fn grant_end(&self, auth_time: UnixTime) -> UnixTime {
+        auth_time + self.config.membership.grant_max_ttl.as_secs() as i64
+    }
+
     #[tracing::instrument(skip_all)]
     pub async fn token(
         &self,
@@ -209,6 +217,7 @@ impl Provider {
             scope: ScopeSet::parse(&details.scope).0,
             session_id: details.session_id.clone(),
             auth_time: details.auth_time,
+            amr: &details.amr,
             nonce: details.nonce.as_deref(),
         };
         self.issue_tokens(context, now).await
@@ -221,9 +230,38 @@ impl Provider {
         scope: Option<&str>,
         now: UnixTime,
     ) -> Result<TokenResponse, OAuthError> {
+        let token_hash = sha256_hex(refresh_token);
+        // The member's standing is settled before the token is used up, so that a refresh
+        // refused because WeCom cannot be reached can be retried with the same token.
+        if let Some((sub, checked_at)) = self
+            .store
+            .refresh_token_holder(&token_hash, &client.client_id, now)
+            .await?
+        {
+            let recheck_after = self.config.membership.recheck_after.as_secs() as i64;
+            if now - checked_at >= recheck_after {
+                match self.confirm_member(&sub, now).await? {
+                    MemberCheck::Admitted(_) => {}
+                    MemberCheck::Revoked(_) => {
+                        return Err(OAuthError::invalid_grant(
+                            "the member's access has ended (WeCom)",
+                        ))
+                    }
+                    // Documented choice: 503 temporarily_unavailable (RFC 6749 §5.2 has no
+                    // retryable code for the token endpoint; OIDC clients retry on 5xx), nothing
+                    // revoked, the refresh token still valid.
+                    MemberCheck::Unknown(_) => {
+                        return Err(OAuthError::new(
+                            ErrorCode::TemporarilyUnavailable,
+                            "WeCom cannot confirm the member just now; try again shortly",
+                        ))
+                    }
+                }
+            }
+        }
         let record = match self
             .store
-            .rotate_refresh_token(&sha256_hex(refresh_token), &client.client_id, now)
+            .rotate_refresh_token(&token_hash, &client.client_id, now)
             .await?
         {
             RefreshRotation::Rotated(record) => record,
@@ -240,6 +278,11 @@ impl Provider {
         };
         if record.expires_at <= now {
             return Err(OAuthError::invalid_grant("the refresh token has expired"));
+        }
+        if now >= self.grant_end(record.auth_time) {
+            return Err(OAuthError::invalid_grant(
+                "the grant has reached its maximum lifetime (GRANT_MAX_TTL_SECS); sign in again",
+            ));
         }
         let granted = ScopeSet::parse(&record.scope).0;
         // RFC 6749 §6: the new scope must not exceed the original grant.
@@ -263,6 +306,7 @@ impl Provider {
             scope,
             session_id: record.session_id.clone(),
             auth_time: record.auth_time,
+            amr: &record.amr,
             // OIDC Core §12.2: a refreshed ID token need not repeat the nonce.
             nonce: None,
         };
@@ -339,8 +383,11 @@ impl Provider {
                     scope: grant.scope.to_string(),
                     session_id: grant.session_id.clone(),
                     auth_time: grant.auth_time,
+                    amr: grant.amr.to_owned(),
                     issued_at: now,
-                    expires_at: now + lifetimes.refresh_token.as_secs() as i64,
+                    // REFRESH_TOKEN_TTL_SECS is the idle limit; the grant's own end is absolute.
+                    expires_at: (now + lifetimes.refresh_token.as_secs() as i64)
+                        .min(self.grant_end(grant.auth_time)),
                 })
                 .await?
                 .then_some(token)
@@ -363,6 +410,7 @@ impl Provider {
                 scope: &grant.scope,
                 nonce: grant.nonce,
                 auth_time: grant.auth_time,
+                amr: grant.amr,
                 access_token: &access_token,
                 profile: profile.as_ref(),
             },

@@ -52,7 +52,13 @@ impl Provider {
             return Err(UserinfoError::InsufficientScope);
         }
         match profile {
-            Some(profile) => Ok(profile.claims(&scope, &self.config.login)),
+            Some(profile) => {
+                let mut claims = profile.claims(&scope, &self.config.login);
+                // The token's subject, not one derived from the profile: a member keeps their
+                // `sub` when an administrator changes their userid.
+                claims.insert("sub".into(), Value::String(record.sub));
+                Ok(claims)
+            }
             None => Err(UserinfoError::InvalidToken("the user no longer exists")),
         }
     }

@@ -33,15 +33,17 @@ impl Store {
         code_hash: &str,
         grant_id: &str,
         client_id: &str,
+        session_id: Option<&str>,
         details: &D,
         expires_at: i64,
     ) -> StorageResult<()> {
         sqlx::query(
-            "INSERT INTO authorization_codes (code_hash, grant_id, client_id, details, expires_at) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO authorization_codes (code_hash, grant_id, client_id, session_id, details, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(code_hash)
         .bind(grant_id)
         .bind(client_id)
+        .bind(session_id)
         .bind(to_json(details)?)
         .bind(expires_at)
         .execute(&self.pool)
@@ -51,7 +53,8 @@ impl Store {
 
     /// Marks the code used in one conditional statement, so of two concurrent redemptions exactly
     /// one gets `Redeemed`. A code presented by another client than its own is left untouched and
-    /// reported `Unknown` (RFC 6749 §4.1.3: the code is bound to its client).
+    /// reported `Unknown` (RFC 6749 §4.1.3: the code is bound to its client), and so is a code
+    /// whose session has ended since (logout, or the member's access revoked).
     #[tracing::instrument(skip_all, fields(client_id))]
     pub async fn redeem_code<D: DeserializeOwned>(
         &self,
@@ -62,6 +65,8 @@ impl Store {
         let row = sqlx::query(
             "UPDATE authorization_codes SET used_at = $1
              WHERE code_hash = $2 AND client_id = $3 AND used_at IS NULL
+               AND (session_id IS NULL
+                    OR EXISTS (SELECT 1 FROM sessions s WHERE s.id_hash = authorization_codes.session_id))
              RETURNING grant_id, client_id, details, expires_at",
         )
         .bind(now)

@@ -21,7 +21,8 @@ use sqlx::{AnyPool, Executor};
 
 pub use audit::AuditEvent;
 pub use codes::{CodeGrant, CodeRedemption};
-pub use requests::{PendingRequest, Session};
+pub use requests::{MemberGrant, PendingRequest, Session};
+pub use users::MemberRecord;
 pub use signing_keys::StoredKey;
 pub use tokens::{AccessTokenRecord, RefreshRotation, RefreshTokenRecord};
 
@@ -207,7 +208,26 @@ impl Store {
                 .await?
                 .rows_affected();
         }
+        // Redeliveries of a WeCom event come within minutes; a day covers any retry schedule.
+        removed += sqlx::query("DELETE FROM wecom_events WHERE received_at < $1")
+            .bind(now - 86_400)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
         Ok(removed)
+    }
+
+    /// Records a WeCom event delivery by the digest of its decrypted message; `false` when it was
+    /// seen before (a redelivery or a replay: answered, not processed again).
+    pub async fn record_wecom_event(&self, digest: &str, now: UnixTime) -> StorageResult<bool> {
+        let inserted = sqlx::query(
+            "INSERT INTO wecom_events (digest, received_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(digest)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(inserted.rows_affected() == 1)
     }
 
     pub async fn close(&self) {

@@ -18,6 +18,20 @@ pub struct Session {
     pub sub: String,
     pub auth_time: i64,
     pub expires_at: i64,
+    /// How the person authenticated (OIDC `amr` values, space-separated).
+    pub amr: String,
+}
+
+/// Where one member's access stands: what `revoke_member` ended, or what the admin API shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberGrant {
+    pub grant_id: String,
+    pub client_id: String,
+    /// The session (id hash) the grant came from.
+    pub session_id: Option<String>,
+    /// Whether a refresh token keeps the grant alive past its access tokens.
+    pub refreshable: bool,
+    pub expires_at: i64,
 }
 
 impl Store {
@@ -65,12 +79,13 @@ impl Store {
     #[tracing::instrument(skip_all, fields(sub = %session.sub))]
     pub async fn insert_session(&self, session: &Session) -> StorageResult<()> {
         sqlx::query(
-            "INSERT INTO sessions (id_hash, sub, auth_time, expires_at) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO sessions (id_hash, sub, auth_time, expires_at, amr) VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(&session.id_hash)
         .bind(&session.sub)
         .bind(session.auth_time)
         .bind(session.expires_at)
+        .bind(&session.amr)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -79,7 +94,7 @@ impl Store {
     /// The live session with this id, if any.
     pub async fn find_session(&self, id_hash: &str, now: i64) -> StorageResult<Option<Session>> {
         let row = sqlx::query(
-            "SELECT sub, auth_time, expires_at FROM sessions WHERE id_hash = $1 AND expires_at > $2",
+            "SELECT sub, auth_time, expires_at, amr FROM sessions WHERE id_hash = $1 AND expires_at > $2",
         )
         .bind(id_hash)
         .bind(now)
@@ -91,9 +106,99 @@ impl Store {
                 sub: column(&row, "sub")?,
                 auth_time: column(&row, "auth_time")?,
                 expires_at: column(&row, "expires_at")?,
+                amr: column::<Option<String>>(&row, "amr")?.unwrap_or_default(),
             })
         })
         .transpose()
+    }
+
+    /// The live sessions of `sub`, newest first.
+    pub async fn sessions_of(&self, sub: &str, now: i64) -> StorageResult<Vec<Session>> {
+        let rows = sqlx::query(
+            "SELECT id_hash, sub, auth_time, expires_at, amr FROM sessions
+             WHERE sub = $1 AND expires_at > $2 ORDER BY auth_time DESC",
+        )
+        .bind(sub)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Session {
+                    id_hash: column(row, "id_hash")?,
+                    sub: column(row, "sub")?,
+                    auth_time: column(row, "auth_time")?,
+                    expires_at: column(row, "expires_at")?,
+                    amr: column::<Option<String>>(row, "amr")?.unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    /// The grants `sub` holds: one row per grant with a live access or refresh token.
+    pub async fn grants_of(&self, sub: &str, now: i64) -> StorageResult<Vec<MemberGrant>> {
+        let rows = sqlx::query(
+            "SELECT grant_id, MIN(client_id) AS client_id, MIN(session_id) AS session_id,
+                    MAX(refreshable) AS refreshable, MAX(expires_at) AS expires_at
+             FROM (SELECT grant_id, client_id, session_id, 0 AS refreshable, expires_at
+                   FROM access_tokens WHERE sub = $1 AND expires_at > $2
+                   UNION ALL
+                   SELECT grant_id, client_id, session_id, 1 AS refreshable, expires_at
+                   FROM refresh_tokens WHERE sub = $1 AND expires_at > $2 AND used_at IS NULL) t
+             WHERE NOT EXISTS (SELECT 1 FROM revoked_grants r WHERE r.grant_id = t.grant_id)
+             GROUP BY grant_id ORDER BY MIN(client_id), grant_id",
+        )
+        .bind(sub)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(MemberGrant {
+                    grant_id: column(row, "grant_id")?,
+                    client_id: column(row, "client_id")?,
+                    session_id: column(row, "session_id")?,
+                    refreshable: column::<i64>(row, "refreshable")? == 1,
+                    expires_at: column(row, "expires_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Ends everything `sub` holds, in one transaction: every grant is remembered as revoked until
+    /// `remember_until` (so a token being issued concurrently is refused too), then their access
+    /// and refresh tokens and their sessions are deleted (codes die with their session). Returns
+    /// what was ended, for back-channel logout.
+    #[tracing::instrument(skip_all)]
+    pub async fn revoke_member(
+        &self,
+        sub: &str,
+        now: i64,
+        remember_until: i64,
+    ) -> StorageResult<(Vec<MemberGrant>, Vec<Session>)> {
+        let grants = self.grants_of(sub, now).await?;
+        let sessions = self.sessions_of(sub, now).await?;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO revoked_grants (grant_id, expires_at)
+             SELECT grant_id, $2 FROM (SELECT grant_id FROM access_tokens WHERE sub = $1
+                                       UNION SELECT grant_id FROM refresh_tokens WHERE sub = $1) g
+             WHERE true
+             ON CONFLICT (grant_id) DO NOTHING",
+        )
+        .bind(sub)
+        .bind(remember_until)
+        .execute(&mut *tx)
+        .await?;
+        for statement in [
+            "DELETE FROM access_tokens WHERE sub = $1",
+            "DELETE FROM refresh_tokens WHERE sub = $1",
+            "DELETE FROM sessions WHERE sub = $1",
+        ] {
+            sqlx::query(statement).bind(sub).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok((grants, sessions))
     }
 
     /// Ends the session and revokes every token issued under it.

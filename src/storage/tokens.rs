@@ -29,6 +29,8 @@ pub struct RefreshTokenRecord {
     pub scope: String,
     pub session_id: Option<String>,
     pub auth_time: i64,
+    /// How the person authenticated at `auth_time` (OIDC `amr`, space-separated).
+    pub amr: String,
     pub issued_at: i64,
     pub expires_at: i64,
 }
@@ -48,7 +50,7 @@ pub enum RefreshRotation {
 const ACCESS_COLUMNS: &str =
     "token_hash, grant_id, client_id, sub, scope, session_id, issued_at, expires_at";
 const REFRESH_COLUMNS: &str =
-    "token_hash, grant_id, client_id, sub, scope, session_id, auth_time, issued_at, expires_at";
+    "token_hash, grant_id, client_id, sub, scope, session_id, auth_time, amr, issued_at, expires_at";
 
 fn access_from_row(row: &sqlx::any::AnyRow) -> StorageResult<AccessTokenRecord> {
     Ok(AccessTokenRecord {
@@ -72,6 +74,7 @@ fn refresh_from_row(row: &sqlx::any::AnyRow) -> StorageResult<RefreshTokenRecord
         scope: column(row, "scope")?,
         session_id: column(row, "session_id")?,
         auth_time: column(row, "auth_time")?,
+        amr: column::<Option<String>>(row, "amr")?.unwrap_or_default(),
         issued_at: column(row, "issued_at")?,
         expires_at: column(row, "expires_at")?,
     })
@@ -103,7 +106,7 @@ impl Store {
     pub async fn insert_refresh_token(&self, token: &RefreshTokenRecord) -> StorageResult<bool> {
         let result = sqlx::query(&format!(
             "INSERT INTO refresh_tokens ({REFRESH_COLUMNS})
-             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10
              WHERE NOT EXISTS (SELECT 1 FROM revoked_grants WHERE grant_id = $2)"
         ))
         .bind(&token.token_hash)
@@ -113,6 +116,7 @@ impl Store {
         .bind(&token.scope)
         .bind(&token.session_id)
         .bind(token.auth_time)
+        .bind(&token.amr)
         .bind(token.issued_at)
         .bind(token.expires_at)
         .execute(&self.pool)
@@ -181,6 +185,28 @@ impl Store {
         .as_ref()
         .map(refresh_from_row)
         .transpose()
+    }
+
+    /// The member holding a live, unused refresh token of `client_id`, and when WeCom last
+    /// confirmed them: what a refresh must know before it uses the token up.
+    pub async fn refresh_token_holder(
+        &self,
+        token_hash: &str,
+        client_id: &str,
+        now: i64,
+    ) -> StorageResult<Option<(String, i64)>> {
+        let row = sqlx::query(
+            "SELECT r.sub, COALESCE(u.checked_at, 0) AS checked_at
+             FROM refresh_tokens r LEFT JOIN users u ON u.sub = r.sub
+             WHERE r.token_hash = $1 AND r.client_id = $2 AND r.used_at IS NULL AND r.expires_at > $3",
+        )
+        .bind(token_hash)
+        .bind(client_id)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| Ok((column(&row, "sub")?, column(&row, "checked_at")?)))
+            .transpose()
     }
 
     /// Marks the refresh token used in one conditional statement: of two concurrent uses, one wins.

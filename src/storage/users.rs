@@ -1,36 +1,231 @@
-//! Snapshots of WeCom member profiles, keyed by `sub`.
+//! Members: the stored snapshot of each WeCom profile, keyed by a `sub` that never changes, found
+//! by the member's current userid (`userid_key`, lowercase), and when WeCom last confirmed them.
 
 use serde::{de::DeserializeOwned, Serialize};
 
 use super::{column, from_json, to_json, StorageError, StorageResult, Store};
+use crate::crypto::random_hex;
+
+/// A stored member.
+#[derive(Debug, Clone)]
+pub struct MemberRecord<P> {
+    pub sub: String,
+    pub profile: P,
+    /// When WeCom last confirmed the member (`user/get`), Unix seconds; 0 = never.
+    pub checked_at: i64,
+}
+
+fn member_from_row<P: DeserializeOwned>(row: &sqlx::any::AnyRow) -> StorageResult<MemberRecord<P>> {
+    Ok(MemberRecord {
+        sub: column(row, "sub")?,
+        profile: from_json(&column::<String>(row, "profile")?)?,
+        checked_at: column(row, "checked_at")?,
+    })
+}
 
 impl Store {
-    /// Inserts or replaces the profile of `sub`.
-    #[tracing::instrument(skip_all, fields(sub))]
-    pub async fn upsert_user<P: Serialize>(
+    /// Stores the profile of the member whose lowercase userid is `userid_key`, as confirmed by
+    /// WeCom at `now`, and returns their `sub`: the one they already have, or `preferred_sub` for
+    /// a new member — unless another member holds that `sub` already (an earlier member renamed
+    /// away from this userid keeps it for life), then a fresh one. A `sub` is never reassigned.
+    #[tracing::instrument(skip_all)]
+    pub async fn save_member<P: Serialize>(
+        &self,
+        userid_key: &str,
+        preferred_sub: &str,
+        profile: &P,
+        now: i64,
+    ) -> StorageResult<String> {
+        let document = to_json(profile)?;
+        let updated = sqlx::query(
+            "UPDATE users SET profile = $1, updated_at = $2, checked_at = $2
+             WHERE userid_key = $3 RETURNING sub",
+        )
+        .bind(&document)
+        .bind(now)
+        .bind(userid_key)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = updated {
+            return column(&row, "sub");
+        }
+        let mut sub = preferred_sub.to_owned();
+        for _ in 0..3 {
+            let inserted = sqlx::query(
+                "INSERT INTO users (sub, userid_key, profile, updated_at, checked_at)
+                 VALUES ($1, $2, $3, $4, $4) ON CONFLICT DO NOTHING",
+            )
+            .bind(&sub)
+            .bind(userid_key)
+            .bind(&document)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+            if inserted.rows_affected() == 1 {
+                return Ok(sub);
+            }
+            // Either this userid was stored meanwhile (a concurrent first sign-in), or the sub is
+            // someone else's.
+            let row = sqlx::query("SELECT sub FROM users WHERE userid_key = $1")
+                .bind(userid_key)
+                .fetch_optional(&self.pool)
+                .await?;
+            if let Some(row) = row {
+                return column(&row, "sub");
+            }
+            sub = format!("{preferred_sub}.{}", random_hex(4));
+        }
+        Err(StorageError::Conflict)
+    }
+
+    /// Replaces the stored profile of `sub` as confirmed by WeCom at `now`.
+    #[tracing::instrument(skip_all)]
+    pub async fn update_member<P: Serialize>(
         &self,
         sub: &str,
         profile: &P,
         now: i64,
     ) -> StorageResult<()> {
         sqlx::query(
-            "INSERT INTO users (sub, profile, updated_at) VALUES ($1, $2, $3)
-             ON CONFLICT (sub) DO UPDATE SET profile = excluded.profile, updated_at = excluded.updated_at",
+            "UPDATE users SET profile = $1, updated_at = $2, checked_at = $2, sweep_lease_until = 0
+             WHERE sub = $3",
         )
-        .bind(sub)
         .bind(to_json(profile)?)
         .bind(now)
+        .bind(sub)
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
-    pub async fn get_user<P: DeserializeOwned>(&self, sub: &str) -> StorageResult<P> {
-        let row = sqlx::query("SELECT profile FROM users WHERE sub = $1")
+    pub async fn get_member<P: DeserializeOwned>(
+        &self,
+        sub: &str,
+    ) -> StorageResult<Option<MemberRecord<P>>> {
+        sqlx::query("SELECT sub, profile, checked_at FROM users WHERE sub = $1")
             .bind(sub)
             .fetch_optional(&self.pool)
             .await?
-            .ok_or(StorageError::NotFound)?;
-        from_json(&column::<String>(&row, "profile")?)
+            .as_ref()
+            .map(member_from_row)
+            .transpose()
+    }
+
+    pub async fn find_member_by_userid<P: DeserializeOwned>(
+        &self,
+        userid_key: &str,
+    ) -> StorageResult<Option<MemberRecord<P>>> {
+        sqlx::query("SELECT sub, profile, checked_at FROM users WHERE userid_key = $1")
+            .bind(userid_key)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(member_from_row)
+            .transpose()
+    }
+
+    pub async fn get_user<P: DeserializeOwned>(&self, sub: &str) -> StorageResult<P> {
+        self.get_member(sub)
+            .await?
+            .map(|member| member.profile)
+            .ok_or(StorageError::NotFound)
+    }
+
+    /// Moves a member to a new userid (an administrator may change a userid once): the member
+    /// keeps `sub`, `rewrite` updates the stored profile. `None` when no member had `old_key`.
+    #[tracing::instrument(skip_all)]
+    pub async fn rename_member<P: Serialize + DeserializeOwned>(
+        &self,
+        old_key: &str,
+        new_key: &str,
+        rewrite: impl FnOnce(&mut P),
+        now: i64,
+    ) -> StorageResult<Option<String>> {
+        let Some(mut member) = self.find_member_by_userid::<P>(old_key).await? else {
+            return Ok(None);
+        };
+        rewrite(&mut member.profile);
+        let result = sqlx::query(
+            "UPDATE users SET userid_key = $1, profile = $2, updated_at = $3 WHERE sub = $4",
+        )
+        .bind(new_key)
+        .bind(to_json(&member.profile)?)
+        .bind(now)
+        .bind(&member.sub)
+        .execute(&self.pool)
+        .await?;
+        Ok((result.rows_affected() == 1).then_some(member.sub))
+    }
+
+    /// Makes every member due for a WeCom check (after WeCom reported a bulk change).
+    pub async fn mark_all_members_unchecked(&self) -> StorageResult<u64> {
+        Ok(sqlx::query("UPDATE users SET checked_at = 0")
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+
+    /// Takes `chunk` calls from the sweep's budget for the minute starting at `window_start`,
+    /// shared by every replica; `false` when the minute's `limit` is spent.
+    pub async fn take_sweep_budget(
+        &self,
+        window_start: i64,
+        chunk: i64,
+        limit: i64,
+    ) -> StorageResult<bool> {
+        sqlx::query(
+            "INSERT INTO member_sweep_budget (id, window_start, used) VALUES (1, $1, 0)
+             ON CONFLICT (id) DO UPDATE SET window_start = excluded.window_start, used = 0
+             WHERE member_sweep_budget.window_start <> excluded.window_start",
+        )
+        .bind(window_start)
+        .execute(&self.pool)
+        .await?;
+        let taken = sqlx::query(
+            "UPDATE member_sweep_budget SET used = used + $1
+             WHERE id = 1 AND window_start = $2 AND used + $1 <= $3",
+        )
+        .bind(chunk)
+        .bind(window_start)
+        .bind(limit)
+        .execute(&self.pool)
+        .await?;
+        Ok(taken.rows_affected() == 1)
+    }
+
+    /// Leases up to `limit` members that hold a live session or refresh token and that WeCom has
+    /// not confirmed since `checked_before`, until `lease_until`: a member leased by one replica
+    /// is not picked by another.
+    #[tracing::instrument(skip_all)]
+    pub async fn lease_members_due<P: DeserializeOwned>(
+        &self,
+        checked_before: i64,
+        now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> StorageResult<Vec<MemberRecord<P>>> {
+        let skip_locked = match self.backend {
+            super::Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+            super::Backend::Sqlite => "",
+        };
+        let rows = sqlx::query(&format!(
+            "UPDATE users SET sweep_lease_until = $1
+             WHERE sub IN (
+                 SELECT u.sub FROM users u
+                 WHERE u.checked_at < $2 AND u.sweep_lease_until < $3
+                   AND (EXISTS (SELECT 1 FROM sessions s WHERE s.sub = u.sub AND s.expires_at > $3)
+                     OR EXISTS (SELECT 1 FROM refresh_tokens r
+                                WHERE r.sub = u.sub AND r.used_at IS NULL AND r.expires_at > $3))
+                 ORDER BY u.checked_at
+                 LIMIT $4 {skip_locked})
+             RETURNING sub, profile, checked_at"
+        ))
+        .bind(lease_until)
+        .bind(checked_before)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(member_from_row).collect()
     }
 }

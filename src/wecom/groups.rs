@@ -129,8 +129,11 @@ impl WeComClient {
         }
         if kinds.tags {
             let tags = self.tags().await?;
-            let carriers: Vec<Arc<TagMembers>> = futures_util::stream::iter(tags.iter())
-                .map(|tag| self.tag_members(tag.id))
+            // The futures are built before they become a stream: a stream mapping through a
+            // closure is not provably `Send` (rust-lang/rust#64552), and the member sweep runs
+            // this on a spawned task.
+            let fetches: Vec<_> = tags.iter().map(|tag| self.tag_members(tag.id)).collect();
+            let carriers: Vec<Arc<TagMembers>> = futures_util::stream::iter(fetches)
                 .buffered(TAG_FETCHES_IN_FLIGHT)
                 .try_collect()
                 .await?;

@@ -282,6 +282,7 @@ async fn mint_codes(store: &Store, client_id: &str, count: usize) -> Vec<String>
         code_challenge: None,
         auth_time: now,
         session_id: None,
+        amr: "qr swk".into(),
     };
     let chunks: Vec<Vec<String>> = codes
         .chunks(count.div_ceil(16).max(1))
@@ -297,6 +298,7 @@ async fn mint_codes(store: &Store, client_id: &str, count: usize) -> Vec<String>
                         &sha256_hex(&code),
                         &random_token(16),
                         &client_id,
+                        None,
                         &details,
                         now + 3600,
                     )

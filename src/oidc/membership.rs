@@ -1,0 +1,251 @@
+//! Access follows the member's standing in WeCom.
+//!
+//! The provider remembers when WeCom last confirmed each member (`user/get`: status, visible
+//! range). A refresh and an SSO reuse ask WeCom again when that is older than
+//! `MEMBER_RECHECK_SECS`; a background sweep does the same for every member who still holds a
+//! session or a refresh token; WeCom's contact events ask at once. A member WeCom no longer admits
+//! loses everything at once ([`Provider::revoke_member`]).
+//!
+//! ```text
+//!  refresh / SSO reuse ─┐
+//!  sweep (leased) ──────┼─▶ confirm_member ─▶ user/get ─┬─ active ─▶ profile and groups updated
+//!  WeCom event ─────────┘                              ├─ gone ───▶ revoke_member + back-channel logout
+//!                                                      └─ WeCom unreachable ─▶ nothing revoked, retry later
+//! ```
+
+use crate::clock::UnixTime;
+use crate::config::GroupsOnFailure;
+use crate::pages::PageKind;
+use crate::storage::{MemberRecord, StorageError};
+use crate::wecom::{FailureCategory, Member, MemberStatus, WeComClient, WeComError};
+
+use super::profile::{subject_of, UserProfile};
+use super::Provider;
+
+/// What WeCom says of a member now.
+#[derive(Debug)]
+pub enum MemberCheck {
+    /// Still admitted; the profile (and groups) as of this check, already stored.
+    Admitted(UserProfile),
+    /// No longer admitted (disabled, left, not activated, outside the visible range, unknown);
+    /// everything they held has been revoked. The reason is the audit reason.
+    Revoked(&'static str),
+    /// WeCom could not be asked (down, slow, rate-limited, misconfigured): nothing was changed.
+    Unknown(WeComError),
+}
+
+/// Why a member with this `user/get` status may not sign in: the page shown at sign-in and the
+/// audit reason. `None` for an active member.
+pub fn status_refusal(status: MemberStatus) -> Option<(PageKind, &'static str)> {
+    match status {
+        MemberStatus::Active => None,
+        MemberStatus::Disabled => Some((PageKind::AccountDisabled, "member_disabled")),
+        MemberStatus::NotActivated => Some((PageKind::AccountNotActivated, "member_not_activated")),
+        MemberStatus::Left => Some((PageKind::AccountLeft, "member_left")),
+        MemberStatus::Other(_) => Some((PageKind::AccountDisabled, "member_status_unknown")),
+    }
+}
+
+/// Whether a failed `user/get` means the member is gone for this app (WeCom answers 60111 for a
+/// member who left, was deleted or is outside the visible range), rather than WeCom failing.
+fn gone_reason(err: &WeComError) -> Option<&'static str> {
+    match err.category() {
+        FailureCategory::UserNotFound => Some("member_not_found"),
+        FailureCategory::OutsideVisibleRange => Some("outside_visible_range"),
+        _ => None,
+    }
+}
+
+/// The groups to store for `member`: read now, or — when WeCom cannot tell — what the
+/// configuration allows instead. `Err` when the check must fail as "WeCom unavailable".
+pub async fn current_groups(
+    wecom: &WeComClient,
+    provider: &Provider,
+    member: &Member,
+    previous: Option<&UserProfile>,
+    now: UnixTime,
+) -> Result<GroupsRead, WeComError> {
+    let kinds = provider.config.login.group_kinds;
+    if !kinds.any() {
+        return Ok(GroupsRead::Read(Vec::new()));
+    }
+    match wecom.groups(member, kinds).await {
+        Ok(groups) => Ok(GroupsRead::Read(groups)),
+        Err(err) => {
+            tracing::warn!(error = %err, explanation = %wecom.explain(&err), "could not resolve the member's groups");
+            let fresh_enough = provider.config.wecom.groups_cache_ttl.as_secs() as i64;
+            match (provider.config.membership.groups_on_failure, previous) {
+                (GroupsOnFailure::Omit, _) => Ok(GroupsRead::Unavailable),
+                (GroupsOnFailure::Refuse, Some(previous))
+                    if previous.groups_read_at > 0
+                        && now - previous.groups_read_at <= fresh_enough =>
+                {
+                    Ok(GroupsRead::Kept)
+                }
+                (GroupsOnFailure::Refuse, _) => Err(err),
+            }
+        }
+    }
+}
+
+/// The outcome of reading a member's groups.
+#[derive(Debug)]
+pub enum GroupsRead {
+    /// Read from WeCom now.
+    Read(Vec<String>),
+    /// WeCom could not tell, and the stored groups are recent enough (`GROUPS_CACHE_SECS`).
+    Kept,
+    /// WeCom could not tell and `GROUPS_ON_FAILURE=omit`: no `groups` claim.
+    Unavailable,
+}
+
+impl Provider {
+    /// Whether `sub` is still admitted, asking WeCom only when the last confirmation is older
+    /// than `MEMBER_RECHECK_SECS`. A member unknown to the store (never signed in) is revoked.
+    pub async fn confirm_member(
+        &self,
+        sub: &str,
+        now: UnixTime,
+    ) -> Result<MemberCheck, StorageError> {
+        let Some(record) = self.store.get_member::<UserProfile>(sub).await? else {
+            self.revoke_member(sub, "member_not_found", now).await?;
+            return Ok(MemberCheck::Revoked("member_not_found"));
+        };
+        let recheck_after = self.config.membership.recheck_after.as_secs() as i64;
+        if now - record.checked_at < recheck_after {
+            return Ok(MemberCheck::Admitted(record.profile));
+        }
+        self.recheck_member(record, now).await
+    }
+
+    /// Asks WeCom about a stored member now, and acts on the answer: an admitted member's profile
+    /// and groups are stored as of now; a member WeCom no longer admits loses everything.
+    #[tracing::instrument(skip_all, fields(sub = %record.sub))]
+    pub async fn recheck_member(
+        &self,
+        record: MemberRecord<UserProfile>,
+        now: UnixTime,
+    ) -> Result<MemberCheck, StorageError> {
+        let Some(wecom) = &self.wecom else {
+            return Ok(MemberCheck::Unknown(WeComError::Unreachable(
+                "WeCom is not configured".into(),
+            )));
+        };
+        let member = match wecom.member(&record.profile.userid).await {
+            Ok(member) => member,
+            Err(err) => {
+                return match gone_reason(&err) {
+                    Some(reason) => {
+                        self.revoke_member(&record.sub, reason, now).await?;
+                        Ok(MemberCheck::Revoked(reason))
+                    }
+                    None => {
+                        tracing::warn!(error = %err, explanation = %wecom.explain(&err), "could not confirm the member with WeCom");
+                        Ok(MemberCheck::Unknown(err))
+                    }
+                };
+            }
+        };
+        if let Some((_, reason)) = status_refusal(member.status) {
+            self.revoke_member(&record.sub, reason, now).await?;
+            return Ok(MemberCheck::Revoked(reason));
+        }
+        let groups = match current_groups(wecom, self, &member, Some(&record.profile), now).await {
+            Ok(groups) => groups,
+            Err(err) => return Ok(MemberCheck::Unknown(err)),
+        };
+        let profile = UserProfile::merge(&member, None, groups, Some(record.profile), now);
+        self.store.update_member(&record.sub, &profile, now).await?;
+        Ok(MemberCheck::Admitted(profile))
+    }
+
+    /// Asks WeCom about the member whose userid is `userid` (a WeCom event named them), if they
+    /// ever signed in here.
+    pub async fn recheck_userid(
+        &self,
+        userid: &str,
+        now: UnixTime,
+    ) -> Result<Option<MemberCheck>, StorageError> {
+        match self
+            .store
+            .find_member_by_userid::<UserProfile>(&subject_of(userid))
+            .await?
+        {
+            Some(record) => self.recheck_member(record, now).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Ends everything `sub` holds — sessions, grants, access and refresh tokens, and the codes
+    /// of those sessions — writes the audit row, and tells the relying parties that registered a
+    /// back-channel logout URI.
+    pub async fn revoke_member(
+        &self,
+        sub: &str,
+        reason: &str,
+        now: UnixTime,
+    ) -> Result<(), StorageError> {
+        let (grants, sessions) = self
+            .store
+            .revoke_member(sub, now, self.grant_memory(now))
+            .await?;
+        tracing::info!(
+            sub,
+            reason,
+            grants = grants.len(),
+            sessions = sessions.len(),
+            "member's access revoked"
+        );
+        self.audit(now, "member_revoked", "success", Some(sub), None, Some(reason))
+            .await;
+        Ok(())
+    }
+}
+
+/// How many members the sweep takes from its budget and leases at a time.
+const SWEEP_CHUNK: i64 = 10;
+/// How long a replica holds the members it leased; past this another replica may take them.
+const SWEEP_LEASE_SECS: i64 = 120;
+
+impl Provider {
+    /// One pass of the background sweep: asks WeCom about every member who holds a live session
+    /// or refresh token and was last confirmed more than `MEMBER_RECHECK_SECS` ago, within the
+    /// minute's budget shared by every replica (`MEMBER_SWEEP_PER_MINUTE`). Members are leased,
+    /// so replicas sweeping at once never check the same member. Returns how many were checked.
+    #[tracing::instrument(skip_all)]
+    pub async fn sweep_members(&self, now: UnixTime) -> Result<usize, StorageError> {
+        if self.wecom.is_none() {
+            return Ok(0);
+        }
+        let limit = i64::from(self.config.membership.sweep_per_minute);
+        let chunk = SWEEP_CHUNK.min(limit);
+        let checked_before = now - self.config.membership.recheck_after.as_secs() as i64;
+        let window = now - now.rem_euclid(60);
+        let mut checked = 0;
+        loop {
+            if !self.store.take_sweep_budget(window, chunk, limit).await? {
+                break;
+            }
+            let due = self
+                .store
+                .lease_members_due::<UserProfile>(
+                    checked_before,
+                    now,
+                    now + SWEEP_LEASE_SECS,
+                    chunk,
+                )
+                .await?;
+            if due.is_empty() {
+                break;
+            }
+            for record in due {
+                match self.recheck_member(record, now).await? {
+                    // WeCom is away: stop here; the leases lapse and the next pass retries.
+                    MemberCheck::Unknown(_) => return Ok(checked),
+                    MemberCheck::Admitted(_) | MemberCheck::Revoked(_) => checked += 1,
+                }
+            }
+        }
+        Ok(checked)
+    }
+}
