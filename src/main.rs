@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use wecom_oidc::clock::{Clock, SystemClock};
 use wecom_oidc::config::{Config, LogFormat};
 use wecom_oidc::keys::KeyManager;
+use wecom_oidc::oidc::Provider;
 use wecom_oidc::startup::Application;
 use wecom_oidc::storage::Store;
 
@@ -42,6 +43,11 @@ enum Command {
     },
     /// Run the provider, the WeCom simulator and a demo application: no configuration needed.
     Demo,
+    /// Members who signed in: show one, or end all their access now.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// Signing keys.
     Keys {
         #[command(subcommand)]
@@ -62,6 +68,14 @@ enum Command {
         #[arg(long)]
         directory: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// The stored profile, when WeCom last confirmed the member, their sessions and grants.
+    Show { sub: String },
+    /// End every session, grant and token of the member, with back-channel logout.
+    Revoke { sub: String },
 }
 
 #[derive(Subcommand)]
@@ -127,6 +141,22 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             let store = Store::connect(&config.database).await?;
             wecom_oidc::registry::cli::run(&store, clock.now(), command, &mut std::io::stdout())
                 .await?;
+        }
+        Command::User { command } => {
+            let store = Store::connect(&config.database).await?;
+            let keys = KeyManager::load_or_create(store.clone(), &config, clock.now()).await?;
+            let provider = Provider::new(config, store, Arc::new(keys))?;
+            let (sub, revoke) = match &command {
+                UserCommand::Show { sub } => (sub, false),
+                UserCommand::Revoke { sub } => (sub, true),
+            };
+            if revoke && !provider.revoke_member_by_admin(sub, clock.now()).await? {
+                anyhow::bail!("no member with sub {sub:?} has signed in");
+            }
+            let Some(document) = provider.member_document(sub, clock.now()).await? else {
+                anyhow::bail!("no member with sub {sub:?} has signed in");
+            };
+            println!("{}", serde_json::to_string_pretty(&document)?);
         }
         Command::Demo => wecom_oidc::demo::run().await?,
         Command::Check { userid } => {

@@ -16,7 +16,6 @@ use serde_json::json;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::keys::KeyManager;
-use crate::oidc::client_auth::VerifiedSecrets;
 use crate::oidc::{discovery, Provider};
 use crate::pages::Pages;
 use crate::registry::http::AdminContext;
@@ -74,16 +73,6 @@ impl Application {
     ) -> anyhow::Result<Self> {
         let store = Store::connect(&config.database).await?;
         let keys = Arc::new(KeyManager::load_or_create(store.clone(), &config, clock.now()).await?);
-        let wecom = match &config.wecom.credentials {
-            Some(credentials) => Some(
-                crate::wecom::WeComClient::new(&config.wecom, credentials)
-                    .map_err(|e| anyhow::anyhow!("cannot build the WeCom client: {e}"))?,
-            ),
-            None => {
-                tracing::warn!("WECOM_CORP_ID, WECOM_CORP_SECRET and WECOM_AGENT_ID are not set: discovery, JWKS and the admin API work, sign-in does not");
-                None
-            }
-        };
         let mut algs = vec![keys.signing_alg()];
         if !algs.contains(&config.signing_alg) {
             algs.push(config.signing_alg);
@@ -101,13 +90,7 @@ impl Application {
                 prefix.clone()
             },
             secure_cookies: config.issuer.is_https(),
-            provider: Provider {
-                store: store.clone(),
-                keys: Arc::clone(&keys),
-                wecom,
-                secrets: VerifiedSecrets::new(config.client_secret_cache_ttl),
-                config: config.clone(),
-            },
+            provider: Provider::new(config.clone(), store.clone(), Arc::clone(&keys))?,
         });
         let admin = web::Data::new(AdminContext {
             store: store.clone(),

@@ -271,7 +271,10 @@ impl Provider {
                 // The session has ended with the member's access: WeCom's own login follows,
                 // and refuses them with the usual page.
                 MemberCheck::Revoked(reason) => {
-                    tracing::info!(reason, "SSO session ended: WeCom no longer admits the member");
+                    tracing::info!(
+                        reason,
+                        "SSO session ended: WeCom no longer admits the member"
+                    );
                 }
                 MemberCheck::Unknown(_) if prompt.contains(&"none") => {
                     return fail(

@@ -196,8 +196,15 @@ impl Provider {
             sessions = sessions.len(),
             "member's access revoked"
         );
-        self.audit(now, "member_revoked", "success", Some(sub), None, Some(reason))
-            .await;
+        self.audit(
+            now,
+            "member_revoked",
+            "success",
+            Some(sub),
+            None,
+            Some(reason),
+        )
+        .await;
         Ok(())
     }
 }
@@ -247,5 +254,59 @@ impl Provider {
             }
         }
         Ok(checked)
+    }
+}
+
+impl Provider {
+    /// What the admin API and `wecom-oidc user show` tell of a member: the stored profile, when
+    /// WeCom last confirmed them, their live sessions and their grants per client. `None` for a
+    /// `sub` that never signed in.
+    pub async fn member_document(
+        &self,
+        sub: &str,
+        now: UnixTime,
+    ) -> Result<Option<serde_json::Value>, StorageError> {
+        let Some(member) = self.store.get_member::<UserProfile>(sub).await? else {
+            return Ok(None);
+        };
+        let sessions = self.store.sessions_of(sub, now).await?;
+        let grants = self.store.grants_of(sub, now).await?;
+        let amr = |amr: &str| -> Vec<String> {
+            amr.split(' ')
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        Ok(Some(serde_json::json!({
+            "sub": member.sub,
+            "userid": member.profile.userid,
+            "profile": member.profile,
+            "checked_at": (member.checked_at > 0).then_some(member.checked_at),
+            "sessions": sessions.iter().map(|s| serde_json::json!({
+                "auth_time": s.auth_time,
+                "expires_at": s.expires_at,
+                "amr": amr(&s.amr),
+            })).collect::<Vec<_>>(),
+            "grants": grants.iter().map(|g| serde_json::json!({
+                "client_id": g.client_id,
+                "grant_id": g.grant_id,
+                "from_session": g.session_id.is_some(),
+                "refreshable": g.refreshable,
+                "expires_at": g.expires_at,
+            })).collect::<Vec<_>>(),
+        })))
+    }
+
+    /// An administrator ends every session, grant and token of `sub`; `false` for an unknown sub.
+    pub async fn revoke_member_by_admin(
+        &self,
+        sub: &str,
+        now: UnixTime,
+    ) -> Result<bool, StorageError> {
+        if self.store.get_member::<UserProfile>(sub).await?.is_none() {
+            return Ok(false);
+        }
+        self.revoke_member(sub, "admin_revoke", now).await?;
+        Ok(true)
     }
 }

@@ -131,6 +131,28 @@ pub struct CodeDetails {
 }
 
 impl Provider {
+    /// The provider over `store` and `keys`, with a WeCom client when the credentials are set
+    /// (without them discovery, JWKS and the admin API work, sign-in does not).
+    pub fn new(config: Config, store: Store, keys: Arc<KeyManager>) -> anyhow::Result<Self> {
+        let wecom = match &config.wecom.credentials {
+            Some(credentials) => Some(
+                WeComClient::new(&config.wecom, credentials)
+                    .map_err(|e| anyhow::anyhow!("cannot build the WeCom client: {e}"))?,
+            ),
+            None => {
+                tracing::warn!("WECOM_CORP_ID, WECOM_CORP_SECRET and WECOM_AGENT_ID are not set: discovery, JWKS and the admin API work, sign-in does not");
+                None
+            }
+        };
+        Ok(Self {
+            secrets: client_auth::VerifiedSecrets::new(config.client_secret_cache_ttl),
+            wecom,
+            keys,
+            store,
+            config,
+        })
+    }
+
     pub fn issuer(&self) -> &str {
         self.config.issuer.as_str()
     }

@@ -11,6 +11,7 @@ use super::{client_document, RegistryError};
 use crate::clock::Clock;
 use crate::crypto::{constant_time_eq, sha256};
 use crate::domain::ClientRegistration;
+use crate::routes::AppState;
 use crate::storage::Store;
 
 pub struct AdminContext {
@@ -31,7 +32,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::put().to(update))
             .route(web::delete().to(delete)),
     )
-    .route("/admin/clients/{client_id}/secret", web::post().to(rotate));
+    .route("/admin/clients/{client_id}/secret", web::post().to(rotate))
+    .route("/admin/users/{sub}", web::get().to(show_member))
+    .route("/admin/users/{sub}/revoke", web::post().to(revoke_member));
 }
 
 fn json_error(status: StatusCode, error: &str, description: &str) -> HttpResponse {
@@ -57,6 +60,8 @@ enum AdminError {
     NotJson,
     #[error("the body is not valid client metadata: {0}")]
     BadMetadata(String),
+    #[error("no member with this sub has signed in")]
+    UnknownMember,
     #[error(transparent)]
     Registry(#[from] RegistryError),
 }
@@ -95,6 +100,9 @@ impl ResponseError for AdminError {
             ),
             AdminError::Registry(RegistryError::Invalid(invalid)) => {
                 json_error(StatusCode::BAD_REQUEST, invalid.error, &invalid.description)
+            }
+            AdminError::UnknownMember => {
+                json_error(StatusCode::NOT_FOUND, "not_found", &description)
             }
             AdminError::Registry(RegistryError::NotFound) => {
                 json_error(StatusCode::NOT_FOUND, "not_found", &description)
@@ -236,4 +244,43 @@ async fn rotate(
         StatusCode::OK,
         json!({ "client_id": path.as_str(), "client_secret": secret }),
     ))
+}
+
+/// `GET /admin/users/{sub}`: the member's stored profile, when WeCom last confirmed them, their
+/// sessions and their grants per client.
+async fn show_member(
+    req: HttpRequest,
+    context: web::Data<AdminContext>,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> AdminResult {
+    authorize(&req, &context)?;
+    let document = state
+        .provider
+        .member_document(&path, context.clock.now())
+        .await?
+        .ok_or(AdminError::UnknownMember)?;
+    Ok(ok(StatusCode::OK, document))
+}
+
+/// `POST /admin/users/{sub}/revoke`: ends every session, grant and token of the member now, with
+/// back-channel logout; answers the member as they stand afterwards.
+async fn revoke_member(
+    req: HttpRequest,
+    context: web::Data<AdminContext>,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> AdminResult {
+    authorize(&req, &context)?;
+    let now = context.clock.now();
+    if !state.provider.revoke_member_by_admin(&path, now).await? {
+        return Err(AdminError::UnknownMember);
+    }
+    tracing::info!(sub = %path, "member revoked by an administrator");
+    let document = state
+        .provider
+        .member_document(&path, now)
+        .await?
+        .ok_or(AdminError::UnknownMember)?;
+    Ok(ok(StatusCode::OK, document))
 }

@@ -22,9 +22,9 @@ use sqlx::{AnyPool, Executor};
 pub use audit::AuditEvent;
 pub use codes::{CodeGrant, CodeRedemption};
 pub use requests::{MemberGrant, PendingRequest, Session};
-pub use users::MemberRecord;
 pub use signing_keys::StoredKey;
 pub use tokens::{AccessTokenRecord, RefreshRotation, RefreshTokenRecord};
+pub use users::MemberRecord;
 
 use crate::clock::UnixTime;
 use crate::config::DatabaseSettings;

@@ -12,7 +12,7 @@ use wecom_oidc::clock::ManualClock;
 use wecom_oidc::config::Config;
 use wecom_oidc::crypto::{base64url, random_token, sha256};
 use wecom_oidc::simulator::{Directory, Simulator};
-use wecom_oidc::startup::{Application, BuildOptions};
+use wecom_oidc::startup::{Application, BuildOptions, MemberSweep};
 use wecom_oidc::storage::Store;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
@@ -132,6 +132,8 @@ pub struct TestApp {
     pub clock: ManualClock,
     pub store: Store,
     pub simulator: Simulator,
+    /// One pass of the background member sweep, on demand.
+    pub sweep: MemberSweep,
     /// Held so that the database lives exactly as long as the application.
     db: TestDatabase,
 }
@@ -221,6 +223,7 @@ impl TestApp {
         )
         .await
         .expect("application builds");
+        let sweep = application.member_sweep();
         tokio::spawn(application.run_until_stopped());
         TestApp {
             issuer,
@@ -230,6 +233,7 @@ impl TestApp {
             clock,
             store,
             simulator,
+            sweep,
             db,
         }
     }

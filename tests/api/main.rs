@@ -6,6 +6,7 @@ mod helpers;
 
 mod discovery;
 mod login;
+mod membership;
 mod operations;
 mod relying_party;
 mod session;

@@ -1,0 +1,388 @@
+//! Access follows WeCom membership: rechecks at refresh and SSO reuse, the background sweep, the
+//! absolute grant lifetime, revoking one member, and how the member authenticated (`amr`).
+
+use serde_json::Value;
+
+use crate::helpers::{
+    location, parse_callback, TestApp, TestClient, ADMIN_TOKEN, AGENT_ID, WECOM_UA,
+};
+use wecom_oidc::simulator::{Fault, FaultKind};
+
+/// What a relying party holds after one sign-in with `offline_access`.
+struct Tokens {
+    access: String,
+    refresh: String,
+    id_token: String,
+}
+
+async fn sign_in_with_refresh(app: &TestApp, client: &TestClient, member: &str) -> Tokens {
+    sign_in_with_refresh_as(app, client, member, &[]).await
+}
+
+async fn sign_in_with_refresh_as(
+    app: &TestApp,
+    client: &TestClient,
+    member: &str,
+    extra: &[(&str, &str)],
+) -> Tokens {
+    let mut params = vec![("scope", "openid profile groups offline_access")];
+    params.extend_from_slice(extra);
+    let code = app
+        .sign_in(client, member, &params)
+        .await
+        .code
+        .expect("a code");
+    let body: Value = app
+        .exchange(client, &code, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    Tokens {
+        access: body["access_token"].as_str().unwrap().to_owned(),
+        refresh: body["refresh_token"].as_str().unwrap().to_owned(),
+        id_token: body["id_token"].as_str().unwrap().to_owned(),
+    }
+}
+
+async fn refresh(app: &TestApp, client: &TestClient, token: &str) -> (u16, Value) {
+    let response = app
+        .token_request(
+            client,
+            &[("grant_type", "refresh_token"), ("refresh_token", token)],
+        )
+        .await;
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+async fn active(app: &TestApp, client: &TestClient, token: &str) -> bool {
+    let body: Value = app
+        .http
+        .post(app.url("/introspect"))
+        .basic_auth(&client.id, client.secret.as_deref())
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["active"].as_bool().unwrap()
+}
+
+/// The claims of a JWT, unverified (the relying-party tests verify signatures).
+fn claims(jwt: &str) -> Value {
+    use base64::Engine;
+    let payload = jwt.split('.').nth(1).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+/// Takes 王五 (研发部, department 2) out of the app's visible range; 张三 (平台组) stays in.
+fn remove_wangwu_from_range(app: &TestApp) {
+    app.simulator
+        .control()
+        .set_visible_range(AGENT_ID, vec![3, 4], vec![], vec![]);
+}
+
+/// Every kind of access the member had is dead: the access token at userinfo and introspection,
+/// the refresh token at the token endpoint.
+async fn assert_access_ended(app: &TestApp, client: &TestClient, tokens: &Tokens) {
+    assert_eq!(app.userinfo(&tokens.access).await.status(), 401);
+    assert!(!active(app, client, &tokens.access).await);
+    assert!(!active(app, client, &tokens.refresh).await);
+    let (status, body) = refresh(app, client, &tokens.refresh).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+}
+
+#[tokio::test]
+async fn a_refresh_after_the_recheck_interval_asks_wecom_and_a_member_gone_loses_everything() {
+    let app = TestApp::spawn().await;
+    let client = app.confidential_client().await;
+    let tokens = sign_in_with_refresh(&app, &client, "wangwu").await;
+
+    remove_wangwu_from_range(&app);
+    // Within MEMBER_RECHECK_SECS the stored confirmation stands: no WeCom call.
+    let calls_before = app.simulator.control().calls("/cgi-bin/user/get");
+    let (status, fresh) = refresh(&app, &client, &tokens.refresh).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        app.simulator.control().calls("/cgi-bin/user/get"),
+        calls_before
+    );
+
+    app.clock.advance(301);
+    let (status, body) = refresh(&app, &client, fresh["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    let fresh = Tokens {
+        access: fresh["access_token"].as_str().unwrap().to_owned(),
+        refresh: fresh["refresh_token"].as_str().unwrap().to_owned(),
+        id_token: String::new(),
+    };
+    assert_access_ended(&app, &client, &fresh).await;
+    let audit = app.audit().await;
+    assert!(audit.iter().any(|row| row.event == "member_revoked"
+        && row.sub.as_deref() == Some("wangwu")
+        && row.reason.as_deref() == Some("outside_visible_range")));
+
+    // The SSO session ended too: the next sign-in goes to WeCom, which refuses the member.
+    let next = app.follow(&app.authorize_url(&client, &[])).await;
+    assert!(
+        !next.starts_with(&client.redirect_uri),
+        "no code from the ended session: {next}"
+    );
+}
+
+#[tokio::test]
+async fn when_wecom_cannot_be_reached_a_refresh_is_retryable_and_nothing_is_revoked() {
+    let app = TestApp::spawn().await;
+    let client = app.confidential_client().await;
+    let tokens = sign_in_with_refresh(&app, &client, "wangwu").await;
+    app.clock.advance(301);
+    app.simulator.control().inject(Fault::new(
+        "/cgi-bin/user/get",
+        FaultKind::HttpStatus(502),
+        1,
+    ));
+
+    let (status, body) = refresh(&app, &client, &tokens.refresh).await;
+
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (503, Some("temporarily_unavailable"))
+    );
+    assert_eq!(app.userinfo(&tokens.access).await.status(), 200);
+    let (status, _) = refresh(&app, &client, &tokens.refresh).await;
+    assert_eq!(
+        status, 200,
+        "the same refresh token works once WeCom answers"
+    );
+}
+
+#[tokio::test]
+async fn refreshed_tokens_carry_the_groups_as_of_the_recheck_and_keep_auth_time_and_amr() {
+    // No directory cache, so the recheck reads the departments as they are now.
+    let app = TestApp::spawn_with(&[("GROUPS_CACHE_SECS", "0")]).await;
+    let client = app
+        .register(serde_json::json!({ "client_name": "grafana", "id_token_profile_claims": true }))
+        .await;
+    let tokens = sign_in_with_refresh(&app, &client, "zhangsan").await;
+    let first = claims(&tokens.id_token);
+    assert_eq!(first["amr"], serde_json::json!(["qr", "swk"]));
+
+    // The app's visible range shrinks to 平台组 and 销售部: 张三's department path now starts at
+    // 平台组, the top-most department the app can see.
+    remove_wangwu_from_range(&app);
+    app.clock.advance(301);
+
+    let (status, body) = refresh(&app, &client, &tokens.refresh).await;
+
+    assert_eq!(status, 200);
+    let refreshed = claims(body["id_token"].as_str().unwrap());
+    assert_eq!(refreshed["auth_time"], first["auth_time"]);
+    assert_eq!(refreshed["amr"], first["amr"]);
+    let groups = refreshed["groups"].to_string();
+    assert!(!groups.contains("总部"), "{groups}");
+    assert!(groups.contains("平台组"), "{groups}");
+    let info: Value = app
+        .userinfo(body["access_token"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["groups"], refreshed["groups"]);
+}
+
+#[tokio::test]
+async fn an_sso_reuse_after_the_recheck_interval_asks_wecom_first() {
+    let app = TestApp::spawn().await;
+    let client = app.confidential_client().await;
+    let other = app.confidential_client().await;
+    app.sign_in(&client, "wangwu", &[])
+        .await
+        .code
+        .expect("a code");
+
+    app.clock.advance(301);
+    remove_wangwu_from_range(&app);
+    let next = app.follow(&app.authorize_url(&other, &[])).await;
+
+    assert!(
+        !next.starts_with(&other.redirect_uri),
+        "the session must not issue a code for a member WeCom no longer admits: {next}"
+    );
+    let page = app
+        .browser
+        .get(app.url("/authorize"))
+        .query(&[
+            ("response_type", "code"),
+            ("client_id", other.id.as_str()),
+            ("redirect_uri", other.redirect_uri.as_str()),
+            ("scope", "openid"),
+            ("prompt", "none"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let location = crate::helpers::location(&page);
+    assert_eq!(
+        crate::helpers::query_param(&location, "error").as_deref(),
+        Some("login_required")
+    );
+}
+
+#[tokio::test]
+async fn the_background_sweep_ends_access_without_a_refresh_or_an_event() {
+    let app = TestApp::spawn().await;
+    let client = app.confidential_client().await;
+    let zhangsan = sign_in_with_refresh(&app, &client, "zhangsan").await;
+    let wangwu = sign_in_with_refresh_as(&app, &client, "wangwu", &[("prompt", "login")]).await;
+    remove_wangwu_from_range(&app);
+
+    assert_eq!(app.sweep.run_once().await.unwrap(), 0, "nobody is due yet");
+    app.clock.advance(301);
+    assert_eq!(app.sweep.run_once().await.unwrap(), 2);
+
+    assert_eq!(app.userinfo(&wangwu.access).await.status(), 401);
+    assert!(!active(&app, &client, &wangwu.refresh).await);
+    assert_eq!(app.userinfo(&zhangsan.access).await.status(), 200);
+    assert_eq!(
+        app.sweep.run_once().await.unwrap(),
+        0,
+        "a member just confirmed is not checked again"
+    );
+}
+
+#[tokio::test]
+async fn a_grant_ends_at_grant_max_ttl_whatever_the_rotations() {
+    let app = TestApp::spawn_with(&[
+        ("GRANT_MAX_TTL_SECS", "1000"),
+        ("MEMBER_RECHECK_SECS", "100000"),
+    ])
+    .await;
+    let client = app.confidential_client().await;
+    let mut token = sign_in_with_refresh(&app, &client, "wangwu").await.refresh;
+    for _ in 0..3 {
+        app.clock.advance(300);
+        let (status, body) = refresh(&app, &client, &token).await;
+        assert_eq!(status, 200);
+        token = body["refresh_token"].as_str().unwrap().to_owned();
+    }
+    app.clock.advance(101);
+
+    let (status, body) = refresh(&app, &client, &token).await;
+
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+}
+
+#[tokio::test]
+async fn an_administrator_revokes_one_member_and_everything_they_hold_ends() {
+    let app = TestApp::spawn().await;
+    let client = app.confidential_client().await;
+    let tokens = sign_in_with_refresh(&app, &client, "wangwu").await;
+    // A code issued from the session but not yet redeemed must die with it.
+    let pending_code = app
+        .sign_in(&client, "wangwu", &[])
+        .await
+        .code
+        .expect("an SSO code");
+
+    let shown: Value = app
+        .http
+        .get(app.url("/admin/users/wangwu"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown["userid"], "wangwu");
+    assert_eq!(shown["sessions"].as_array().unwrap().len(), 1);
+    assert_eq!(shown["grants"][0]["client_id"], client.id.as_str());
+    assert!(shown["checked_at"].is_i64());
+
+    let revoked = app
+        .http
+        .post(app.url("/admin/users/wangwu/revoke"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    let after: Value = revoked.json().await.unwrap();
+    assert_eq!(after["sessions"], serde_json::json!([]));
+    assert_eq!(after["grants"], serde_json::json!([]));
+
+    assert_access_ended(&app, &client, &tokens).await;
+    let exchanged = app.exchange(&client, &pending_code, None).await;
+    assert_eq!(
+        exchanged.status(),
+        400,
+        "a code of an ended session is dead"
+    );
+    assert!(app
+        .audit()
+        .await
+        .iter()
+        .any(|row| row.event == "member_revoked" && row.reason.as_deref() == Some("admin_revoke")));
+
+    for path in ["/admin/users/nobody", "/admin/users/nobody/revoke"] {
+        let request = if path.ends_with("revoke") {
+            app.http.post(app.url(path))
+        } else {
+            app.http.get(app.url(path))
+        };
+        let response = request.bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+        assert_eq!(response.status(), 404, "{path}");
+    }
+    let unauthorized = app
+        .http
+        .post(app.url("/admin/users/wangwu/revoke"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthorized.status(), 401);
+}
+
+#[tokio::test]
+async fn in_client_sign_in_is_told_apart_in_amr() {
+    let app = TestApp::spawn().await;
+    let client = app.confidential_client().await;
+    let response = app
+        .browser
+        .get(app.authorize_url(&client, &[]))
+        .header("User-Agent", WECOM_UA)
+        .send()
+        .await
+        .unwrap();
+    let callback = app
+        .wecom_approves(
+            &location(&response),
+            &[("userid", "wangwu"), ("consent", "1")],
+        )
+        .await;
+    let code = parse_callback(&app.follow(&callback).await)
+        .code
+        .expect("a code");
+    let body: Value = app
+        .exchange(&client, &code, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id_token = claims(body["id_token"].as_str().unwrap());
+    assert_eq!(id_token["amr"], serde_json::json!(["wecom_client", "swk"]));
+}
