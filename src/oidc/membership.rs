@@ -26,7 +26,7 @@ use super::Provider;
 #[derive(Debug)]
 pub enum MemberCheck {
     /// Still admitted; the profile (and groups) as of this check, already stored.
-    Admitted(UserProfile),
+    Admitted(Box<UserProfile>),
     /// No longer admitted (disabled, left, not activated, outside the visible range, unknown);
     /// everything they held has been revoked. The reason is the audit reason.
     Revoked(&'static str),
@@ -113,7 +113,7 @@ impl Provider {
         };
         let recheck_after = self.config.membership.recheck_after.as_secs() as i64;
         if now - record.checked_at < recheck_after {
-            return Ok(MemberCheck::Admitted(record.profile));
+            return Ok(MemberCheck::Admitted(Box::new(record.profile)));
         }
         self.recheck_member(record, now).await
     }
@@ -156,7 +156,7 @@ impl Provider {
         };
         let profile = UserProfile::merge(&member, None, groups, Some(record.profile), now);
         self.store.update_member(&record.sub, &profile, now).await?;
-        Ok(MemberCheck::Admitted(profile))
+        Ok(MemberCheck::Admitted(Box::new(profile)))
     }
 
     /// Asks WeCom about the member whose userid is `userid` (a WeCom event named them), if they
