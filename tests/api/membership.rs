@@ -386,3 +386,68 @@ async fn in_client_sign_in_is_told_apart_in_amr() {
     let id_token = claims(body["id_token"].as_str().unwrap());
     assert_eq!(id_token["amr"], serde_json::json!(["wecom_client", "swk"]));
 }
+
+/// Signs `member` in by QR while WeCom's tag API fails, and returns the callback's answer.
+async fn sign_in_while_tags_fail(
+    app: &TestApp,
+    client: &TestClient,
+    member: &str,
+) -> reqwest::Response {
+    let wecom = app
+        .follow(&app.authorize_url(client, &[("prompt", "login")]))
+        .await;
+    let callback = app.wecom_approves(&wecom, &[("userid", member)]).await;
+    app.simulator.control().inject(Fault::new(
+        "/cgi-bin/tag/list",
+        FaultKind::HttpStatus(502),
+        10,
+    ));
+    let response = app.browser.get(&callback).send().await.unwrap();
+    app.simulator.control().clear_faults();
+    response
+}
+
+#[tokio::test]
+async fn groups_that_cannot_be_read_are_never_asserted_from_an_old_sign_in() {
+    let app = TestApp::spawn_with(&[("GROUPS_CACHE_SECS", "0")]).await;
+    let client = app.confidential_client().await;
+    app.sign_in(&client, "wangwu", &[])
+        .await
+        .code
+        .expect("a code");
+    app.clock.advance(301);
+
+    let refused = sign_in_while_tags_fail(&app, &client, "wangwu").await;
+
+    assert_eq!(refused.status(), 502, "the WeCom-unavailable page");
+    assert_eq!(
+        app.audit().await[0].reason.as_deref(),
+        Some("wecom_groups_unavailable")
+    );
+}
+
+#[tokio::test]
+async fn with_groups_on_failure_omit_the_sign_in_goes_on_without_a_groups_claim() {
+    let app =
+        TestApp::spawn_with(&[("GROUPS_CACHE_SECS", "0"), ("GROUPS_ON_FAILURE", "omit")]).await;
+    let client = app.confidential_client().await;
+
+    let response = sign_in_while_tags_fail(&app, &client, "wangwu").await;
+
+    assert!(response.status().is_redirection());
+    let code = parse_callback(&location(&response)).code.expect("a code");
+    let body: Value = app
+        .exchange(&client, &code, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let info: Value = app
+        .userinfo(body["access_token"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["preferred_username"], "wangwu");
+    assert!(info.get("groups").is_none(), "{info}");
+}
