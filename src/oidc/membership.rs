@@ -310,3 +310,85 @@ impl Provider {
         Ok(true)
     }
 }
+
+/// What a WeCom event says about one member, reduced to what the provider acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemberNews {
+    /// The member is gone for certain (`update_user` with status disabled or left): revoked
+    /// without asking WeCom, since the event itself is signed by WeCom.
+    Gone {
+        userid: String,
+        reason: &'static str,
+    },
+    /// `delete_user`: revoked, and the userid released, since WeCom may give it to someone else
+    /// later — who must not inherit this member's `sub`.
+    Deleted { userid: String },
+    /// Something changed that may end access or change claims (`unsubscribe`, a department move,
+    /// status "not activated"): WeCom is asked now.
+    Changed { userid: String },
+    /// An administrator changed the userid (possible once): the member keeps `sub`.
+    Renamed { userid: String, new_userid: String },
+}
+
+impl Provider {
+    /// Acts on one piece of WeCom news about a member who signed in here (others are ignored).
+    pub async fn apply_member_news(
+        &self,
+        news: MemberNews,
+        now: UnixTime,
+    ) -> Result<(), StorageError> {
+        match news {
+            MemberNews::Gone { userid, reason } => {
+                if let Some(member) = self
+                    .store
+                    .find_member_by_userid::<UserProfile>(&subject_of(&userid))
+                    .await?
+                {
+                    self.revoke_member(&member.sub, reason, now).await?;
+                }
+            }
+            MemberNews::Deleted { userid } => {
+                if let Some(member) = self
+                    .store
+                    .find_member_by_userid::<UserProfile>(&subject_of(&userid))
+                    .await?
+                {
+                    self.revoke_member(&member.sub, "member_deleted", now)
+                        .await?;
+                    self.store.release_userid(&member.sub).await?;
+                }
+            }
+            MemberNews::Changed { userid } => {
+                if let Some(MemberCheck::Unknown(err)) = self.recheck_userid(&userid, now).await? {
+                    // WeCom cannot be asked now: make the member due, so the next refresh, SSO
+                    // reuse or sweep asks again.
+                    tracing::warn!(error = %err, "WeCom event: could not recheck the member; left to the sweep");
+                    if let Some(member) = self
+                        .store
+                        .find_member_by_userid::<UserProfile>(&subject_of(&userid))
+                        .await?
+                    {
+                        self.store.mark_member_unchecked(&member.sub).await?;
+                    }
+                }
+            }
+            MemberNews::Renamed { userid, new_userid } => {
+                let renamed = self
+                    .store
+                    .rename_member::<UserProfile>(
+                        &subject_of(&userid),
+                        &subject_of(&new_userid),
+                        |profile| profile.userid = new_userid.clone(),
+                        now,
+                    )
+                    .await?;
+                if let Some(sub) = renamed {
+                    tracing::info!(sub, "member's userid changed; sub kept");
+                    self.audit(now, "member_renamed", "success", Some(&sub), None, None)
+                        .await;
+                }
+            }
+        }
+        Ok(())
+    }
+}

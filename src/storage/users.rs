@@ -145,6 +145,13 @@ impl Store {
             return Ok(None);
         };
         rewrite(&mut member.profile);
+        // WeCom keeps userids unique among current members: whoever held `new_key` here before
+        // has left, and keeps their `sub` without a userid.
+        sqlx::query("UPDATE users SET userid_key = NULL WHERE userid_key = $1 AND sub <> $2")
+            .bind(new_key)
+            .bind(&member.sub)
+            .execute(&self.pool)
+            .await?;
         let result = sqlx::query(
             "UPDATE users SET userid_key = $1, profile = $2, updated_at = $3 WHERE sub = $4",
         )
@@ -155,6 +162,25 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok((result.rows_affected() == 1).then_some(member.sub))
+    }
+
+    /// Detaches a deleted member from their userid: they keep their `sub` (never reassigned), and
+    /// a later member given the same userid gets a new one.
+    pub async fn release_userid(&self, sub: &str) -> StorageResult<()> {
+        sqlx::query("UPDATE users SET userid_key = NULL WHERE sub = $1")
+            .bind(sub)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Makes one member due for a WeCom check.
+    pub async fn mark_member_unchecked(&self, sub: &str) -> StorageResult<()> {
+        sqlx::query("UPDATE users SET checked_at = 0 WHERE sub = $1")
+            .bind(sub)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Makes every member due for a WeCom check (after WeCom reported a bulk change).

@@ -69,6 +69,12 @@ where
         }))
     }
 
+    fn clear(&self) {
+        if let Some(cache) = &self.0 {
+            cache.invalidate_all();
+        }
+    }
+
     async fn get(
         &self,
         key: K,
@@ -98,6 +104,15 @@ impl DirectoryCache {
             // WeCom allows a few thousand tags; beyond the capacity the oldest are read again.
             tag_members: Memo::new(ttl, 10_000),
         }
+    }
+}
+
+impl DirectoryCache {
+    /// Forgets every department and tag read so far (WeCom said they changed).
+    pub(super) fn clear(&self) {
+        self.departments.clear();
+        self.tags.clear();
+        self.tag_members.clear();
     }
 }
 

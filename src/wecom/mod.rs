@@ -170,6 +170,12 @@ impl WeComClient {
         self.resolve_groups(member, kinds).await
     }
 
+    /// Drops the cached departments and tags: the next groups are read from WeCom (a WeCom event
+    /// said the directory changed).
+    pub fn invalidate_directory(&self) {
+        self.inner.directory.clear();
+    }
+
     /// For `wecom-oidc check`: fetches a token whatever the cache holds, so the corp id and
     /// secret are tested now; the fresh token is kept.
     #[tracing::instrument(name = "wecom.check_credentials", skip_all)]
