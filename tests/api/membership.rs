@@ -451,3 +451,28 @@ async fn with_groups_on_failure_omit_the_sign_in_goes_on_without_a_groups_claim(
     assert_eq!(info["preferred_username"], "wangwu");
     assert!(info.get("groups").is_none(), "{info}");
 }
+
+#[tokio::test]
+async fn two_replicas_sweeping_at_once_never_check_the_same_member_twice() {
+    let first = TestApp::spawn().await;
+    let second = TestApp::spawn_full(
+        &[],
+        "",
+        crate::helpers::TestDatabase::borrowed(&first.database_url()),
+    )
+    .await;
+    let client = first.confidential_client().await;
+    for (n, member) in ["wangwu", "zhangsan", "lisi"].into_iter().enumerate() {
+        let extra: &[(&str, &str)] = if n == 0 { &[] } else { &[("prompt", "login")] };
+        sign_in_with_refresh_as(&first, &client, member, extra).await;
+    }
+    first.clock.advance(301);
+    second.clock.advance(301);
+    let calls = |app: &TestApp| app.simulator.control().calls("/cgi-bin/user/get");
+    let before = calls(&first) + calls(&second);
+
+    let (a, b) = tokio::join!(first.sweep.run_once(), second.sweep.run_once());
+
+    assert_eq!(a.unwrap() + b.unwrap(), 3);
+    assert_eq!(calls(&first) + calls(&second) - before, 3);
+}
