@@ -60,6 +60,7 @@ const KNOWN_KEYS: &[&str] = &[
     "SESSION_TTL_SECS",
     "AUTH_REQUEST_TTL_SECS",
     "CLIENT_SECRET_CACHE_SECS",
+    "BACKCHANNEL_LOGOUT_TIMEOUT_SECS",
 ];
 
 /// The whole configuration, passed to the application as state.
@@ -77,6 +78,8 @@ pub struct Config {
     pub lifetimes: Lifetimes,
     /// How long a client secret that verified is remembered (0 = verify with argon2 every time).
     pub client_secret_cache_ttl: Duration,
+    /// How long one back-channel logout delivery may take before it counts as failed.
+    pub backchannel_logout_timeout: Duration,
 }
 
 /// The public base URL; every endpoint lives under it, path prefix included.
@@ -524,6 +527,14 @@ impl Config {
             86_400,
         )?);
 
+        let backchannel_logout_timeout = Duration::from_secs(parse_number(
+            &get,
+            "BACKCHANNEL_LOGOUT_TIMEOUT_SECS",
+            5,
+            1,
+            60,
+        )?);
+
         Ok(Config {
             issuer,
             listen_addr,
@@ -540,6 +551,7 @@ impl Config {
             },
             lifetimes,
             client_secret_cache_ttl,
+            backchannel_logout_timeout,
         })
     }
 }

@@ -16,6 +16,7 @@ use serde_json::json;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::keys::KeyManager;
+use crate::oidc::backchannel::BackchannelSender;
 use crate::oidc::client_auth::VerifiedSecrets;
 use crate::oidc::{discovery, Provider};
 use crate::pages::Pages;
@@ -41,6 +42,7 @@ pub struct Application {
     port: u16,
     server: Server,
     store: Store,
+    backchannel: BackchannelSender,
 }
 
 impl Application {
@@ -74,6 +76,13 @@ impl Application {
             algs.push(config.signing_alg);
         }
         let discovery = serde_json::to_string(&discovery::document(&config, &algs))?;
+        let backchannel = BackchannelSender::new(
+            store.clone(),
+            Arc::clone(&keys),
+            Arc::clone(&clock),
+            config.issuer.as_str(),
+            config.backchannel_logout_timeout,
+        )?;
         let port = listener.local_addr()?.port();
         let prefix = config.issuer.path_prefix();
         let state = web::Data::new(AppState {
@@ -91,6 +100,7 @@ impl Application {
                 keys: Arc::clone(&keys),
                 wecom,
                 secrets: VerifiedSecrets::new(config.client_secret_cache_ttl),
+                backchannel: backchannel.clone(),
                 config: config.clone(),
             },
         });
@@ -131,11 +141,17 @@ impl Application {
             port,
             server: server.run(),
             store,
+            backchannel,
         })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The back-channel logout sender, to wait for its deliveries (`wait_idle`) in tests.
+    pub fn backchannel(&self) -> BackchannelSender {
+        self.backchannel.clone()
     }
 
     /// Serves until SIGTERM or Ctrl-C, then finishes the requests in flight (graceful shutdown).

@@ -14,10 +14,12 @@
 //!  POST /token ─────────▶ token::exchange → id_token (signed), access token, refresh token
 //!  GET /userinfo ───────▶ userinfo::userinfo
 //!  POST /revoke, /introspect ▶ introspection::{revoke, introspect}
-//!  GET /logout ─────────▶ logout::logout
+//!  GET /logout ─────────▶ logout::logout (confirmation page unless id_token_hint names the member)
+//!                         └─ session ended ─ background ─▶ POST backchannel_logout_uri (logout token)
 //! ```
 
 pub mod authorize;
+pub mod backchannel;
 pub mod callback;
 pub mod client_auth;
 pub mod discovery;
@@ -57,6 +59,8 @@ pub struct Provider {
     pub keys: Arc<KeyManager>,
     pub wecom: Option<WeComClient>,
     pub secrets: client_auth::VerifiedSecrets,
+    /// Delivers back-channel logout tokens in the background.
+    pub backchannel: backchannel::BackchannelSender,
 }
 
 /// A validated authorization request, kept in the store while the person is at WeCom.
