@@ -11,6 +11,7 @@ use url::Url;
 use wecom_oidc::clock::ManualClock;
 use wecom_oidc::config::Config;
 use wecom_oidc::crypto::{base64url, random_token, sha256};
+use wecom_oidc::oidc::backchannel::BackchannelSender;
 use wecom_oidc::simulator::{Directory, Simulator};
 use wecom_oidc::startup::{Application, BuildOptions};
 use wecom_oidc::storage::Store;
@@ -132,6 +133,8 @@ pub struct TestApp {
     pub clock: ManualClock,
     pub store: Store,
     pub simulator: Simulator,
+    /// The provider's back-channel logout sender: `wait_idle()` awaits its deliveries.
+    pub backchannel: BackchannelSender,
     /// Held so that the database lives exactly as long as the application.
     db: TestDatabase,
 }
@@ -221,6 +224,7 @@ impl TestApp {
         )
         .await
         .expect("application builds");
+        let backchannel = application.backchannel();
         tokio::spawn(application.run_until_stopped());
         TestApp {
             issuer,
@@ -230,6 +234,7 @@ impl TestApp {
             clock,
             store,
             simulator,
+            backchannel,
             db,
         }
     }
