@@ -323,6 +323,25 @@ impl Provider {
             })
             .collect())
     }
+
+    /// The notices for every client holding tokens of member `sub` (with the `sid` of the session
+    /// each grant came from); read them before revoking the member, which deletes those tokens.
+    pub async fn member_logout_notices(
+        &self,
+        sub: &str,
+    ) -> Result<Vec<LogoutNotice>, StorageError> {
+        Ok(self
+            .store
+            .clients_of_member(sub)
+            .await?
+            .into_iter()
+            .map(|(client_id, session_id)| LogoutNotice {
+                client_id,
+                sub: sub.to_owned(),
+                sid: session_id.as_deref().map(sid_of),
+            })
+            .collect())
+    }
 }
 
 #[cfg(test)]

@@ -269,6 +269,27 @@ impl Store {
             .collect()
     }
 
+    /// The (client_id, session id hash) pairs under which `sub` holds tokens: who must hear that
+    /// the member's access ended. Read before revoking them.
+    #[tracing::instrument(skip_all)]
+    pub async fn clients_of_member(
+        &self,
+        sub: &str,
+    ) -> StorageResult<Vec<(String, Option<String>)>> {
+        let rows = sqlx::query(
+            "SELECT client_id, session_id FROM access_tokens WHERE sub = $1
+             UNION
+             SELECT client_id, session_id FROM refresh_tokens WHERE sub = $1
+             ORDER BY client_id",
+        )
+        .bind(sub)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok((column(row, "client_id")?, column(row, "session_id")?)))
+            .collect()
+    }
+
     /// Revokes one access token of `client_id`; another client's token is left alone (RFC 7009 §2.1).
     pub async fn revoke_access_token(
         &self,

@@ -7,6 +7,8 @@ use std::time::Duration;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
+use wecom_oidc::clock::Clock;
+use wecom_oidc::oidc::backchannel::{sid_of, LogoutNotice};
 
 use crate::helpers::{location, query_param, TestApp, TestClient, ADMIN_TOKEN, RP_LOGOUT_REDIRECT};
 
@@ -267,6 +269,18 @@ async fn logout_with_a_matching_hint_ends_the_session_and_sends_a_verifiable_log
         "a refreshed ID token keeps the session's sid"
     );
 
+    let member_grants = app
+        .store
+        .clients_of_member(id_claims["sub"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        member_grants
+            .iter()
+            .any(|(c, s)| c == &client.id && s.as_deref().map(sid_of).as_deref() == Some(sid)),
+        "the member's grants name the session: {member_grants:?}"
+    );
+
     let response = app
         .browser
         .get(logout_url(
@@ -518,4 +532,59 @@ async fn a_hanging_relying_party_delays_neither_the_logout_nor_the_other_relying
             .any(|row| row.event == "backchannel_logout" && row.outcome == "failed"),
         "the slow delivery has not even timed out yet: {audit:?}"
     );
+}
+
+#[tokio::test]
+async fn each_notice_is_sent_once_and_a_client_requiring_sid_gets_none_without_one() {
+    let app = TestApp::spawn().await;
+    let mut rp = RelyingParty::start(Answer::Ok).await;
+    let plain = client_with_backchannel(&app, &rp).await;
+    let strict = app
+        .register(json!({
+            "client_name": "strict",
+            "backchannel_logout_uri": rp.url,
+            "backchannel_logout_session_required": true,
+        }))
+        .await;
+    let without_uri = app.confidential_client().await;
+    let notice = |client: &TestClient, sid: Option<&str>| LogoutNotice {
+        client_id: client.id.clone(),
+        sub: "wangwu".to_owned(),
+        sid: sid.map(str::to_owned),
+    };
+
+    app.backchannel.send(
+        vec![
+            notice(&plain, None),
+            notice(&plain, None),
+            notice(&strict, None),
+            notice(&strict, Some("session-1")),
+            notice(&without_uri, None),
+        ],
+        "revoked",
+        app.clock.now(),
+    );
+    app.backchannel.wait_idle().await;
+
+    let mut received = Vec::new();
+    while let Ok(delivery) = rp.deliveries.try_recv() {
+        received.push(verify_with_jwks(&app, &delivery.logout_token).await.1);
+    }
+    received.sort_by_key(|claims| claims["aud"] == strict.id.as_str());
+    assert_eq!(received.len(), 2, "{received:?}");
+    assert_eq!(received[0]["aud"], plain.id.as_str());
+    assert!(received[0].get("sid").is_none());
+    assert_eq!(received[0]["sub"], "wangwu");
+    assert_eq!(received[1]["aud"], strict.id.as_str());
+    assert_eq!(received[1]["sid"], "session-1");
+    let audit = app.audit().await;
+    let delivered = audit
+        .iter()
+        .filter(|row| {
+            row.event == "backchannel_logout"
+                && row.outcome == "delivered"
+                && row.reason.as_deref() == Some("revoked")
+        })
+        .count();
+    assert_eq!(delivered, 2, "{audit:?}");
 }
