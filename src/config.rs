@@ -64,6 +64,7 @@ const KNOWN_KEYS: &[&str] = &[
     "MEMBER_RECHECK_SECS",
     "MEMBER_SWEEP_PER_MINUTE",
     "GROUPS_ON_FAILURE",
+    "BACKCHANNEL_LOGOUT_TIMEOUT_SECS",
 ];
 
 /// The whole configuration, passed to the application as state.
@@ -82,6 +83,8 @@ pub struct Config {
     pub membership: MembershipSettings,
     /// How long a client secret that verified is remembered (0 = verify with argon2 every time).
     pub client_secret_cache_ttl: Duration,
+    /// How long one back-channel logout delivery may take before it counts as failed.
+    pub backchannel_logout_timeout: Duration,
 }
 
 /// The public base URL; every endpoint lives under it, path prefix included.
@@ -588,6 +591,14 @@ impl Config {
             86_400,
         )?);
 
+        let backchannel_logout_timeout = Duration::from_secs(parse_number(
+            &get,
+            "BACKCHANNEL_LOGOUT_TIMEOUT_SECS",
+            5,
+            1,
+            60,
+        )?);
+
         Ok(Config {
             issuer,
             listen_addr,
@@ -605,6 +616,7 @@ impl Config {
             lifetimes,
             membership,
             client_secret_cache_ttl,
+            backchannel_logout_timeout,
         })
     }
 }

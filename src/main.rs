@@ -145,7 +145,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::User { command } => {
             let store = Store::connect(&config.database).await?;
             let keys = KeyManager::load_or_create(store.clone(), &config, clock.now()).await?;
-            let provider = Provider::new(config, store, Arc::new(keys))?;
+            let provider = Provider::new(config, store, Arc::new(keys), Arc::clone(&clock))?;
             let (sub, revoke) = match &command {
                 UserCommand::Show { sub } => (sub, false),
                 UserCommand::Revoke { sub } => (sub, true),
@@ -157,6 +157,8 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 anyhow::bail!("no member with sub {sub:?} has signed in");
             };
             println!("{}", serde_json::to_string_pretty(&document)?);
+            // Back-channel logout notices go out in the background; let them finish.
+            provider.backchannel.wait_idle().await;
         }
         Command::Demo => wecom_oidc::demo::run().await?,
         Command::Check { userid } => {

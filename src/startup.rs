@@ -16,6 +16,7 @@ use serde_json::json;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::keys::KeyManager;
+use crate::oidc::backchannel::BackchannelSender;
 use crate::oidc::{discovery, Provider};
 use crate::pages::Pages;
 use crate::registry::http::AdminContext;
@@ -90,7 +91,12 @@ impl Application {
                 prefix.clone()
             },
             secure_cookies: config.issuer.is_https(),
-            provider: Provider::new(config.clone(), store.clone(), Arc::clone(&keys))?,
+            provider: Provider::new(
+                config.clone(),
+                store.clone(),
+                Arc::clone(&keys),
+                Arc::clone(&clock),
+            )?,
         });
         let admin = web::Data::new(AdminContext {
             store: store.clone(),
@@ -145,6 +151,11 @@ impl Application {
         MemberSweep {
             state: self.state.clone(),
         }
+    }
+
+    /// The back-channel logout sender, to wait for its deliveries (`wait_idle`) in tests.
+    pub fn backchannel(&self) -> BackchannelSender {
+        self.state.provider.backchannel.clone()
     }
 
     /// Serves until SIGTERM or Ctrl-C, then finishes the requests in flight (graceful shutdown).

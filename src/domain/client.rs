@@ -74,6 +74,12 @@ pub struct ClientRegistration {
     /// Issue a refresh token even when `offline_access` was not requested.
     #[serde(default)]
     pub always_issue_refresh_token: Option<bool>,
+    /// Where logout tokens are posted (OpenID Connect Back-Channel Logout 1.0 §2.2).
+    #[serde(default)]
+    pub backchannel_logout_uri: Option<String>,
+    /// Every logout token must carry `sid` (BCL §2.2).
+    #[serde(default)]
+    pub backchannel_logout_session_required: Option<bool>,
 }
 
 /// Metadata as stored and served; the result of a checked `ClientRegistration`.
@@ -89,6 +95,11 @@ pub struct ClientMetadata {
     pub require_pkce: bool,
     pub id_token_profile_claims: bool,
     pub always_issue_refresh_token: bool,
+    /// Absent from documents stored before back-channel logout existed, hence the defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backchannel_logout_uri: Option<String>,
+    #[serde(default)]
+    pub backchannel_logout_session_required: bool,
 }
 
 /// A refused registration, with the RFC 7591 §3.2.2 error code.
@@ -170,6 +181,14 @@ impl ClientRegistration {
         for uri in &self.post_logout_redirect_uris {
             check_redirect_uri("post_logout_redirect_uris", uri)?;
         }
+        // BCL §2.2: an absolute URL, https unless on loopback, no fragment; a query is allowed.
+        // The redirect-URI rules are exactly these, but its error code is the general one.
+        if let Some(uri) = &self.backchannel_logout_uri {
+            check_redirect_uri("backchannel_logout_uri", uri).map_err(|e| MetadataError {
+                error: "invalid_client_metadata",
+                ..e
+            })?;
+        }
         let auth_method = self
             .token_endpoint_auth_method
             .unwrap_or(AuthMethod::ClientSecretBasic);
@@ -216,6 +235,10 @@ impl ClientRegistration {
             require_pkce: self.require_pkce.unwrap_or(false) || !auth_method.is_confidential(),
             id_token_profile_claims: self.id_token_profile_claims.unwrap_or(false),
             always_issue_refresh_token: self.always_issue_refresh_token.unwrap_or(false),
+            backchannel_logout_uri: self.backchannel_logout_uri,
+            backchannel_logout_session_required: self
+                .backchannel_logout_session_required
+                .unwrap_or(false),
         })
     }
 }
@@ -270,6 +293,8 @@ mod tests {
             require_pkce: None,
             id_token_profile_claims: None,
             always_issue_refresh_token: None,
+            backchannel_logout_uri: None,
+            backchannel_logout_session_required: None,
         }
     }
 
@@ -297,6 +322,47 @@ mod tests {
             let err = registration(&[bad]).into_metadata().unwrap_err();
             assert_eq!(err.error, "invalid_redirect_uri", "{bad} should fail");
         }
+    }
+
+    #[test]
+    fn backchannel_logout_uri_follows_the_redirect_uri_rules() {
+        for ok in [
+            "https://rp.example.com/bcl?tenant=1",
+            "http://127.0.0.1:8000/bcl",
+        ] {
+            let mut reg = registration(&["https://app.example.com/cb"]);
+            reg.backchannel_logout_uri = Some(ok.into());
+            let metadata = reg.into_metadata().unwrap();
+            assert_eq!(metadata.backchannel_logout_uri.as_deref(), Some(ok));
+            assert!(!metadata.backchannel_logout_session_required);
+        }
+        for bad in [
+            "/bcl",
+            "http://rp.example.com/bcl",
+            "https://rp.example.com/bcl#x",
+        ] {
+            let mut reg = registration(&["https://app.example.com/cb"]);
+            reg.backchannel_logout_uri = Some(bad.into());
+            let err = reg.into_metadata().unwrap_err();
+            assert_eq!(err.error, "invalid_client_metadata", "{bad} should fail");
+            assert!(err.description.contains("backchannel_logout_uri"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn metadata_stored_before_backchannel_logout_still_reads() {
+        let mut doc = serde_json::to_value(
+            registration(&["https://app.example.com/cb"])
+                .into_metadata()
+                .unwrap(),
+        )
+        .unwrap();
+        doc.as_object_mut()
+            .unwrap()
+            .remove("backchannel_logout_session_required");
+        let metadata: ClientMetadata = serde_json::from_value(doc).unwrap();
+        assert_eq!(metadata.backchannel_logout_uri, None);
+        assert!(!metadata.backchannel_logout_session_required);
     }
 
     #[test]

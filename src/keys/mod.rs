@@ -182,9 +182,15 @@ impl KeyManager {
 
     /// Signs `claims` as a JWT with the current key (`typ: JWT`, `kid` set).
     pub fn sign(&self, claims: Map<String, Value>) -> anyhow::Result<String> {
+        self.sign_typed("JWT", claims)
+    }
+
+    /// Signs `claims` with the current key under an explicit `typ`, so that one kind of token
+    /// cannot pass for another (`logout+jwt`: Back-Channel Logout 1.0 §2.4, RFC 8725 §3.11).
+    pub fn sign_typed(&self, typ: &str, claims: Map<String, Value>) -> anyhow::Result<String> {
         let set = self.current.load();
         let mut header = JwsHeader::new();
-        header.set_token_type("JWT");
+        header.set_token_type(typ);
         header.set_key_id(&set.kid);
         let payload = JwtPayload::from_map(claims).map_err(|e| anyhow!("invalid claims: {e}"))?;
         jwt::encode_with_signer(&payload, &header, set.signer.as_ref())

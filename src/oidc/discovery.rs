@@ -18,6 +18,7 @@ fn claims_supported() -> Vec<&'static str> {
         "nonce",
         "at_hash",
         "azp",
+        "sid",
     ];
     for scope in Scope::ALL {
         for claim in scope.claims() {
@@ -60,6 +61,7 @@ pub fn document(config: &Config, signing_algs: &[SigningAlg]) -> Value {
         "ui_locales_supported": ["zh-CN", "en"],
         "authorization_response_iss_parameter_supported": true,
         "frontchannel_logout_supported": false,
-        "backchannel_logout_supported": false,
+        "backchannel_logout_supported": true,
+        "backchannel_logout_session_supported": true,
     })
 }

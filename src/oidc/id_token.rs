@@ -18,6 +18,8 @@ pub struct IdTokenContent<'a> {
     pub auth_time: UnixTime,
     /// OIDC `amr` values, space-separated; empty for grants older than `amr`.
     pub amr: &'a str,
+    /// The provider session's public id (`backchannel::sid_of`), when the grant came from one.
+    pub sid: Option<&'a str>,
     pub access_token: &'a str,
     /// Present when the client is registered to receive profile claims in the ID token.
     pub profile: Option<&'a UserProfile>,
@@ -70,6 +72,10 @@ impl Provider {
             "at_hash".into(),
             Value::String(at_hash(content.access_token)),
         );
+        // Back-Channel Logout 1.0 §2.1: lets the client match a logout token's `sid`.
+        if let Some(sid) = content.sid {
+            claims.insert("sid".into(), Value::String(sid.to_owned()));
+        }
         if let Some(nonce) = content.nonce {
             claims.insert("nonce".into(), Value::String(nonce.to_owned()));
         }

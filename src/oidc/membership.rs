@@ -19,6 +19,7 @@ use crate::pages::PageKind;
 use crate::storage::{MemberRecord, StorageError};
 use crate::wecom::{FailureCategory, Member, MemberStatus, WeComClient, WeComError};
 
+use super::backchannel::{sid_of, LogoutNotice};
 use super::profile::{subject_of, UserProfile};
 use super::Provider;
 
@@ -205,6 +206,15 @@ impl Provider {
             Some(reason),
         )
         .await;
+        let notices = grants
+            .into_iter()
+            .map(|grant| LogoutNotice {
+                client_id: grant.client_id,
+                sub: sub.to_owned(),
+                sid: grant.session_id.as_deref().map(sid_of),
+            })
+            .collect();
+        self.send_backchannel_logout(notices, reason, now).await;
         Ok(())
     }
 }

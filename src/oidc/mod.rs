@@ -14,10 +14,12 @@
 //!  POST /token ─────────▶ token::exchange → id_token (signed), access token, refresh token
 //!  GET /userinfo ───────▶ userinfo::userinfo
 //!  POST /revoke, /introspect ▶ introspection::{revoke, introspect}
-//!  GET /logout ─────────▶ logout::logout
+//!  GET /logout ─────────▶ logout::logout (confirmation page unless id_token_hint names the member)
+//!                         └─ session ended ─ background ─▶ POST backchannel_logout_uri (logout token)
 //! ```
 
 pub mod authorize;
+pub mod backchannel;
 pub mod callback;
 pub mod client_auth;
 pub mod discovery;
@@ -58,6 +60,8 @@ pub struct Provider {
     pub keys: Arc<KeyManager>,
     pub wecom: Option<WeComClient>,
     pub secrets: client_auth::VerifiedSecrets,
+    /// Delivers back-channel logout tokens in the background.
+    pub backchannel: backchannel::BackchannelSender,
 }
 
 /// A validated authorization request, kept in the store while the person is at WeCom.
@@ -133,7 +137,12 @@ pub struct CodeDetails {
 impl Provider {
     /// The provider over `store` and `keys`, with a WeCom client when the credentials are set
     /// (without them discovery, JWKS and the admin API work, sign-in does not).
-    pub fn new(config: Config, store: Store, keys: Arc<KeyManager>) -> anyhow::Result<Self> {
+    pub fn new(
+        config: Config,
+        store: Store,
+        keys: Arc<KeyManager>,
+        clock: Arc<dyn crate::clock::Clock>,
+    ) -> anyhow::Result<Self> {
         let wecom = match &config.wecom.credentials {
             Some(credentials) => Some(
                 WeComClient::new(&config.wecom, credentials)
@@ -144,8 +153,16 @@ impl Provider {
                 None
             }
         };
+        let backchannel = backchannel::BackchannelSender::new(
+            store.clone(),
+            Arc::clone(&keys),
+            clock,
+            config.issuer.as_str(),
+            config.backchannel_logout_timeout,
+        )?;
         Ok(Self {
             secrets: client_auth::VerifiedSecrets::new(config.client_secret_cache_ttl),
+            backchannel,
             wecom,
             keys,
             store,

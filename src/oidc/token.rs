@@ -10,6 +10,7 @@ use crate::storage::{
     AccessTokenRecord, CodeRedemption, RefreshRotation, RefreshTokenRecord, StorageError,
 };
 
+use super::backchannel::sid_of;
 use super::client_auth::PresentedCredentials;
 use super::id_token::IdTokenContent;
 use super::membership::MemberCheck;
@@ -403,6 +404,7 @@ impl Provider {
         } else {
             None
         };
+        let sid = grant.session_id.as_deref().map(sid_of);
         let id_token = self.sign_id_token(
             IdTokenContent {
                 client: grant.client,
@@ -411,6 +413,7 @@ impl Provider {
                 nonce: grant.nonce,
                 auth_time: grant.auth_time,
                 amr: grant.amr,
+                sid: sid.as_deref(),
                 access_token: &access_token,
                 profile: profile.as_ref(),
             },

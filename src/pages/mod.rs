@@ -64,6 +64,8 @@ pub enum PageKind {
     WeComMisconfigured,
     NotConfigured,
     LoggedOut,
+    /// "Sign out?" with a button that posts back: a logout nobody proved the person asked for.
+    ConfirmLogout,
     LogoutRefused,
     ServiceUnavailable,
     InternalError,
@@ -76,6 +78,15 @@ pub struct Page {
     pub detail: Option<String>,
     /// A link back to the application (already carrying `error=access_denied&state=…`).
     pub back: Option<String>,
+    /// A button that posts these hidden fields to `action`.
+    pub form: Option<PageForm>,
+}
+
+/// A form the page submits by a button (never by script): the person has to press it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageForm {
+    pub action: String,
+    pub fields: Vec<(String, String)>,
 }
 
 impl Page {
@@ -84,6 +95,7 @@ impl Page {
             kind,
             detail: None,
             back: None,
+            form: None,
         }
     }
 
@@ -97,10 +109,15 @@ impl Page {
         self
     }
 
+    pub fn form(mut self, form: PageForm) -> Self {
+        self.form = Some(form);
+        self
+    }
+
     /// 4xx for what the person or the application got wrong, 403 for refusals, 5xx for our side.
     pub fn status(&self) -> u16 {
         match self.kind {
-            PageKind::LoggedOut => 200,
+            PageKind::LoggedOut | PageKind::ConfirmLogout => 200,
             PageKind::NotMember
             | PageKind::AccountDisabled
             | PageKind::AccountLeft
@@ -150,6 +167,8 @@ fn text(kind: PageKind, lang: Lang) -> (&'static str, &'static str, &'static str
         (NotConfigured, Lang::En) => ("Sign-in is not set up", "The WeCom corp id, secret and agent id have not been configured.", "Administrators: set WECOM_CORP_ID, WECOM_CORP_SECRET and WECOM_AGENT_ID."),
         (LoggedOut, Lang::Zh) => ("已退出登录", "你已经退出登录。", "现在可以关闭此页面。"),
         (LoggedOut, Lang::En) => ("Signed out", "You have been signed out.", "You can close this page now."),
+        (ConfirmLogout, Lang::Zh) => ("退出登录？", "确定要退出企业微信登录吗？通过它登录的应用会收到退出通知。", "如果不是你本人发起的退出，直接关闭此页面即可，不会退出。"),
+        (ConfirmLogout, Lang::En) => ("Sign out?", "Do you want to sign out of WeCom sign-in? Applications you signed in to with it will be told.", "If you did not ask to sign out, just close this page: nothing happens."),
         (LogoutRefused, Lang::Zh) => ("无法完成退出", "应用提供的退出后跳转地址没有注册，为了安全不会跳转。", "请联系该应用的管理员。"),
         (LogoutRefused, Lang::En) => ("Cannot complete sign-out", "The application's post-logout address is not registered, so you will not be sent there.", "Please contact the application's administrator."),
         (ServiceUnavailable, Lang::Zh) => ("服务暂时不可用", "登录服务暂时无法处理请求。", "请稍后重试。"),
@@ -187,13 +206,22 @@ impl Pages {
             Lang::Zh => "返回应用",
             Lang::En => "Back to the application",
         };
+        let submit_label = match (page.kind, lang) {
+            (PageKind::ConfirmLogout, Lang::Zh) => "退出登录",
+            (PageKind::ConfirmLogout, Lang::En) => "Sign out",
+            (_, Lang::Zh) => "继续",
+            (_, Lang::En) => "Continue",
+        };
         self.env
             .get_template("page.html")
             .and_then(|t| {
                 t.render(context! {
                     lang => match lang { Lang::Zh => "zh-CN", Lang::En => "en" },
-                    title, message, what_to_do, back_label,
+                    title, message, what_to_do, back_label, submit_label,
                     detail => page.detail, back => page.back,
+                    form => page.form.as_ref().map(|f| context! {
+                        action => f.action, fields => f.fields,
+                    }),
                 })
             })
             .unwrap_or_else(|e| {
@@ -246,5 +274,20 @@ mod tests {
         );
         assert!(html.contains("&lt;script&gt;"));
         assert!(!html.contains("<script>alert"));
+    }
+
+    #[test]
+    fn a_confirmation_page_posts_its_hidden_fields_by_a_button() {
+        let pages = Pages::new().unwrap();
+        let page = Page::new(PageKind::ConfirmLogout).form(PageForm {
+            action: "https://sso.example.com/logout".into(),
+            fields: vec![("state".into(), "\"><script>".into())],
+        });
+        let html = pages.render(&page, Lang::Zh);
+        assert!(html.contains("method=\"post\""));
+        assert!(html.contains("name=\"state\""));
+        assert!(html.contains("&quot;&gt;&lt;script&gt;"));
+        assert!(html.contains("<button"));
+        assert!(!html.contains("<script"));
     }
 }

@@ -36,6 +36,12 @@ pub enum ClientCommand {
         id_token_profile_claims: bool,
         #[arg(long)]
         always_issue_refresh_token: bool,
+        /// Where to POST logout tokens when the person's session or access ends.
+        #[arg(long = "backchannel-logout-uri")]
+        backchannel_logout_uri: Option<String>,
+        /// Every logout token must carry `sid`.
+        #[arg(long)]
+        backchannel_logout_session_required: bool,
     },
     /// List the registered clients.
     List,
@@ -72,6 +78,8 @@ pub async fn run(
             require_pkce,
             id_token_profile_claims,
             always_issue_refresh_token,
+            backchannel_logout_uri,
+            backchannel_logout_session_required,
         } => {
             let registration = ClientRegistration {
                 client_name: name,
@@ -84,6 +92,8 @@ pub async fn run(
                 require_pkce: Some(require_pkce),
                 id_token_profile_claims: Some(id_token_profile_claims),
                 always_issue_refresh_token: Some(always_issue_refresh_token),
+                backchannel_logout_uri,
+                backchannel_logout_session_required: Some(backchannel_logout_session_required),
             };
             let created = create_client(store, registration, now).await?;
             writeln!(out, "client_id: {}", created.client.client_id)?;

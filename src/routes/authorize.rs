@@ -7,7 +7,7 @@ use super::respond::{self, header_str, lang_of};
 use super::AppState;
 use crate::oidc::authorize::{AuthorizeOutcome, BrowserContext};
 use crate::oidc::callback::CallbackOutcome;
-use crate::oidc::logout::LogoutOutcome;
+use crate::oidc::logout::{LogoutOutcome, LogoutRequest};
 use crate::oidc::{Params, BROWSER_COOKIE, SESSION_COOKIE};
 
 fn cookie_value(req: &HttpRequest, name: &str) -> Option<String> {
@@ -92,11 +92,12 @@ pub async fn logout(
     let (params, after_post) = request_params(&req, &body);
     let lang = lang_of(&req, params.get("ui_locales"));
     let session_cookie = cookie_value(&req, SESSION_COOKIE);
-    match state
-        .provider
-        .logout(&params, session_cookie.as_deref(), state.clock.now())
-        .await
-    {
+    let request = LogoutRequest {
+        params: &params,
+        session_cookie: session_cookie.as_deref(),
+        via_post: after_post,
+    };
+    match state.provider.logout(request, state.clock.now()).await {
         Ok(outcome) => {
             let signed_out = outcome.signed_out();
             let mut response = match outcome {

@@ -274,6 +274,27 @@ impl Store {
         Ok(())
     }
 
+    /// The (client_id, sub) pairs holding tokens issued under the session with this id hash: who
+    /// must hear of its end by back-channel logout. Read before `end_session` deletes them.
+    #[tracing::instrument(skip_all)]
+    pub async fn clients_of_session(
+        &self,
+        session_id_hash: &str,
+    ) -> StorageResult<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT client_id, sub FROM access_tokens WHERE session_id = $1
+             UNION
+             SELECT client_id, sub FROM refresh_tokens WHERE session_id = $1
+             ORDER BY client_id, sub",
+        )
+        .bind(session_id_hash)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok((column(row, "client_id")?, column(row, "sub")?)))
+            .collect()
+    }
+
     /// Revokes one access token of `client_id`; another client's token is left alone (RFC 7009 §2.1).
     pub async fn revoke_access_token(
         &self,

@@ -11,6 +11,7 @@ use url::Url;
 use wecom_oidc::clock::ManualClock;
 use wecom_oidc::config::Config;
 use wecom_oidc::crypto::{base64url, random_token, sha256};
+use wecom_oidc::oidc::backchannel::BackchannelSender;
 use wecom_oidc::simulator::{Directory, Simulator};
 use wecom_oidc::startup::{Application, BuildOptions, MemberSweep};
 use wecom_oidc::storage::Store;
@@ -134,6 +135,8 @@ pub struct TestApp {
     pub simulator: Simulator,
     /// One pass of the background member sweep, on demand.
     pub sweep: MemberSweep,
+    /// The provider's back-channel logout sender: `wait_idle()` awaits its deliveries.
+    pub backchannel: BackchannelSender,
     /// Held so that the database lives exactly as long as the application.
     db: TestDatabase,
 }
@@ -224,6 +227,7 @@ impl TestApp {
         .await
         .expect("application builds");
         let sweep = application.member_sweep();
+        let backchannel = application.backchannel();
         tokio::spawn(application.run_until_stopped());
         TestApp {
             issuer,
@@ -234,6 +238,7 @@ impl TestApp {
             store,
             simulator,
             sweep,
+            backchannel,
             db,
         }
     }

@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod backchannel;
 mod discovery;
 mod login;
 mod membership;

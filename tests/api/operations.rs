@@ -410,6 +410,9 @@ async fn the_cli_creates_lists_and_deletes_clients() {
         "grafana",
         "--redirect-uri",
         "https://grafana.example.com/login/generic_oauth",
+        "--backchannel-logout-uri",
+        "https://grafana.example.com/backchannel",
+        "--backchannel-logout-session-required",
     ]);
     let id = created
         .lines()
@@ -419,6 +422,18 @@ async fn the_cli_creates_lists_and_deletes_clients() {
         .to_owned();
     assert!(created.contains("client_secret:"));
     assert!(run(&["client", "list"]).contains(&id));
+    let config = Config::from_pairs([("DATABASE_URL", db.url.as_str())]).unwrap();
+    let stored = Store::connect(&config.database)
+        .await
+        .unwrap()
+        .get_client(&id)
+        .await
+        .unwrap();
+    assert_eq!(
+        stored.metadata.backchannel_logout_uri.as_deref(),
+        Some("https://grafana.example.com/backchannel")
+    );
+    assert!(stored.metadata.backchannel_logout_session_required);
     run(&["client", "rotate-secret", &id]);
     run(&["client", "delete", &id]);
     assert!(!run(&["client", "list"]).contains(&id));

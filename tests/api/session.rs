@@ -248,15 +248,37 @@ async fn logout_with_a_foreign_post_logout_redirect_uri_is_refused_without_redir
 }
 
 #[tokio::test]
-async fn logout_without_a_redirect_confirms_on_a_page() {
+async fn logout_without_a_hint_asks_first_and_signs_out_when_the_person_confirms() {
     let app = TestApp::spawn().await;
     let client = app.confidential_client().await;
     app.sign_in(&client, "wangwu", &[]).await.code.unwrap();
 
-    let response = app.browser.get(app.url("/logout")).send().await.unwrap();
+    let asked = app.browser.get(app.url("/logout")).send().await.unwrap();
 
-    assert_eq!(response.status(), 200);
-    assert!(response.text().await.unwrap().contains("已经退出登录"));
+    assert_eq!(asked.status(), 200);
+    let html = asked.text().await.unwrap();
+    assert!(html.contains("退出登录？"), "{html}");
+    let csrf = html
+        .split("name=\"csrf_token\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap();
+    let confirmed = app
+        .browser
+        .post(app.url("/logout"))
+        .form(&[("csrf_token", csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(confirmed.status(), 200);
+    assert!(confirmed.text().await.unwrap().contains("已经退出登录"));
+    let next = app
+        .follow(&app.authorize_url(&client, &[("prompt", "none")]))
+        .await;
+    assert_eq!(
+        query_param(&next, "error").as_deref(),
+        Some("login_required")
+    );
 }
 
 fn urlencoding(value: &str) -> String {
