@@ -14,6 +14,7 @@ use url::Url;
 use super::control::{Fault, FaultKind};
 use super::directory::{Directory, SensitiveField};
 use super::errcode;
+use super::events::{EventSource, EventTarget};
 
 /// Lifetime of an access token \[D91039\].
 pub const TOKEN_TTL_SECS: i64 = 7200;
@@ -120,17 +121,27 @@ pub struct SimState {
     calls: BTreeMap<String, usize>,
     /// Per rate-limit key: the times of the calls in the last minute, oldest first.
     rate_windows: HashMap<String, VecDeque<SimTime>>,
+    /// Where events go: the callback settings of each app and of the contact-sync assistant.
+    pub event_targets: BTreeMap<EventSource, EventTarget>,
 }
 
 /// The state shared by the server workers and every [`super::SimulatorControl`].
 pub struct Shared {
     state: Mutex<SimState>,
+    /// Sends events to the callback URLs, outside the lock.
+    pub http: reqwest::Client,
 }
 
 impl Shared {
     pub fn new(directory: Directory) -> Shared {
+        // WeCom does not follow redirects from a callback URL; a 3xx counts as a failure.
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default();
         Shared {
             state: Mutex::new(SimState::new(directory)),
+            http,
         }
     }
 
@@ -196,6 +207,7 @@ impl SimState {
             faults: Vec::new(),
             calls: BTreeMap::new(),
             rate_windows: HashMap::new(),
+            event_targets: BTreeMap::new(),
         }
     }
 
