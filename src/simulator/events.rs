@@ -404,7 +404,7 @@ impl super::state::SimState {
         let target = self.event_targets.get(source)?;
         let agent_id = match source {
             EventSource::App(agent_id) => Some(agent_id.as_str()),
-            // "仅应用相关的回调" carry AgentID \[D90930\].
+            // "仅应用相关的回调" carry AgentID [D90930].
             EventSource::ContactSync => None,
         };
         let random = target.prefix.random();

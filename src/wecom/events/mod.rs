@@ -160,7 +160,12 @@ impl EventReceiver {
     pub fn open(&self, query: &EventQuery, body: &[u8]) -> Result<OpenedEvent, EventError> {
         let envelope = parse_envelope(body)?;
         let (channel, plain) = self.decrypt(query, &envelope.encrypt)?;
-        let message = parse_event(&plain)?;
+        let mut message = parse_event(&plain)?;
+        // `change_contact` payloads carry no AgentID; the envelope names the app they reached
+        // (as WxJava does, §10.4).
+        if message.agent_id.is_none() {
+            message.agent_id = envelope.agent_id;
+        }
         Ok(OpenedEvent {
             channel,
             message,

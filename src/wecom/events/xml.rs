@@ -65,7 +65,8 @@ pub struct EventMessage {
     pub to_user_name: String,
     /// Unix seconds; one-second resolution, so it cannot order events.
     pub create_time: Option<i64>,
-    /// The app, for app events; absent on the contact-sync channel.
+    /// The app, for app events; after [`super::EventReceiver::open`], the envelope's AgentID when
+    /// the payload has none. Absent on the contact-sync channel.
     pub agent_id: Option<String>,
     pub event: WeComEvent,
 }
