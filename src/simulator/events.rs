@@ -37,7 +37,8 @@ impl EventSource {
 
 /// How the 16-byte random prefix is made. Official samples use digits or letters and digits; real
 /// traffic has carried binary (§10.3.3). Receivers must treat it as opaque bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum PrefixMode {
     Digits,
     #[default]
@@ -71,15 +72,18 @@ pub struct EventTarget {
     pub change_contact: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum PartyChange {
     Create,
     Update,
     Delete,
 }
 
-/// An event WeCom sends (§10.5).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An event WeCom sends (§10.5). As JSON (`POST /_sim/events/send`):
+/// `{"type": "update_user", "userid": "lisi", "status": 2}`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SimEvent {
     Subscribe {
         userid: String,
@@ -96,8 +100,11 @@ pub enum SimEvent {
     /// Only the changed fields are sent; `userid` is the id before the change.
     UpdateUser {
         userid: String,
+        #[serde(default)]
         new_userid: Option<String>,
+        #[serde(default)]
         status: Option<u8>,
+        #[serde(default)]
         department: Option<Vec<u32>>,
     },
     DeleteUser {
@@ -109,7 +116,9 @@ pub enum SimEvent {
     },
     UpdateTag {
         tag_id: u32,
+        #[serde(default)]
         add_users: Vec<String>,
+        #[serde(default)]
         del_users: Vec<String>,
     },
     BatchJobResult {
@@ -327,6 +336,28 @@ impl Delivery {
     /// The receiver answered 200, which is all WeCom looks at \[D90238\].
     pub fn accepted(&self) -> bool {
         self.attempts.last() == Some(&Attempt::Status(200))
+    }
+
+    /// The control surface's view: source, outcome, every attempt, and the plaintext.
+    pub fn to_json(&self) -> serde_json::Value {
+        let source = match &self.request.source {
+            EventSource::App(agent_id) => format!("app:{agent_id}"),
+            EventSource::ContactSync => "contact_sync".to_owned(),
+        };
+        let attempts: Vec<serde_json::Value> = self
+            .attempts
+            .iter()
+            .map(|attempt| match attempt {
+                Attempt::Status(status) => serde_json::json!(status),
+                Attempt::Failed(error) => serde_json::json!(error),
+            })
+            .collect();
+        serde_json::json!({
+            "source": source,
+            "accepted": self.accepted(),
+            "attempts": attempts,
+            "plaintext": self.request.plaintext,
+        })
     }
 }
 

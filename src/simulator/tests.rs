@@ -1707,4 +1707,84 @@ mod event_callbacks {
         );
         inbox.stop().await;
     }
+
+    #[actix_web::test]
+    async fn the_control_surface_configures_checks_sends_and_changes_members() {
+        let inbox = receiver(Inbox::default()).await;
+        let sim = sim().await;
+        let ok = sim
+            .post_json(
+                "/_sim/events/config",
+                json!({"agent_id": NEW_APP, "url": inbox.url, "token": TOKEN, "aes_key": KEY, "prefix": "binary"}),
+            )
+            .await;
+        assert_eq!(ok["ok"], true, "{ok}");
+        let verified = sim
+            .post_json("/_sim/events/verify", json!({"agent_id": NEW_APP}))
+            .await;
+        assert_eq!(verified["passed"], true, "{verified}");
+
+        let sent = sim
+            .post_json(
+                "/_sim/events/send",
+                json!({"type": "update_user", "userid": "lisi", "status": 5}),
+            )
+            .await;
+        assert_eq!(sent["deliveries"][0]["source"], "app:1000002", "{sent}");
+        assert_eq!(sent["deliveries"][0]["accepted"], true, "{sent}");
+        assert_eq!(sent["deliveries"][0]["attempts"], json!([200]), "{sent}");
+
+        let disabled = sim
+            .post_json("/_sim/members/ZhangSan/disable", json!({}))
+            .await;
+        assert_eq!(
+            disabled["deliveries"].as_array().unwrap().len(),
+            2,
+            "{disabled}"
+        );
+        assert_eq!(
+            inbox
+                .events()
+                .into_iter()
+                .map(|(_, _, event)| event)
+                .collect::<Vec<_>>(),
+            vec![
+                WeComEvent::UserUpdated {
+                    userid: "lisi".into(),
+                    new_userid: None,
+                    status: Some(5),
+                    departments_changed: false
+                },
+                WeComEvent::UserUpdated {
+                    userid: "ZhangSan".into(),
+                    new_userid: None,
+                    status: Some(2),
+                    departments_changed: false
+                },
+                WeComEvent::Unsubscribe {
+                    userid: "ZhangSan".into()
+                },
+            ]
+        );
+
+        let response = sim
+            .send(
+                atest::TestRequest::post()
+                    .uri("/_sim/members/nobody/delete")
+                    .set_payload("{}"),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let response = sim
+            .send(
+                atest::TestRequest::post()
+                    .uri("/_sim/events/config")
+                    .set_payload(
+                        json!({"url": inbox.url, "token": TOKEN, "aes_key": "short"}).to_string(),
+                    ),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        inbox.stop().await;
+    }
 }
