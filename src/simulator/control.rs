@@ -284,7 +284,7 @@ impl SimulatorControl {
                 .with_context(|| format!("no callback settings for {source:?}"))?;
             (target, state.now())
         };
-        Ok(events::verify_url(&self.shared.http, &target, now).await)
+        Ok(events::verify_url(self.shared.http(), &target, now).await)
     }
 
     /// Seals any plaintext as `source`'s callback would carry it (for payloads no [`SimEvent`]
@@ -303,7 +303,7 @@ impl SimulatorControl {
     /// Sends a request with WeCom's retries; passing a [`Delivery`]'s request again is a replay
     /// of the identical delivery.
     pub async fn deliver(&self, request: EventRequest) -> Delivery {
-        events::deliver(&self.shared.http, request).await
+        events::deliver(self.shared.http(), request).await
     }
 
     async fn deliver_all(&self, requests: Vec<EventRequest>) -> Vec<Delivery> {
@@ -344,7 +344,7 @@ impl SimulatorControl {
             .map(|target| target.url.clone())
             .with_context(|| format!("no callback settings for {source:?}"))?;
         url.set_query(Some(query));
-        Ok(events::post_once(&self.shared.http, &url, body.into()).await)
+        Ok(events::post_once(self.shared.http(), &url, body.into()).await)
     }
 
     /// Applies `change` to the directory and seals the events it causes, all under one lock, so

@@ -388,6 +388,7 @@ pub async fn deliver(client: &reqwest::Client, request: EventRequest) -> Deliver
             break;
         }
     }
+    tracing::info!(source = ?request.source, attempts = ?attempts, "simulated WeCom event sent");
     Delivery { request, attempts }
 }
 

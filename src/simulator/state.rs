@@ -4,7 +4,7 @@
 //! request and never across an `.await`.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rand::distributions::Alphanumeric;
@@ -128,21 +128,28 @@ pub struct SimState {
 /// The state shared by the server workers and every [`super::SimulatorControl`].
 pub struct Shared {
     state: Mutex<SimState>,
-    /// Sends events to the callback URLs, outside the lock.
-    pub http: reqwest::Client,
+    /// Sends events to the callback URLs, outside the lock; built on first use, since most
+    /// simulators never send one.
+    http: OnceLock<reqwest::Client>,
 }
 
 impl Shared {
     pub fn new(directory: Directory) -> Shared {
-        // WeCom does not follow redirects from a callback URL; a 3xx counts as a failure.
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_default();
         Shared {
             state: Mutex::new(SimState::new(directory)),
-            http,
+            http: OnceLock::new(),
         }
+    }
+
+    /// The client that sends events.
+    pub fn http(&self) -> &reqwest::Client {
+        self.http.get_or_init(|| {
+            // WeCom does not follow redirects from a callback URL; a 3xx counts as a failure.
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap_or_default()
+        })
     }
 
     /// A poisoned lock only means another request panicked mid-update; the simulator keeps
