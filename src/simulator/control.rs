@@ -396,6 +396,35 @@ impl SimulatorControl {
         Ok(self.deliver_all(requests).await)
     }
 
+    /// Re-enables a member (user/get then answers status 1) and sends `update_user` with Status 1
+    /// plus, to the apps whose range holds the member, `subscribe` (whether WeCom sends it on
+    /// re-enabling is unconfirmed, §10.11).
+    pub async fn enable_member(&self, userid: &str) -> anyhow::Result<Vec<Delivery>> {
+        let requests = self.change_members(|state| {
+            let member = state
+                .directory
+                .member(userid)
+                .with_context(|| format!("no member {userid}"))?
+                .userid
+                .clone();
+            let apps = state.apps_seeing(&member);
+            state.directory.set_member_status(&member, 1);
+            Ok(vec![
+                (
+                    apps.clone(),
+                    SimEvent::UpdateUser {
+                        userid: member.clone(),
+                        new_userid: None,
+                        status: Some(1),
+                        department: None,
+                    },
+                ),
+                (apps, SimEvent::Subscribe { userid: member }),
+            ])
+        })?;
+        Ok(self.deliver_all(requests).await)
+    }
+
     /// Deletes a member (user/get then answers 60111) and sends `delete_user` plus, to the apps
     /// whose range held the member, `unsubscribe` (whether WeCom sends it on deletion is
     /// unconfirmed, §10.11).

@@ -456,6 +456,7 @@ async fn event_endpoint(
             };
             let deliveries = match action {
                 "disable" => control.disable_member(userid).await,
+                "enable" => control.enable_member(userid).await,
                 "delete" => control.delete_member(userid).await,
                 "rename" => {
                     let rename: RenameRequest = parse_body(body)?;
@@ -556,7 +557,7 @@ fn overview(control: &SimulatorControl) -> Value {
             "POST /_sim/events/config": "{\"agent_id\":\"1000002\" (omit for the contact-sync assistant), \"url\":\"https://idp.example/wecom/events\", \"token\":\"…\", \"aes_key\":\"43 letters or digits\", \"prefix\":\"digits|alphanumeric|binary\", \"change_contact\":true}",
             "POST /_sim/events/verify": "{\"agent_id\":\"1000002\"} or {}: WeCom's URL check, answers {\"passed\":bool}",
             "POST /_sim/events/send": "{\"type\":\"subscribe|unsubscribe|enter_agent|create_user|update_user|delete_user|party|update_tag|batch_job_result\", …}",
-            "POST /_sim/members/{userid}/disable|delete": "change the directory and send the events WeCom would",
+            "POST /_sim/members/{userid}/disable|enable|delete": "change the directory and send the events WeCom would",
             "POST /_sim/members/{userid}/rename": "{\"new_userid\":\"…\"}",
             "POST /_sim/members/{userid}/hide": "{\"agent_id\":\"1000002\"}: out of that app's visible range (sends unsubscribe)",
         },

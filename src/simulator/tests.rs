@@ -1374,6 +1374,21 @@ mod event_callbacks {
             ))
             .await;
         assert_eq!(member["status"], 2, "{member}");
+
+        sim.control.enable_member("ZhangSan").await.unwrap();
+        let events: Vec<WeComEvent> = inbox.events().into_iter().map(|(_, _, e)| e).collect();
+        assert_eq!(
+            events.last(),
+            Some(&WeComEvent::Subscribe {
+                userid: "ZhangSan".into()
+            })
+        );
+        let member = sim
+            .get_json(&format!(
+                "/cgi-bin/user/get?access_token={token}&userid=ZhangSan"
+            ))
+            .await;
+        assert_eq!(member["status"], 1, "{member}");
         inbox.stop().await;
     }
 
