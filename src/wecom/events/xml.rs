@@ -80,13 +80,13 @@ pub struct Envelope {
 }
 
 /// Leaf elements of one document, keyed by their lowercase path below the root
-/// (`encrypt`, `batchjob/jobtype`). The first occurrence of a repeated path wins.
+/// (`encrypt`, `batchjob/jobtype`), so names match case-insensitively: WeCom's pages spell the
+/// same element `UserID` and `UserId` (§10.1). The first occurrence of a repeated path wins.
 #[derive(Debug, Default)]
 struct Fields(HashMap<String, String>);
 
 impl Fields {
-    /// Keys are compared case-insensitively: WeCom's pages spell the same element `UserID` and
-    /// `UserId` (§10.1).
+    /// The element's text, trimmed: bare-text values may carry the document's indentation.
     fn get(&self, path: &str) -> Option<&str> {
         self.0.get(path).map(|v| v.trim())
     }
@@ -110,7 +110,6 @@ struct Open {
 }
 
 fn resolve_reference(reference: &BytesRef<'_>) -> Result<char, EventError> {
-    const UNKNOWN: EventError = EventError::Xml("unknown entity reference");
     if reference.is_char_ref() {
         return reference
             .resolve_char_ref()
@@ -125,7 +124,7 @@ fn resolve_reference(reference: &BytesRef<'_>) -> Result<char, EventError> {
         b"gt" => Ok('>'),
         b"quot" => Ok('"'),
         b"apos" => Ok('\''),
-        _ => Err(UNKNOWN),
+        _ => Err(EventError::Xml("unknown entity reference")),
     }
 }
 
