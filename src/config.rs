@@ -49,6 +49,10 @@ const KNOWN_KEYS: &[&str] = &[
     "WECOM_TIMEOUT_SECS",
     "WECOM_IN_CLIENT_SCOPE",
     "WECOM_AUTO_LOGIN",
+    "WECOM_EVENT_TOKEN",
+    "WECOM_EVENT_AES_KEY",
+    "WECOM_CONTACT_EVENT_TOKEN",
+    "WECOM_CONTACT_EVENT_AES_KEY",
     "ALLOWED_DOMAINS",
     "SYNTHETIC_EMAIL_DOMAIN",
     "GROUPS_CLAIM",
@@ -217,6 +221,24 @@ pub struct WeComSettings {
     pub in_client_scope: InClientScope,
     pub auto_login_in_client: bool,
     pub groups_cache_ttl: Duration,
+    /// The event-callback channels; both `None` when events are not received.
+    pub events: EventSettings,
+}
+
+/// Token and EncodingAESKey of the event-callback channels (接收事件服务器), whose receiveid is
+/// WECOM_CORP_ID.
+#[derive(Debug, Clone, Default)]
+pub struct EventSettings {
+    /// The app's 接收消息 settings: WECOM_EVENT_TOKEN, WECOM_EVENT_AES_KEY.
+    pub app: Option<EventChannelSettings>,
+    /// The 通讯录同步 assistant's: WECOM_CONTACT_EVENT_TOKEN, WECOM_CONTACT_EVENT_AES_KEY.
+    pub contact_sync: Option<EventChannelSettings>,
+}
+
+#[derive(Debug, Clone)]
+pub struct EventChannelSettings {
+    pub token: SecretString,
+    pub aes_key: SecretString,
 }
 
 #[derive(Debug, Clone)]
@@ -504,6 +526,26 @@ impl Config {
                 ))
             }
         };
+        let events = EventSettings {
+            app: event_channel(&get, "WECOM_EVENT_TOKEN", "WECOM_EVENT_AES_KEY")?,
+            contact_sync: event_channel(
+                &get,
+                "WECOM_CONTACT_EVENT_TOKEN",
+                "WECOM_CONTACT_EVENT_AES_KEY",
+            )?,
+        };
+        if (events.app.is_some() || events.contact_sync.is_some()) && credentials.is_none() {
+            // The CorpID is the receiveid every event must carry (§10.3.3).
+            let name = if events.app.is_some() {
+                "WECOM_EVENT_TOKEN"
+            } else {
+                "WECOM_CONTACT_EVENT_TOKEN"
+            };
+            return Err(invalid(
+                name,
+                "event callbacks need WECOM_CORP_ID, WECOM_CORP_SECRET and WECOM_AGENT_ID",
+            ));
+        }
         let wecom = WeComSettings {
             credentials,
             redirect_url,
@@ -520,6 +562,7 @@ impl Config {
                 0,
                 86_400,
             )?),
+            events,
         };
 
         let allowed_domains = get("ALLOWED_DOMAINS")
@@ -700,6 +743,27 @@ fn parse_bool(
     }
 }
 
+/// One event channel: its Token and EncodingAESKey, both or neither.
+fn event_channel(
+    get: &impl Fn(&str) -> Option<String>,
+    token_name: &'static str,
+    key_name: &'static str,
+) -> Result<Option<EventChannelSettings>, ConfigError> {
+    match (get(token_name), get(key_name)) {
+        (None, None) => Ok(None),
+        (Some(token), Some(key)) => {
+            crate::wecom::events::check_token(&token).map_err(|e| invalid(token_name, e))?;
+            crate::wecom::events::decode_aes_key(&key).map_err(|e| invalid(key_name, e))?;
+            Ok(Some(EventChannelSettings {
+                token: SecretString::from(token),
+                aes_key: SecretString::from(key),
+            }))
+        }
+        (None, Some(_)) => Err(invalid(token_name, format!("{key_name} is set; set both"))),
+        (Some(_), None) => Err(invalid(key_name, format!("{token_name} is set; set both"))),
+    }
+}
+
 fn split_list(raw: &str) -> Vec<String> {
     raw.split(',')
         .map(|s| s.trim().to_ascii_lowercase())
@@ -758,6 +822,61 @@ mod tests {
         assert!(
             err.contains("WECOM_CORP_SECRET") && err.contains("WECOM_AGENT_ID"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn event_settings_come_in_validated_pairs() {
+        let corp = [
+            ("WECOM_CORP_ID", "ww1"),
+            ("WECOM_CORP_SECRET", "s"),
+            ("WECOM_AGENT_ID", "1000002"),
+        ];
+        let key = "Wq8vRkT3mXa9LzPq2NcY7dHf0JsB4uE6gKiO1tMnV5C";
+        let with = |extra: &[(&'static str, &'static str)]| {
+            Config::from_pairs(corp.iter().chain(extra).copied())
+        };
+        let config = with(&[("WECOM_EVENT_TOKEN", "T0ken"), ("WECOM_EVENT_AES_KEY", key)]).unwrap();
+        assert!(config.wecom.events.app.is_some());
+        assert!(config.wecom.events.contact_sync.is_none());
+        assert!(with(&[]).unwrap().wecom.events.app.is_none());
+
+        for (pairs, named) in [
+            (vec![("WECOM_EVENT_TOKEN", "T0ken")], "WECOM_EVENT_AES_KEY"),
+            (
+                vec![("WECOM_CONTACT_EVENT_AES_KEY", key)],
+                "WECOM_CONTACT_EVENT_TOKEN",
+            ),
+            (
+                vec![
+                    ("WECOM_EVENT_TOKEN", "tok-en"),
+                    ("WECOM_EVENT_AES_KEY", key),
+                ],
+                "WECOM_EVENT_TOKEN",
+            ),
+            (
+                vec![
+                    ("WECOM_CONTACT_EVENT_TOKEN", "T0ken"),
+                    ("WECOM_CONTACT_EVENT_AES_KEY", &key[1..]),
+                ],
+                "WECOM_CONTACT_EVENT_AES_KEY",
+            ),
+        ] {
+            let err = with(&pairs).unwrap_err().to_string();
+            assert!(err.starts_with(named), "{pairs:?}: {err}");
+        }
+        let err =
+            Config::from_pairs([("WECOM_EVENT_TOKEN", "T0ken"), ("WECOM_EVENT_AES_KEY", key)])
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("WECOM_CORP_ID"), "{err}");
+        let printed = format!(
+            "{:?}",
+            with(&[("WECOM_EVENT_TOKEN", "T0ken"), ("WECOM_EVENT_AES_KEY", key)])
+        );
+        assert!(
+            !printed.contains(key) && !printed.contains("T0ken"),
+            "{printed}"
         );
     }
 

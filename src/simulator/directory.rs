@@ -58,6 +58,10 @@ pub struct App {
     pub hidden_departments: Vec<u32>,
     #[serde(default)]
     pub visible_users: Vec<String>,
+    /// Simulator shorthand: members taken out of the range one by one, whatever their departments
+    /// (what removing a single member from 可见范围 does).
+    #[serde(default)]
+    pub hidden_users: Vec<String>,
     /// Trusted domain / web-login callback domain, `host` or `host:port`.
     #[serde(default)]
     pub redirect_domain: Option<String>,
@@ -80,6 +84,7 @@ impl fmt::Debug for App {
             .field("visible_departments", &self.visible_departments)
             .field("hidden_departments", &self.hidden_departments)
             .field("visible_users", &self.visible_users)
+            .field("hidden_users", &self.hidden_users)
             .field("redirect_domain", &self.redirect_domain)
             .field("trusted_ips", &self.trusted_ips)
             .field("out_of_range_errcode", &self.out_of_range_errcode)
@@ -384,8 +389,9 @@ impl Directory {
             if let Some(id) = listed.into_iter().find(|id| !ids.contains(id)) {
                 bail!("app {}: department {id} does not exist", app.agent_id);
             }
-            if let Some(userid) = app.visible_users.iter().find(|u| !known_user(u)) {
-                bail!("app {}: visible user {userid} does not exist", app.agent_id);
+            let listed = app.visible_users.iter().chain(&app.hidden_users);
+            if let Some(userid) = listed.into_iter().find(|u| !known_user(u)) {
+                bail!("app {}: user {userid} does not exist", app.agent_id);
             }
         }
 
@@ -480,9 +486,11 @@ impl Directory {
 
     /// Whether `member` is inside `app`'s visible range (可见范围).
     pub fn member_visible(&self, app: &App, member: &Member) -> bool {
-        app.visible_users
-            .iter()
-            .any(|u| u.to_lowercase() == member.userid.to_lowercase())
+        let is_member = |u: &String| u.to_lowercase() == member.userid.to_lowercase();
+        if app.hidden_users.iter().any(is_member) {
+            return false;
+        }
+        app.visible_users.iter().any(is_member)
             || member
                 .department
                 .iter()
@@ -501,6 +509,80 @@ impl Directory {
             .iter()
             .filter(|d| self.ancestors(d.id).unwrap_or_default().contains(&id))
             .collect()
+    }
+
+    /// Sets a member's status (1 active, 2 disabled, 4 not activated, 5 left); `false` when there
+    /// is no such member.
+    pub fn set_member_status(&mut self, userid: &str, status: u8) -> bool {
+        let wanted = userid.trim().to_lowercase();
+        match self
+            .members
+            .iter_mut()
+            .find(|m| m.userid.to_lowercase() == wanted)
+        {
+            Some(member) => {
+                member.status = status;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Every list that names members by userid, so that a removal or rename reaches them all.
+    fn userid_lists(&mut self) -> impl Iterator<Item = &mut Vec<String>> {
+        let members = self.members.iter_mut().map(|m| &mut m.direct_leader);
+        let departments = self
+            .departments
+            .iter_mut()
+            .map(|d| &mut d.department_leader);
+        let tags = self.tags.iter_mut().map(|t| &mut t.userlist);
+        let apps = self
+            .apps
+            .iter_mut()
+            .flat_map(|a| [&mut a.visible_users, &mut a.hidden_users]);
+        members.chain(departments).chain(tags).chain(apps)
+    }
+
+    /// Deletes a member and every reference to them, as deleting a member in the admin console
+    /// does: `user/get` answers 60111 from then on. `None` when there is no such member.
+    pub fn remove_member(&mut self, userid: &str) -> Option<Member> {
+        let wanted = userid.trim().to_lowercase();
+        let index = self
+            .members
+            .iter()
+            .position(|m| m.userid.to_lowercase() == wanted)?;
+        let member = self.members.remove(index);
+        for list in self.userid_lists() {
+            list.retain(|u| u.to_lowercase() != wanted);
+        }
+        Some(member)
+    }
+
+    /// Changes a member's userid (WeCom allows it once for generated ids) everywhere it is
+    /// referenced; the old userid then answers 60111.
+    pub fn rename_member(&mut self, old: &str, new: &str) -> anyhow::Result<()> {
+        let new = new.trim();
+        if new.is_empty() || new.len() > 64 {
+            bail!("userid {new:?} must be 1 to 64 bytes");
+        }
+        let wanted = old.trim().to_lowercase();
+        if self.member(new).is_some() && new.to_lowercase() != wanted {
+            bail!("userid {new} is taken (userids are case-insensitive)");
+        }
+        let Some(member) = self
+            .members
+            .iter_mut()
+            .find(|m| m.userid.to_lowercase() == wanted)
+        else {
+            bail!("no member {old}");
+        };
+        new.clone_into(&mut member.userid);
+        for list in self.userid_lists() {
+            for userid in list.iter_mut().filter(|u| u.to_lowercase() == wanted) {
+                new.clone_into(userid);
+            }
+        }
+        Ok(())
     }
 
     /// The department names of a member, for the picker pages.

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use super::api::{self, ApiCall, Method};
 use super::control::{Fault, FaultKind, SimulatorControl};
 use super::errcode;
+use super::events::{Delivery, EventSource, PrefixMode, SimEvent};
 use super::login::{self, Flow, LoginRequest, Outcome};
 use super::pages;
 use super::params::Params;
@@ -58,6 +59,11 @@ async fn dispatch(
 ) -> HttpResponse {
     let path = request.path().to_owned();
     let control = SimulatorControl::new(shared.into_inner());
+    if path.starts_with("/_sim/events/") || path.starts_with("/_sim/members/") {
+        return event_endpoint(&control, &request, &path, &body)
+            .await
+            .unwrap_or_else(|(status, message)| control_error(status, message));
+    }
     if path == "/_sim" || path.starts_with("/_sim/") {
         return sim_endpoint(&control, &request, &path, &body);
     }
@@ -348,6 +354,133 @@ fn sim_endpoint(
     result.unwrap_or_else(|(status, message)| control_error(status, message))
 }
 
+/// `POST /_sim/events/config` body: an app's (or, without `agent_id`, the contact-sync
+/// assistant's) callback settings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventConfigRequest {
+    agent_id: Option<String>,
+    url: String,
+    token: String,
+    aes_key: String,
+    prefix: Option<PrefixMode>,
+    change_contact: Option<bool>,
+}
+
+/// Bodies naming a source: `{"agent_id": "1000002"}`, or `{}` for the contact-sync assistant.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SourceRequest {
+    agent_id: Option<String>,
+}
+
+impl SourceRequest {
+    fn source(&self) -> EventSource {
+        match &self.agent_id {
+            Some(agent_id) => EventSource::app(agent_id),
+            None => EventSource::ContactSync,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RenameRequest {
+    new_userid: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HideRequest {
+    agent_id: String,
+}
+
+fn deliveries_json(deliveries: &[Delivery]) -> HttpResponse {
+    control_ok(json!({
+        "deliveries": deliveries.iter().map(Delivery::to_json).collect::<Vec<_>>()
+    }))
+}
+
+/// The event half of the control surface, mirroring the event methods of [`SimulatorControl`];
+/// async, because it sends.
+async fn event_endpoint(
+    control: &SimulatorControl,
+    request: &HttpRequest,
+    path: &str,
+    body: &[u8],
+) -> Result<HttpResponse, ControlError> {
+    if request.method() != actix_web::http::Method::POST {
+        return Err((StatusCode::METHOD_NOT_ALLOWED, "use POST".to_owned()));
+    }
+    let refused = |e: anyhow::Error| (StatusCode::BAD_REQUEST, format!("{e:#}"));
+    match path.trim_end_matches('/') {
+        "/_sim/events/config" => {
+            let config: EventConfigRequest = parse_body(body)?;
+            let source = SourceRequest {
+                agent_id: config.agent_id.clone(),
+            }
+            .source();
+            match &config.agent_id {
+                Some(agent_id) => {
+                    control.configure_events(agent_id, &config.url, &config.token, &config.aes_key)
+                }
+                None => {
+                    control.configure_contact_events(&config.url, &config.token, &config.aes_key)
+                }
+            }
+            .map_err(refused)?;
+            if let Some(mode) = config.prefix {
+                control.set_event_prefix_mode(&source, mode);
+            }
+            if let (Some(on), EventSource::App(agent_id)) = (config.change_contact, &source) {
+                control.set_app_change_contact(agent_id, on);
+            }
+            Ok(control_ok(json!({})))
+        }
+        "/_sim/events/verify" => {
+            let source = parse_body::<SourceRequest>(body)?.source();
+            let passed = control.verify_event_url(&source).await.map_err(refused)?;
+            Ok(control_ok(json!({ "passed": passed })))
+        }
+        "/_sim/events/send" => {
+            let event: SimEvent = parse_body(body)?;
+            Ok(deliveries_json(&control.send_event(event).await))
+        }
+        _ => {
+            let rest = path.strip_prefix("/_sim/members/").unwrap_or_default();
+            let Some((userid, action)) = rest.trim_end_matches('/').rsplit_once('/') else {
+                return Err((
+                    StatusCode::NOT_FOUND,
+                    "unknown control endpoint; GET /_sim lists them".to_owned(),
+                ));
+            };
+            let deliveries = match action {
+                "disable" => control.disable_member(userid).await,
+                "enable" => control.enable_member(userid).await,
+                "delete" => control.delete_member(userid).await,
+                "rename" => {
+                    let rename: RenameRequest = parse_body(body)?;
+                    control.rename_member(userid, &rename.new_userid).await
+                }
+                "hide" => {
+                    let hide: HideRequest = parse_body(body)?;
+                    control
+                        .remove_from_visible_range(&hide.agent_id, userid)
+                        .await
+                }
+                _ => {
+                    return Err((
+                        StatusCode::NOT_FOUND,
+                        format!("unknown member action {action}"),
+                    ))
+                }
+            }
+            .map_err(refused)?;
+            Ok(deliveries_json(&deliveries))
+        }
+    }
+}
+
 fn apply_settings(control: &SimulatorControl, request: SettingsRequest) {
     if let Some(code) = request.expired_token_errcode {
         control.expired_token_errcode(code);
@@ -421,6 +554,12 @@ fn overview(control: &SimulatorControl) -> Value {
             "GET|POST /_sim/settings": "{\"expired_token_errcode\":40014, \"fresh_token_each_call\":true, \"rate_limit_per_minute\":N, \"user_ticket_errcode\":N, \"stripped_fields_absent\":true, \"require_wxwork_ua\":true}",
             "POST /_sim/apps/{agent_id}": "{\"redirect_domain\":\"host:port\"|null, \"trusted_ips\":[..]|null, \"created_after_2022_06_20\":bool, \"enabled\":bool, \"out_of_range_errcode\":60111}",
             "GET /_sim/directory": "the directory as JSON (secrets included: they are simulated)",
+            "POST /_sim/events/config": "{\"agent_id\":\"1000002\" (omit for the contact-sync assistant), \"url\":\"https://idp.example/wecom/events\", \"token\":\"…\", \"aes_key\":\"43 letters or digits\", \"prefix\":\"digits|alphanumeric|binary\", \"change_contact\":true}",
+            "POST /_sim/events/verify": "{\"agent_id\":\"1000002\"} or {}: WeCom's URL check, answers {\"passed\":bool}",
+            "POST /_sim/events/send": "{\"type\":\"subscribe|unsubscribe|enter_agent|create_user|update_user|delete_user|party|update_tag|batch_job_result\", …}",
+            "POST /_sim/members/{userid}/disable|enable|delete": "change the directory and send the events WeCom would",
+            "POST /_sim/members/{userid}/rename": "{\"new_userid\":\"…\"}",
+            "POST /_sim/members/{userid}/hide": "{\"agent_id\":\"1000002\"}: out of that app's visible range (sends unsubscribe)",
         },
     })
 }

@@ -13,6 +13,12 @@
 //! /_sim/...                            JSON control surface (http.rs), mirrors SimulatorControl
 //! ```
 //!
+//! Going the other way, the simulator sends event callbacks as WeCom does (events.rs): a test or
+//! the demo gives an app (or the contact-sync assistant) a callback URL, Token and
+//! EncodingAESKey with [`SimulatorControl::configure_events`], checks the URL like the admin
+//! console's 保存 button, and sends events, directly or as the effect of directory changes
+//! (`disable_member`, `delete_member`, `rename_member`, `remove_from_visible_range`).
+//!
 //! The pages let a person pick who "scans"; their buttons (and tests, directly) call the
 //! `/approve` URL: the page's own query plus `userid=X`, `openid=X` or `deny=1` (and for
 //! privateinfo `consent=1`), answered with `302 redirect_uri?code=CODE&state=STATE`.
@@ -25,6 +31,7 @@ mod api;
 mod control;
 mod directory;
 mod errcode;
+mod events;
 mod http;
 mod login;
 mod pages;
@@ -46,6 +53,10 @@ pub use control::{Fault, FaultKind, SimulatorControl};
 pub use directory::{
     App, Department, Directory, Member, NonMember, SensitiveField, Tag,
     DEFAULT_OUT_OF_RANGE_ERRCODE,
+};
+pub use events::{
+    Attempt, Delivery, EventRequest, EventSource, EventTarget, PartyChange, PrefixMode, SimEvent,
+    DELIVERY_RETRIES, DELIVERY_TIMEOUT,
 };
 pub use state::{
     Settings, CODE_TTL_SECS, DEFAULT_RATE_LIMIT_PER_MINUTE, TICKET_TTL_SECS, TOKEN_TTL_SECS,

@@ -4,7 +4,7 @@
 //! request and never across an `.await`.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rand::distributions::Alphanumeric;
@@ -14,6 +14,7 @@ use url::Url;
 use super::control::{Fault, FaultKind};
 use super::directory::{Directory, SensitiveField};
 use super::errcode;
+use super::events::{EventSource, EventTarget};
 
 /// Lifetime of an access token \[D91039\].
 pub const TOKEN_TTL_SECS: i64 = 7200;
@@ -120,18 +121,35 @@ pub struct SimState {
     calls: BTreeMap<String, usize>,
     /// Per rate-limit key: the times of the calls in the last minute, oldest first.
     rate_windows: HashMap<String, VecDeque<SimTime>>,
+    /// Where events go: the callback settings of each app and of the contact-sync assistant.
+    pub event_targets: BTreeMap<EventSource, EventTarget>,
 }
 
 /// The state shared by the server workers and every [`super::SimulatorControl`].
 pub struct Shared {
     state: Mutex<SimState>,
+    /// Sends events to the callback URLs, outside the lock; built on first use, since most
+    /// simulators never send one.
+    http: OnceLock<reqwest::Client>,
 }
 
 impl Shared {
     pub fn new(directory: Directory) -> Shared {
         Shared {
             state: Mutex::new(SimState::new(directory)),
+            http: OnceLock::new(),
         }
+    }
+
+    /// The client that sends events.
+    pub fn http(&self) -> &reqwest::Client {
+        self.http.get_or_init(|| {
+            // WeCom does not follow redirects from a callback URL; a 3xx counts as a failure.
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap_or_default()
+        })
     }
 
     /// A poisoned lock only means another request panicked mid-update; the simulator keeps
@@ -196,6 +214,7 @@ impl SimState {
             faults: Vec::new(),
             calls: BTreeMap::new(),
             rate_windows: HashMap::new(),
+            event_targets: BTreeMap::new(),
         }
     }
 

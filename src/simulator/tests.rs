@@ -1068,3 +1068,738 @@ async fn simulators_start_on_their_own_ports_serve_and_stop() {
     );
     drop(second);
 }
+
+/// Event callbacks: the simulator as WeCom sending events to a receiver built on
+/// `crate::wecom::events`, served over a real socket.
+mod event_callbacks {
+    use std::sync::Mutex;
+
+    use actix_web::{web, HttpResponse, HttpServer};
+
+    use super::*;
+    use crate::wecom::events::{
+        parse_envelope, Channel, EventCipher, EventQuery, EventReceiver, WeComEvent,
+    };
+
+    const TOKEN: &str = "T0kenForOidcTests";
+    const KEY: &str = "Wq8vRkT3mXa9LzPq2NcY7dHf0JsB4uE6gKiO1tMnV5C";
+    const CONTACT_TOKEN: &str = "ContactT0ken";
+    const CONTACT_KEY: &str = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR";
+
+    /// What the test receiver saw: opened events, refusals, and how many POSTs to fail first.
+    #[derive(Default)]
+    struct Inbox {
+        events: Mutex<Vec<(Channel, Option<String>, WeComEvent)>>,
+        refused: Mutex<Vec<String>>,
+        fail_next: Mutex<usize>,
+        /// Answer the URL check with a trailing newline, as some reference servers do.
+        echo_newline: bool,
+    }
+
+    async fn verify(
+        receiver: web::Data<EventReceiver>,
+        inbox: web::Data<Inbox>,
+        query: web::Query<EventQuery>,
+    ) -> HttpResponse {
+        match receiver.verify_url(&query) {
+            Ok((_, mut echo)) => {
+                if inbox.echo_newline {
+                    echo.push(b'\n');
+                }
+                HttpResponse::Ok().body(echo)
+            }
+            Err(error) => HttpResponse::BadRequest().body(error.to_string()),
+        }
+    }
+
+    async fn receive(
+        receiver: web::Data<EventReceiver>,
+        inbox: web::Data<Inbox>,
+        query: web::Query<EventQuery>,
+        body: web::Bytes,
+    ) -> HttpResponse {
+        {
+            let mut fail = inbox.fail_next.lock().unwrap();
+            if *fail > 0 {
+                *fail -= 1;
+                return HttpResponse::ServiceUnavailable().finish();
+            }
+        }
+        match receiver.open(&query, &body) {
+            Ok(opened) => {
+                inbox.events.lock().unwrap().push((
+                    opened.channel,
+                    opened.message.agent_id,
+                    opened.message.event,
+                ));
+                HttpResponse::Ok().finish()
+            }
+            Err(error) => {
+                inbox.refused.lock().unwrap().push(error.to_string());
+                HttpResponse::BadRequest().finish()
+            }
+        }
+    }
+
+    struct Receiver {
+        url: String,
+        inbox: web::Data<Inbox>,
+        handle: actix_web::dev::ServerHandle,
+    }
+
+    impl Receiver {
+        fn events(&self) -> Vec<(Channel, Option<String>, WeComEvent)> {
+            std::mem::take(&mut *self.inbox.events.lock().unwrap())
+        }
+
+        async fn stop(self) {
+            self.handle.stop(true).await;
+        }
+    }
+
+    /// A receiver for both channels of the sample corporation, on its own port.
+    async fn receiver(inbox: Inbox) -> Receiver {
+        let receiver = web::Data::new(EventReceiver::new(vec![
+            (Channel::App, EventCipher::new(TOKEN, KEY, CORP).unwrap()),
+            (
+                Channel::ContactSync,
+                EventCipher::new(CONTACT_TOKEN, CONTACT_KEY, CORP).unwrap(),
+            ),
+        ]));
+        let inbox = web::Data::new(inbox);
+        let data = (receiver.clone(), inbox.clone());
+        let server = HttpServer::new(move || {
+            actix_web::App::new()
+                .app_data(data.0.clone())
+                .app_data(data.1.clone())
+                .route("/wecom/events", web::get().to(verify))
+                .route("/wecom/events", web::post().to(receive))
+        })
+        .workers(1)
+        .disable_signals()
+        .shutdown_timeout(1)
+        .bind("127.0.0.1:0")
+        .unwrap();
+        let port = server.addrs()[0].port();
+        let server = server.run();
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        Receiver {
+            url: format!("http://127.0.0.1:{port}/wecom/events"),
+            inbox,
+            handle,
+        }
+    }
+
+    /// The simulator with app 1000002 (and optionally the assistant) sending to `receiver`.
+    async fn wired(receiver: &Receiver, contact: bool) -> TestSim {
+        let sim = sim().await;
+        sim.control
+            .configure_events(NEW_APP, &receiver.url, TOKEN, KEY)
+            .unwrap();
+        if contact {
+            sim.control
+                .configure_contact_events(&receiver.url, CONTACT_TOKEN, CONTACT_KEY)
+                .unwrap();
+        }
+        sim
+    }
+
+    fn delivery_query(delivery: &EventRequest) -> EventQuery {
+        let pairs: std::collections::HashMap<String, String> =
+            delivery.url.query_pairs().into_owned().collect();
+        EventQuery {
+            msg_signature: pairs.get("msg_signature").cloned(),
+            timestamp: pairs.get("timestamp").cloned(),
+            nonce: pairs.get("nonce").cloned(),
+            echostr: None,
+        }
+    }
+
+    #[test]
+    fn simulator_sealing_reproduces_the_wechatpy_and_wxjava_vectors() {
+        // wechatpy/wechatpy tests/test_crypto.py test_encrypt_message (T3 of wecom-events.md).
+        let t3 = EventTarget {
+            url: Url::parse("https://rp.example/wecom/events").unwrap(),
+            cipher: EventCipher::new(
+                "123456",
+                "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR",
+                "wx49f0ab532d5d035a",
+            )
+            .unwrap(),
+            prefix: PrefixMode::Digits,
+            change_contact: true,
+        };
+        let reply = "<xml>\n<MsgType><![CDATA[text]]></MsgType>\n<Content><![CDATA[test]]></Content>\n<FromUserName><![CDATA[wx49f0ab532d5d035a]]></FromUserName>\n<ToUserName><![CDATA[messense]]></ToUserName>\n<AgentID>1</AgentID>\n<CreateTime>1411525903</CreateTime>\n</xml>";
+        let sealed = events::seal(
+            EventSource::app("1"),
+            &t3,
+            reply,
+            events::Sealing {
+                agent_id: Some("1"),
+                timestamp: 1_411_525_903,
+                nonce: "461056294",
+                random: b"1234567890123456",
+            },
+        );
+        assert_eq!(
+            parse_envelope(sealed.body.as_bytes()).unwrap().encrypt,
+            "9s4gMv99m88kKTh/H8IdkOiMg6bisoy3ypwy9H4hvSPe9nsGaqyw5hhSjdYbcrKk+j3nba4HMOTzHrluLBYqxgNcBqGsL8GqxlhZgURnAtObvesEl5nZ+uBE8bviY0LWke8Zy9V/QYKxNV2FqllNXcfmstttyIkMKCCmVbCFM2JTF5wY0nFhHZSjPUL2Q1qvSUCUld+/WIXrx0oyKQmpB6o8NRrrNrsDf03oxI1p9FxUgMnwKKZeOA/uu+2IEvEBtb7muXsVbwbgX05UPPJvFurDXafG0RQyPR+mf1nDnAtQmmNOuiR5MIkdQ39xn1vWwi1O5oazPoQJz0nTYjxxEE8kv3kFxtAGVRe3ypD3WeK2XeFYFMNMpatF9XiKzHo3"
+        );
+        let query = delivery_query(&sealed);
+        assert_eq!(
+            query.msg_signature.as_deref(),
+            Some("407518b7649e86ef23978113f92d27afa9296533")
+        );
+        // The signature survives the URL's percent-encoding and the envelope opens.
+        let receiver = EventReceiver::new(vec![(Channel::App, t3.cipher.clone())]);
+        let opened = receiver.open(&query, sealed.body.as_bytes()).unwrap();
+        assert_eq!(
+            opened.message.event,
+            WeComEvent::Other {
+                event: "text".into(),
+                change_type: None
+            }
+        );
+
+        // binarywang/WxJava WxCryptUtilTest (T5).
+        let t5 = EventCipher::new(
+            "anyToken",
+            "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
+            "wxb11529c136998cb6",
+        )
+        .unwrap();
+        let sealed = events::seal(
+            EventSource::ContactSync,
+            &EventTarget {
+                cipher: t5.clone(),
+                ..t3
+            },
+            "我是中文abcd123",
+            events::Sealing {
+                agent_id: None,
+                timestamp: 1,
+                nonce: "2",
+                random: b"aaaabbbbccccdddd",
+            },
+        );
+        let encrypt = parse_envelope(sealed.body.as_bytes()).unwrap().encrypt;
+        assert_eq!(
+            encrypt,
+            "jn1L23DB+6ELqJ+6bruv21Y6MD7KeIfP82D6gU39rmkgczbWwt5+3bnyg5K55bgVtVzd832WzZGMhkP72vVOfg=="
+        );
+        assert_eq!(t5.decrypt(&encrypt).unwrap(), "我是中文abcd123".as_bytes());
+        assert!(!sealed.body.contains("AgentID"), "{}", sealed.body);
+    }
+
+    #[actix_web::test]
+    async fn the_url_check_passes_only_for_the_exact_plaintext() {
+        let good = receiver(Inbox::default()).await;
+        let sim = wired(&good, true).await;
+        assert!(sim
+            .control
+            .verify_event_url(&EventSource::app(NEW_APP))
+            .await
+            .unwrap());
+        assert!(sim
+            .control
+            .verify_event_url(&EventSource::ContactSync)
+            .await
+            .unwrap());
+
+        let newline = receiver(Inbox {
+            echo_newline: true,
+            ..Inbox::default()
+        })
+        .await;
+        let sim2 = wired(&newline, false).await;
+        assert!(!sim2
+            .control
+            .verify_event_url(&EventSource::app(NEW_APP))
+            .await
+            .unwrap());
+
+        // Settings the receiver does not know: it refuses, the check fails.
+        sim.control
+            .configure_events(OLD_APP, &good.url, "OtherToken", KEY)
+            .unwrap();
+        assert!(!sim
+            .control
+            .verify_event_url(&EventSource::app(OLD_APP))
+            .await
+            .unwrap());
+        assert!(sim
+            .control
+            .verify_event_url(&EventSource::app("999"))
+            .await
+            .is_err());
+        assert!(sim
+            .control
+            .configure_events(NEW_APP, &good.url, TOKEN, &KEY[1..])
+            .is_err());
+        good.stop().await;
+        newline.stop().await;
+    }
+
+    #[actix_web::test]
+    async fn disabling_a_member_sends_update_and_unsubscribe_and_user_get_says_disabled() {
+        let inbox = receiver(Inbox::default()).await;
+        let sim = wired(&inbox, true).await;
+        let deliveries = sim.control.disable_member("zhangsan").await.unwrap();
+        assert!(deliveries.iter().all(Delivery::accepted), "{deliveries:?}");
+        let disabled = WeComEvent::UserUpdated {
+            userid: "ZhangSan".into(),
+            new_userid: None,
+            status: Some(2),
+            departments_changed: false,
+        };
+        assert_eq!(
+            inbox.events(),
+            vec![
+                (Channel::App, Some(NEW_APP.into()), disabled.clone()),
+                (Channel::ContactSync, None, disabled),
+                (
+                    Channel::App,
+                    Some(NEW_APP.into()),
+                    WeComEvent::Unsubscribe {
+                        userid: "ZhangSan".into()
+                    }
+                ),
+            ]
+        );
+        let token = sim.token(NEW_SECRET).await;
+        let member = sim
+            .get_json(&format!(
+                "/cgi-bin/user/get?access_token={token}&userid=ZhangSan"
+            ))
+            .await;
+        assert_eq!(member["status"], 2, "{member}");
+
+        sim.control.enable_member("ZhangSan").await.unwrap();
+        let events: Vec<WeComEvent> = inbox.events().into_iter().map(|(_, _, e)| e).collect();
+        assert_eq!(
+            events.last(),
+            Some(&WeComEvent::Subscribe {
+                userid: "ZhangSan".into()
+            })
+        );
+        let member = sim
+            .get_json(&format!(
+                "/cgi-bin/user/get?access_token={token}&userid=ZhangSan"
+            ))
+            .await;
+        assert_eq!(member["status"], 1, "{member}");
+        inbox.stop().await;
+    }
+
+    #[actix_web::test]
+    async fn deleting_a_member_sends_delete_user_and_user_get_answers_60111() {
+        let inbox = receiver(Inbox::default()).await;
+        let sim = wired(&inbox, false).await;
+        sim.control.delete_member("ZhangSan").await.unwrap();
+        assert_eq!(
+            inbox.events(),
+            vec![
+                (
+                    Channel::App,
+                    Some(NEW_APP.into()),
+                    WeComEvent::UserDeleted {
+                        userid: "ZhangSan".into()
+                    }
+                ),
+                (
+                    Channel::App,
+                    Some(NEW_APP.into()),
+                    WeComEvent::Unsubscribe {
+                        userid: "ZhangSan".into()
+                    }
+                ),
+            ]
+        );
+        let token = sim.token(NEW_SECRET).await;
+        let answer = sim
+            .get_json(&format!(
+                "/cgi-bin/user/get?access_token={token}&userid=ZhangSan"
+            ))
+            .await;
+        assert_eq!(answer["errcode"], 60111, "{answer}");
+        // References went with the member: the directory is still valid.
+        sim.control.directory().validate().unwrap();
+        assert!(sim.control.delete_member("ZhangSan").await.is_err());
+        inbox.stop().await;
+    }
+
+    #[actix_web::test]
+    async fn renaming_a_member_sends_new_userid_and_user_get_follows_the_new_id() {
+        let inbox = receiver(Inbox::default()).await;
+        let sim = wired(&inbox, false).await;
+        sim.control
+            .rename_member("ZhangSan", "zhangsan01")
+            .await
+            .unwrap();
+        assert_eq!(
+            inbox.events(),
+            vec![(
+                Channel::App,
+                Some(NEW_APP.into()),
+                WeComEvent::UserUpdated {
+                    userid: "ZhangSan".into(),
+                    new_userid: Some("zhangsan01".into()),
+                    status: None,
+                    departments_changed: false
+                }
+            )]
+        );
+        let token = sim.token(NEW_SECRET).await;
+        let old = sim
+            .get_json(&format!(
+                "/cgi-bin/user/get?access_token={token}&userid=ZhangSan"
+            ))
+            .await;
+        assert_eq!(old["errcode"], 60111, "{old}");
+        let new = sim
+            .get_json(&format!(
+                "/cgi-bin/user/get?access_token={token}&userid=zhangsan01"
+            ))
+            .await;
+        assert_eq!(
+            (new["errcode"].clone(), new["name"].clone()),
+            (json!(0), json!("张三"))
+        );
+        let directory = sim.control.directory();
+        directory.validate().unwrap();
+        assert_eq!(
+            directory.tag(1).unwrap().userlist,
+            vec!["zhangsan01".to_owned()]
+        );
+        assert!(sim
+            .control
+            .rename_member("lisi", "ZHANGSAN01")
+            .await
+            .is_err());
+        inbox.stop().await;
+    }
+
+    #[actix_web::test]
+    async fn leaving_one_apps_range_unsubscribes_from_that_app_only() {
+        let inbox = receiver(Inbox::default()).await;
+        let sim = wired(&inbox, true).await;
+        sim.control
+            .remove_from_visible_range(NEW_APP, "ZhangSan")
+            .await
+            .unwrap();
+        assert_eq!(
+            inbox.events(),
+            vec![(
+                Channel::App,
+                Some(NEW_APP.into()),
+                WeComEvent::Unsubscribe {
+                    userid: "ZhangSan".into()
+                }
+            )]
+        );
+        let new_token = sim.token(NEW_SECRET).await;
+        let hidden = sim
+            .get_json(&format!(
+                "/cgi-bin/user/get?access_token={new_token}&userid=ZhangSan"
+            ))
+            .await;
+        assert_eq!(hidden["errcode"], DEFAULT_OUT_OF_RANGE_ERRCODE, "{hidden}");
+        let old_token = sim.token(OLD_SECRET).await;
+        let visible = sim
+            .get_json(&format!(
+                "/cgi-bin/user/get?access_token={old_token}&userid=ZhangSan"
+            ))
+            .await;
+        assert_eq!(visible["errcode"], 0, "{visible}");
+        // Already out of range: nothing more to say.
+        assert!(sim
+            .control
+            .remove_from_visible_range(NEW_APP, "ZhangSan")
+            .await
+            .unwrap()
+            .is_empty());
+        inbox.stop().await;
+    }
+
+    #[actix_web::test]
+    async fn failed_deliveries_are_retried_three_times_and_can_be_replayed() {
+        let inbox = receiver(Inbox {
+            fail_next: Mutex::new(2),
+            ..Inbox::default()
+        })
+        .await;
+        let sim = wired(&inbox, false).await;
+        let deliveries = sim
+            .control
+            .send_event(SimEvent::DeleteUser {
+                userid: "lisi".into(),
+            })
+            .await;
+        assert_eq!(deliveries.len(), 1);
+        assert_eq!(
+            deliveries[0].attempts,
+            vec![
+                Attempt::Status(503),
+                Attempt::Status(503),
+                Attempt::Status(200)
+            ]
+        );
+        assert!(deliveries[0].accepted());
+
+        *inbox.inbox.fail_next.lock().unwrap() = 10;
+        let replay = sim.control.deliver(deliveries[0].request.clone()).await;
+        assert_eq!(replay.attempts.len(), 1 + DELIVERY_RETRIES);
+        assert!(!replay.accepted());
+        *inbox.inbox.fail_next.lock().unwrap() = 0;
+        let replay = sim.control.deliver(deliveries[0].request.clone()).await;
+        assert!(replay.accepted());
+        assert_eq!(replay.request, deliveries[0].request);
+        let delete = (
+            Channel::App,
+            Some(NEW_APP.to_owned()),
+            WeComEvent::UserDeleted {
+                userid: "lisi".into(),
+            },
+        );
+        assert_eq!(inbox.events(), vec![delete.clone(), delete]);
+
+        // Nobody listening: every attempt fails.
+        let closed = receiver(Inbox::default()).await;
+        let url = closed.url.clone();
+        closed.stop().await;
+        sim.control
+            .configure_events(NEW_APP, &url, TOKEN, KEY)
+            .unwrap();
+        let lost = sim
+            .control
+            .send_event(SimEvent::Subscribe {
+                userid: "lisi".into(),
+            })
+            .await;
+        assert_eq!(lost[0].attempts.len(), 1 + DELIVERY_RETRIES);
+        assert!(lost[0]
+            .attempts
+            .iter()
+            .all(|a| matches!(a, Attempt::Failed(_))));
+        inbox.stop().await;
+    }
+
+    #[actix_web::test]
+    async fn every_event_kind_and_prefix_mode_opens_as_sent() {
+        let inbox = receiver(Inbox::default()).await;
+        let sim = wired(&inbox, true).await;
+        let user = || "lisi".to_owned();
+        let cases = [
+            (
+                SimEvent::Subscribe { userid: user() },
+                WeComEvent::Subscribe { userid: user() },
+            ),
+            (
+                SimEvent::Unsubscribe { userid: user() },
+                WeComEvent::Unsubscribe { userid: user() },
+            ),
+            (
+                SimEvent::EnterAgent { userid: user() },
+                WeComEvent::EnterAgent { userid: user() },
+            ),
+            (
+                SimEvent::CreateUser { userid: user() },
+                WeComEvent::UserCreated { userid: user() },
+            ),
+            (
+                SimEvent::UpdateUser {
+                    userid: user(),
+                    new_userid: Some("lisi2".into()),
+                    status: Some(5),
+                    department: Some(vec![1, 2]),
+                },
+                WeComEvent::UserUpdated {
+                    userid: user(),
+                    new_userid: Some("lisi2".into()),
+                    status: Some(5),
+                    departments_changed: true,
+                },
+            ),
+            (
+                SimEvent::DeleteUser { userid: user() },
+                WeComEvent::UserDeleted { userid: user() },
+            ),
+            (
+                SimEvent::Party {
+                    change: PartyChange::Delete,
+                    id: 4,
+                },
+                WeComEvent::PartyChanged,
+            ),
+            (
+                SimEvent::UpdateTag {
+                    tag_id: 2,
+                    add_users: vec![user()],
+                    del_users: vec!["wangwu".into()],
+                },
+                WeComEvent::TagChanged { tag_id: 2 },
+            ),
+            (
+                SimEvent::BatchJobResult {
+                    job_type: "replace_user".into(),
+                },
+                WeComEvent::BatchJobResult {
+                    job_type: "replace_user".into(),
+                },
+            ),
+        ];
+        for mode in [
+            PrefixMode::Digits,
+            PrefixMode::Alphanumeric,
+            PrefixMode::Binary,
+        ] {
+            sim.control
+                .set_event_prefix_mode(&EventSource::app(NEW_APP), mode);
+            sim.control
+                .set_event_prefix_mode(&EventSource::ContactSync, mode);
+            for (sent, expected) in &cases {
+                let deliveries = sim.control.send_event(sent.clone()).await;
+                assert!(deliveries.iter().all(Delivery::accepted), "{sent:?}");
+                let mut want = vec![(Channel::App, Some(NEW_APP.to_owned()), expected.clone())];
+                if sent.is_change_contact() {
+                    want.push((Channel::ContactSync, None, expected.clone()));
+                }
+                assert_eq!(inbox.events(), want, "{mode:?} {sent:?}");
+            }
+        }
+        // Without change_contact on the app URL only the assistant hears of member changes.
+        sim.control.set_app_change_contact(NEW_APP, false);
+        sim.control
+            .send_event(SimEvent::DeleteUser { userid: user() })
+            .await;
+        assert_eq!(
+            inbox.events(),
+            vec![(
+                Channel::ContactSync,
+                None,
+                WeComEvent::UserDeleted { userid: user() }
+            )]
+        );
+        inbox.stop().await;
+    }
+
+    #[actix_web::test]
+    async fn forged_and_hostile_posts_are_refused_by_the_receiver() {
+        let inbox = receiver(Inbox::default()).await;
+        let sim = wired(&inbox, false).await;
+        let app = EventSource::app(NEW_APP);
+        let sealed = sim
+            .control
+            .seal_event(&app, "<xml><ToUserName>x</ToUserName><MsgType>event</MsgType><Event>subscribe</Event><FromUserName>lisi</FromUserName></xml>")
+            .unwrap();
+        let query = sealed.url.query().unwrap().to_owned();
+        let forged = query.replace("msg_signature=", "msg_signature=0");
+        let answer = sim
+            .control
+            .post_event_raw(&app, &forged, sealed.body.clone())
+            .await
+            .unwrap();
+        assert_eq!(answer, Attempt::Status(400));
+        let answer = sim
+            .control
+            .post_event_raw(&app, &query, "<!DOCTYPE xml><xml/>")
+            .await
+            .unwrap();
+        assert_eq!(answer, Attempt::Status(400));
+        let answer = sim
+            .control
+            .post_event_raw(&app, &query, sealed.body.clone())
+            .await
+            .unwrap();
+        assert_eq!(answer, Attempt::Status(200));
+        assert_eq!(
+            *inbox.inbox.refused.lock().unwrap(),
+            vec![
+                "signature mismatch".to_owned(),
+                "malformed XML: DOCTYPE refused".to_owned()
+            ]
+        );
+        inbox.stop().await;
+    }
+
+    #[actix_web::test]
+    async fn the_control_surface_configures_checks_sends_and_changes_members() {
+        let inbox = receiver(Inbox::default()).await;
+        let sim = sim().await;
+        let ok = sim
+            .post_json(
+                "/_sim/events/config",
+                json!({"agent_id": NEW_APP, "url": inbox.url, "token": TOKEN, "aes_key": KEY, "prefix": "binary"}),
+            )
+            .await;
+        assert_eq!(ok["ok"], true, "{ok}");
+        let verified = sim
+            .post_json("/_sim/events/verify", json!({"agent_id": NEW_APP}))
+            .await;
+        assert_eq!(verified["passed"], true, "{verified}");
+
+        let sent = sim
+            .post_json(
+                "/_sim/events/send",
+                json!({"type": "update_user", "userid": "lisi", "status": 5}),
+            )
+            .await;
+        assert_eq!(sent["deliveries"][0]["source"], "app:1000002", "{sent}");
+        assert_eq!(sent["deliveries"][0]["accepted"], true, "{sent}");
+        assert_eq!(sent["deliveries"][0]["attempts"], json!([200]), "{sent}");
+
+        let disabled = sim
+            .post_json("/_sim/members/ZhangSan/disable", json!({}))
+            .await;
+        assert_eq!(
+            disabled["deliveries"].as_array().unwrap().len(),
+            2,
+            "{disabled}"
+        );
+        assert_eq!(
+            inbox
+                .events()
+                .into_iter()
+                .map(|(_, _, event)| event)
+                .collect::<Vec<_>>(),
+            vec![
+                WeComEvent::UserUpdated {
+                    userid: "lisi".into(),
+                    new_userid: None,
+                    status: Some(5),
+                    departments_changed: false
+                },
+                WeComEvent::UserUpdated {
+                    userid: "ZhangSan".into(),
+                    new_userid: None,
+                    status: Some(2),
+                    departments_changed: false
+                },
+                WeComEvent::Unsubscribe {
+                    userid: "ZhangSan".into()
+                },
+            ]
+        );
+
+        let response = sim
+            .send(
+                atest::TestRequest::post()
+                    .uri("/_sim/members/nobody/delete")
+                    .set_payload("{}"),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let response = sim
+            .send(
+                atest::TestRequest::post()
+                    .uri("/_sim/events/config")
+                    .set_payload(
+                        json!({"url": inbox.url, "token": TOKEN, "aes_key": "short"}).to_string(),
+                    ),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        inbox.stop().await;
+    }
+}

@@ -15,6 +15,7 @@
 
 mod answer;
 mod error;
+pub mod events;
 mod groups;
 mod http;
 mod login;
