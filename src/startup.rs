@@ -22,6 +22,7 @@ use crate::pages::Pages;
 use crate::registry::http::AdminContext;
 use crate::routes::{self, AppState};
 use crate::storage::Store;
+use crate::wecom::events::EventReceiver;
 
 /// The largest request body accepted anywhere (forms, admin JSON).
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -83,6 +84,13 @@ impl Application {
         let prefix = config.issuer.path_prefix();
         let state = web::Data::new(AppState {
             pages: Pages::new().context("compiling page templates")?,
+            wecom_events: match &config.wecom.credentials {
+                Some(credentials) => {
+                    EventReceiver::from_settings(&credentials.corp_id, &config.wecom.events)
+                        .map_err(|e| anyhow::anyhow!("WeCom event settings: {e}"))?
+                }
+                None => None,
+            },
             clock: Arc::clone(&clock),
             discovery,
             cookie_path: if prefix.is_empty() {

@@ -33,6 +33,7 @@ pub mod profile;
 pub mod redirect;
 pub mod token;
 pub mod userinfo;
+pub mod wecom_events;
 
 use std::sync::Arc;
 

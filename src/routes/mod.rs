@@ -6,6 +6,7 @@ mod discovery;
 mod health;
 mod respond;
 mod token;
+mod wecom_events;
 
 use std::sync::Arc;
 
@@ -26,10 +27,13 @@ pub const INTROSPECT_PATH: &str = "/introspect";
 pub const LOGOUT_PATH: &str = "/logout";
 pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
 pub const WECOM_CALLBACK_PATH: &str = "/auth/wecom/callback";
+pub const WECOM_EVENTS_PATH: &str = "/wecom/events";
 
 /// What every handler shares.
 pub struct AppState {
     pub provider: Provider,
+    /// WeCom's event callbacks, when `WECOM_EVENT_*` are set.
+    pub wecom_events: Option<crate::wecom::events::EventReceiver>,
     pub pages: Pages,
     pub clock: Arc<dyn Clock>,
     /// The discovery document, serialised once.
@@ -71,6 +75,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route(
         WECOM_CALLBACK_PATH,
         web::get().to(authorize::wecom_callback),
+    )
+    .service(
+        web::resource(WECOM_EVENTS_PATH)
+            .route(web::get().to(wecom_events::verify))
+            .route(web::post().to(wecom_events::deliver)),
     )
     .service(
         web::resource(TOKEN_PATH)

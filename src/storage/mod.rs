@@ -230,6 +230,15 @@ impl Store {
         Ok(inserted.rows_affected() == 1)
     }
 
+    /// Forgets a recorded WeCom event whose processing failed, so that a redelivery is processed.
+    pub async fn forget_wecom_event(&self, digest: &str) -> StorageResult<()> {
+        sqlx::query("DELETE FROM wecom_events WHERE digest = $1")
+            .bind(digest)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }

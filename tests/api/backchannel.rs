@@ -18,7 +18,7 @@ const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 const PATIENCE: Duration = Duration::from_secs(30);
 
 #[derive(Clone, Copy)]
-enum Answer {
+pub(crate) enum Answer {
     Ok,
     ServerError,
     /// Takes the request and never answers.
@@ -27,18 +27,18 @@ enum Answer {
 
 /// What a relying party received.
 #[derive(Debug)]
-struct Delivery {
-    content_type: String,
-    logout_token: String,
+pub(crate) struct Delivery {
+    pub content_type: String,
+    pub logout_token: String,
 }
 
-struct RelyingParty {
-    url: String,
+pub(crate) struct RelyingParty {
+    pub url: String,
     deliveries: mpsc::UnboundedReceiver<Delivery>,
 }
 
 impl RelyingParty {
-    async fn start(answer: Answer) -> RelyingParty {
+    pub(crate) async fn start(answer: Answer) -> RelyingParty {
         let (tx, deliveries) = mpsc::unbounded_channel();
         let server = HttpServer::new(move || {
             let tx = tx.clone();
@@ -83,7 +83,7 @@ impl RelyingParty {
         }
     }
 
-    async fn next(&mut self) -> Delivery {
+    pub(crate) async fn next(&mut self) -> Delivery {
         tokio::time::timeout(PATIENCE, self.deliveries.recv())
             .await
             .expect("a logout token arrives")
@@ -95,7 +95,7 @@ impl RelyingParty {
     }
 }
 
-async fn client_with_backchannel(app: &TestApp, rp: &RelyingParty) -> TestClient {
+pub(crate) async fn client_with_backchannel(app: &TestApp, rp: &RelyingParty) -> TestClient {
     app.register(json!({ "client_name": "bcl app", "backchannel_logout_uri": rp.url }))
         .await
 }
@@ -122,7 +122,10 @@ fn unverified_claims(jwt: &str) -> Value {
 }
 
 /// Verifies `jwt` with the provider's published JWKS; its header and claims.
-async fn verify_with_jwks(app: &TestApp, jwt: &str) -> (Map<String, Value>, Map<String, Value>) {
+pub(crate) async fn verify_with_jwks(
+    app: &TestApp,
+    jwt: &str,
+) -> (Map<String, Value>, Map<String, Value>) {
     let jwks = app
         .http
         .get(app.url("/jwks"))

@@ -6,6 +6,7 @@ mod helpers;
 
 mod backchannel;
 mod discovery;
+mod events;
 mod login;
 mod membership;
 mod operations;

@@ -72,7 +72,7 @@ async fn active(app: &TestApp, client: &TestClient, token: &str) -> bool {
 }
 
 /// The claims of a JWT, unverified (the relying-party tests verify signatures).
-fn claims(jwt: &str) -> Value {
+pub(crate) fn claims(jwt: &str) -> Value {
     use base64::Engine;
     let payload = jwt.split('.').nth(1).unwrap();
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD

@@ -1,0 +1,139 @@
+//! `{issuer}/wecom/events`: WeCom's event callbacks (接收事件服务器). GET verifies the URL when an
+//! administrator saves it in the console; POST delivers signed, encrypted events. Without the
+//! `WECOM_EVENT_*` settings the endpoint does not exist (404).
+
+use std::time::Duration;
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::json;
+
+use super::AppState;
+use crate::wecom::events::{EventError, EventQuery};
+
+/// WeCom drops the connection and redelivers after 5 s: processing that takes longer goes on in
+/// the background after the answer (wecom-events.md §10.6).
+const PROCESSING_WAIT: Duration = Duration::from_secs(3);
+
+fn refused(err: &EventError) -> HttpResponse {
+    let mut response = match err {
+        // A forged signature or another corporation's message: not ours to read.
+        EventError::BadSignature | EventError::ReceiveIdMismatch => HttpResponse::Forbidden(),
+        EventError::TooLarge(_) => HttpResponse::PayloadTooLarge(),
+        _ => HttpResponse::BadRequest(),
+    };
+    tracing::warn!(error = %err, code = err.code(), "WeCom event callback refused");
+    response.json(json!({ "error": "invalid_request", "error_description": err.to_string() }))
+}
+
+fn not_configured() -> HttpResponse {
+    HttpResponse::NotFound()
+        .json(json!({ "error": "not_found", "error_description": "no such endpoint" }))
+}
+
+fn query(req: &HttpRequest) -> Result<EventQuery, HttpResponse> {
+    web::Query::<EventQuery>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .map_err(|_| {
+            HttpResponse::BadRequest().json(json!({
+                "error": "invalid_request",
+                "error_description": "the query string is not valid"
+            }))
+        })
+}
+
+/// URL verification: answer exactly the decrypted `echostr` (no quotes, BOM or newline).
+pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let Some(receiver) = &state.wecom_events else {
+        return not_configured();
+    };
+    let query = match query(&req) {
+        Ok(query) => query,
+        Err(response) => return response,
+    };
+    match receiver.verify_url(&query) {
+        Ok((channel, plaintext)) => {
+            tracing::info!(channel = channel.as_str(), "WeCom event URL verified");
+            HttpResponse::Ok()
+                .insert_header((header::CONTENT_TYPE, "text/plain; charset=utf-8"))
+                .body(plaintext)
+        }
+        Err(err) => refused(&err),
+    }
+}
+
+/// An event: answered with an empty 200 once it is authenticated and recorded; a redelivery or a
+/// replay of one already processed is answered the same and changes nothing.
+pub async fn deliver(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let Some(receiver) = &state.wecom_events else {
+        return not_configured();
+    };
+    let query = match query(&req) {
+        Ok(query) => query,
+        Err(response) => return response,
+    };
+    let opened = match receiver.open(&query, &body) {
+        Ok(opened) => opened,
+        Err(err) => return refused(&err),
+    };
+    let now = state.clock.now();
+    if let Some(sent) = opened.timestamp {
+        if (now - sent).abs() > 300 {
+            tracing::warn!(
+                skew_secs = now - sent,
+                "WeCom event timestamp far from our clock"
+            );
+        }
+    }
+    let store = &state.provider.store;
+    match store.record_wecom_event(&opened.digest, now).await {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::info!(
+                channel = opened.channel.as_str(),
+                "WeCom event already processed"
+            );
+            return HttpResponse::Ok().finish();
+        }
+        // Not recorded, not processed: a 503 lets WeCom redeliver it.
+        Err(err) => {
+            tracing::error!(error = %err, "cannot record a WeCom event");
+            return HttpResponse::ServiceUnavailable().json(json!({
+                "error": "temporarily_unavailable",
+                "error_description": "the database is unavailable"
+            }));
+        }
+    }
+    let processing = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let result = state
+                .provider
+                .handle_wecom_event(&opened.message, now)
+                .await;
+            if let Err(err) = result {
+                tracing::error!(error = %err, "could not process a WeCom event; forgetting it so a redelivery retries");
+                if let Err(err) = state
+                    .provider
+                    .store
+                    .forget_wecom_event(&opened.digest)
+                    .await
+                {
+                    tracing::error!(error = %err, "could not forget the WeCom event");
+                }
+            }
+        })
+    };
+    // Most events are done well within a second; a slow WeCom recheck continues in the background.
+    if tokio::time::timeout(PROCESSING_WAIT, processing)
+        .await
+        .is_err()
+    {
+        tracing::info!("WeCom event still processing; answered meanwhile");
+    }
+    HttpResponse::Ok().finish()
+}
