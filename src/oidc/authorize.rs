@@ -246,6 +246,10 @@ impl Provider {
                     );
                 }
             }
+            if !self.admits_member(&client, &session.sub).await? {
+                let page = self.refuse_access(&request, &session.sub, now).await;
+                return Ok(AuthorizeOutcome::ShowError(page));
+            }
             self.audit(
                 now,
                 "sign_in",

@@ -2,6 +2,7 @@
 //! admit or refuse them, keep their profile, open the SSO session and issue the code.
 
 use crate::clock::UnixTime;
+use crate::config::GroupKinds;
 use crate::crypto::{constant_time_eq, new_secret_token, sha256_hex};
 use crate::pages::{Page, PageKind};
 use crate::storage::{Session, StorageError};
@@ -127,7 +128,15 @@ impl Provider {
             )));
         }
 
-        match self.identify_member(params, now).await? {
+        let identified = match self.identify_member(params, now).await? {
+            // Per-application access (oidc::access), checked before any code exists.
+            Ok(profile) if !self.admits_profile(&request.client_id, &profile).await? => Err(
+                Refusal::new(PageKind::NoAccessToApplication, super::access::DENIED)
+                    .of(&profile.sub()),
+            ),
+            other => other,
+        };
+        match identified {
             Ok(profile) => {
                 let sub = profile.sub();
                 let session_cookie = new_secret_token();
@@ -234,17 +243,13 @@ impl Provider {
             },
             None => None,
         };
-        let kinds = self.config.login.group_kinds;
-        let groups = if kinds.any() {
-            match wecom.groups(&member, kinds).await {
-                Ok(groups) => Some(groups),
-                Err(err) => {
-                    tracing::warn!(error = %err, explanation = %wecom.explain(&err), "could not resolve groups; keeping the stored ones");
-                    None
-                }
+        // Every kind is kept: a client's allowed_groups and groups_claim may use any of them.
+        let groups = match wecom.groups(&member, GroupKinds::ALL).await {
+            Ok(groups) => Some(groups),
+            Err(err) => {
+                tracing::warn!(error = %err, explanation = %wecom.explain(&err), "could not resolve groups; keeping the stored ones");
+                None
             }
-        } else {
-            Some(Vec::new())
         };
         let previous = match self.store.get_user::<UserProfile>(&sub).await {
             Ok(profile) => Some(profile),

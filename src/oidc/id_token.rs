@@ -6,7 +6,7 @@ use crate::clock::UnixTime;
 use crate::crypto::{base64url, sha256};
 use crate::domain::{RegisteredClient, ScopeSet};
 
-use super::profile::UserProfile;
+use super::profile::{GroupRelease, UserProfile};
 use super::Provider;
 
 /// What goes into one ID token.
@@ -35,7 +35,11 @@ impl Provider {
         now: UnixTime,
     ) -> anyhow::Result<String> {
         let mut claims = match content.profile {
-            Some(profile) => profile.claims(content.scope, &self.config.login),
+            Some(profile) => profile.claims(
+                content.scope,
+                &self.config.login,
+                &GroupRelease::for_client(content.client, &self.config.login),
+            ),
             None => Map::new(),
         };
         let ttl = self.config.lifetimes.id_token.as_secs() as i64;

@@ -17,6 +17,7 @@
 //!  GET /logout ─────────▶ logout::logout
 //! ```
 
+pub mod access;
 pub mod authorize;
 pub mod callback;
 pub mod client_auth;

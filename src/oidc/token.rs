@@ -241,6 +241,7 @@ impl Provider {
         if record.expires_at <= now {
             return Err(OAuthError::invalid_grant("the refresh token has expired"));
         }
+        self.check_refresh_access(client, &record.sub, now).await?;
         let granted = ScopeSet::parse(&record.scope).0;
         // RFC 6749 §6: the new scope must not exceed the original grant.
         let scope = match scope {

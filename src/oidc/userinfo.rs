@@ -7,7 +7,7 @@ use crate::crypto::sha256_hex;
 use crate::domain::{Scope, ScopeSet};
 use crate::storage::StorageError;
 
-use super::profile::UserProfile;
+use super::profile::{GroupRelease, UserProfile};
 use super::{ErrorCode, OAuthError, Provider};
 
 /// RFC 6750 §3.1 errors: `invalid_token` → 401, `insufficient_scope` → 403.
@@ -51,8 +51,16 @@ impl Provider {
         if !scope.contains(Scope::OpenId) {
             return Err(UserinfoError::InsufficientScope);
         }
+        let client = match self.store.get_client(&record.client_id).await {
+            Ok(client) => client,
+            Err(StorageError::NotFound) => {
+                return Err(UserinfoError::InvalidToken("the client no longer exists"))
+            }
+            Err(other) => return Err(other.into()),
+        };
+        let groups = GroupRelease::for_client(&client, &self.config.login);
         match profile {
-            Some(profile) => Ok(profile.claims(&scope, &self.config.login)),
+            Some(profile) => Ok(profile.claims(&scope, &self.config.login, &groups)),
             None => Err(UserinfoError::InvalidToken("the user no longer exists")),
         }
     }

@@ -9,6 +9,8 @@ use crate::clock::UnixTime;
 use crate::domain::{AuthMethod, ClientRegistration, GrantType};
 use crate::storage::Store;
 
+// Parsed once per command-line run: the size of the `Create` variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum ClientCommand {
     /// Register a client and print its id and secret (the secret is shown once).
@@ -20,7 +22,8 @@ pub enum ClientCommand {
         redirect_uris: Vec<String>,
         #[arg(long = "post-logout-redirect-uri")]
         post_logout_redirect_uris: Vec<String>,
-        /// client_secret_basic (default), client_secret_post, or none for a public client.
+        /// client_secret_basic (default), client_secret_post, client_secret_jwt, private_key_jwt
+        /// (with --jwks-uri or --jwks), or none for a public client.
         #[arg(long = "auth-method", value_parser = parse_auth_method)]
         auth_method: Option<AuthMethod>,
         /// authorization_code, refresh_token (default both).
@@ -31,11 +34,29 @@ pub enum ClientCommand {
         scope: Option<String>,
         #[arg(long)]
         require_pkce: bool,
-        /// Put the profile claims into the ID token too (Grafana, Argo CD).
-        #[arg(long)]
-        id_token_profile_claims: bool,
+        /// Put the profile claims into the ID token too (default true; `false` for a minimal
+        /// ID token).
+        #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+        id_token_profile_claims: Option<bool>,
         #[arg(long)]
         always_issue_refresh_token: bool,
+        /// A group value a member must hold to sign in (repeat for several): a department path
+        /// (admits its sub-departments) or tag:NAME, dept:NAME, deptid:ID.
+        #[arg(long = "allowed-group")]
+        allowed_groups: Vec<String>,
+        /// The kinds of group values this client receives: comma list of paths, names, ids, tags
+        /// (default GROUPS_CLAIM).
+        #[arg(long)]
+        groups_claim: Option<String>,
+        /// Send only group values starting with this prefix (repeat for several).
+        #[arg(long = "groups-filter")]
+        groups_filter: Vec<String>,
+        /// private_key_jwt: where the client publishes its JWK Set.
+        #[arg(long)]
+        jwks_uri: Option<String>,
+        /// private_key_jwt: the client's JWK Set as JSON.
+        #[arg(long)]
+        jwks: Option<String>,
     },
     /// List the registered clients.
     List,
@@ -46,8 +67,10 @@ pub enum ClientCommand {
 }
 
 fn parse_auth_method(raw: &str) -> Result<AuthMethod, String> {
-    serde_json::from_value(serde_json::Value::String(raw.to_owned()))
-        .map_err(|_| "expected client_secret_basic, client_secret_post or none".to_owned())
+    serde_json::from_value(serde_json::Value::String(raw.to_owned())).map_err(|_| {
+        "expected client_secret_basic, client_secret_post, client_secret_jwt, private_key_jwt or none"
+            .to_owned()
+    })
 }
 
 fn parse_grant_type(raw: &str) -> Result<GrantType, String> {
@@ -72,6 +95,11 @@ pub async fn run(
             require_pkce,
             id_token_profile_claims,
             always_issue_refresh_token,
+            allowed_groups,
+            groups_claim,
+            groups_filter,
+            jwks_uri,
+            jwks,
         } => {
             let registration = ClientRegistration {
                 client_name: name,
@@ -82,8 +110,17 @@ pub async fn run(
                 response_types: None,
                 scope,
                 require_pkce: Some(require_pkce),
-                id_token_profile_claims: Some(id_token_profile_claims),
+                id_token_profile_claims,
                 always_issue_refresh_token: Some(always_issue_refresh_token),
+                allowed_groups: (!allowed_groups.is_empty()).then_some(allowed_groups),
+                groups_claim: groups_claim
+                    .map(|kinds| kinds.split(',').map(|k| k.trim().to_owned()).collect()),
+                groups_filter: (!groups_filter.is_empty()).then_some(groups_filter),
+                jwks: jwks
+                    .map(|raw| serde_json::from_str(&raw))
+                    .transpose()
+                    .map_err(|e| anyhow::anyhow!("--jwks: expected a JWK Set as JSON ({e})"))?,
+                jwks_uri,
             };
             let created = create_client(store, registration, now).await?;
             writeln!(out, "client_id: {}", created.client.client_id)?;
@@ -94,6 +131,14 @@ pub async fn run(
                         out,
                         "(the secret is shown only now; `client rotate-secret` makes a new one)"
                     )?;
+                }
+                None if created.client.metadata.token_endpoint_auth_method
+                    == AuthMethod::PrivateKeyJwt =>
+                {
+                    writeln!(
+                        out,
+                        "(private_key_jwt: no secret; the client signs with its key)"
+                    )?
                 }
                 None => writeln!(out, "(public client: no secret; it must use PKCE)")?,
             }

@@ -102,7 +102,7 @@ impl ResponseError for AdminError {
             AdminError::Registry(RegistryError::PublicClient) => json_error(
                 StatusCode::BAD_REQUEST,
                 "invalid_request",
-                "this is a public client (token_endpoint_auth_method none); it has no secret",
+                "this client has no secret (token_endpoint_auth_method none or private_key_jwt)",
             ),
             AdminError::Registry(RegistryError::Unavailable) => json_error(
                 StatusCode::SERVICE_UNAVAILABLE,

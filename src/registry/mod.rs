@@ -26,7 +26,7 @@ pub enum RegistryError {
     Invalid(MetadataError),
     #[error("no client with that client_id")]
     NotFound,
-    #[error("public clients have no secret to rotate")]
+    #[error("public and private_key_jwt clients have no secret to rotate")]
     PublicClient,
     #[error("database unavailable")]
     Unavailable,
@@ -66,7 +66,7 @@ pub async fn create_client(
     let metadata = registration
         .into_metadata()
         .map_err(RegistryError::Invalid)?;
-    let (client_secret, secret_hash) = if metadata.token_endpoint_auth_method.is_confidential() {
+    let (client_secret, secret_hash) = if metadata.token_endpoint_auth_method.uses_secret() {
         let (secret, hash) = new_secret().await?;
         (Some(secret), Some(hash))
     } else {
@@ -98,11 +98,8 @@ pub async fn update_client(
     let metadata = registration
         .into_metadata()
         .map_err(RegistryError::Invalid)?;
-    let was_confidential = current
-        .metadata
-        .token_endpoint_auth_method
-        .is_confidential();
-    let is_confidential = metadata.token_endpoint_auth_method.is_confidential();
+    let was_confidential = current.metadata.token_endpoint_auth_method.uses_secret();
+    let is_confidential = metadata.token_endpoint_auth_method.uses_secret();
     let (client_secret, secret_change) = match (was_confidential, is_confidential) {
         (false, true) => {
             let (secret, hash) = new_secret().await?;
@@ -131,7 +128,7 @@ pub async fn rotate_secret(
     now: UnixTime,
 ) -> Result<String, RegistryError> {
     let client = store.get_client(client_id).await?;
-    if !client.metadata.token_endpoint_auth_method.is_confidential() {
+    if !client.metadata.token_endpoint_auth_method.uses_secret() {
         return Err(RegistryError::PublicClient);
     }
     let (secret, hash) = new_secret().await?;
@@ -144,7 +141,7 @@ pub fn client_document(client: &RegisteredClient, secret: Option<&str>) -> Value
     let mut doc = serde_json::to_value(&client.metadata).unwrap_or_else(|_| json!({}));
     doc["client_id"] = json!(client.client_id);
     doc["client_id_issued_at"] = json!(client.created_at);
-    if client.metadata.token_endpoint_auth_method.is_confidential() {
+    if client.metadata.token_endpoint_auth_method.uses_secret() {
         // 0: the secret does not expire (RFC 7591 §3.2.1).
         doc["client_secret_expires_at"] = json!(0);
     }

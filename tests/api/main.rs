@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod claims;
 mod discovery;
 mod login;
 mod operations;
