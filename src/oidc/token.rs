@@ -85,7 +85,11 @@ struct GrantContext<'a> {
     client: &'a RegisteredClient,
     grant_id: &'a str,
     sub: &'a str,
+    /// What these tokens carry.
     scope: ScopeSet,
+    /// What the grant allows: the refresh token keeps it, so a refresh with a narrower scope does
+    /// not narrow later ones (RFC 6749 §6).
+    granted: ScopeSet,
     session_id: Option<String>,
     auth_time: UnixTime,
     nonce: Option<&'a str>,
@@ -202,11 +206,13 @@ impl Provider {
             }
             (None, None) => {}
         }
+        let scope = ScopeSet::parse(&details.scope).0;
         let context = GrantContext {
             client,
             grant_id: &grant.grant_id,
             sub: &details.sub,
-            scope: ScopeSet::parse(&details.scope).0,
+            granted: scope.clone(),
+            scope,
             session_id: details.session_id.clone(),
             auth_time: details.auth_time,
             nonce: details.nonce.as_deref(),
@@ -227,6 +233,11 @@ impl Provider {
             .await?
         {
             RefreshRotation::Rotated(record) => record,
+            // Two tabs or pods refreshing with one token at once: the loser answers from the same
+            // grant (as Dex does) instead of logging the person out.
+            RefreshRotation::Reused {
+                used_at, record, ..
+            } if self.within_reuse_grace(used_at, now) => *record,
             // RFC 9700 §4.14.2: a rotated refresh token used again means it leaked; the whole
             // grant is revoked so that neither party keeps access.
             RefreshRotation::Reused { grant_id, .. } => {
@@ -245,7 +256,7 @@ impl Provider {
         let granted = ScopeSet::parse(&record.scope).0;
         // RFC 6749 §6: the new scope must not exceed the original grant.
         let scope = match scope {
-            None => granted,
+            None => granted.clone(),
             Some(raw) => {
                 let (requested, unknown) = ScopeSet::parse(raw);
                 if !unknown.is_empty() || !requested.is_subset_of(&granted) {
@@ -262,12 +273,19 @@ impl Provider {
             grant_id: &record.grant_id,
             sub: &record.sub,
             scope,
+            granted,
             session_id: record.session_id.clone(),
             auth_time: record.auth_time,
             // OIDC Core §12.2: a refreshed ID token need not repeat the nonce.
             nonce: None,
         };
         self.issue_tokens(context, now).await
+    }
+
+    /// Whether a refresh token rotated at `used_at` may still answer (REFRESH_REUSE_GRACE_SECS).
+    fn within_reuse_grace(&self, used_at: UnixTime, now: UnixTime) -> bool {
+        let grace = self.config.refresh_reuse_grace.as_secs() as i64;
+        grace > 0 && now - used_at <= grace
     }
 
     /// A code or refresh token came back after its one use: kill its grant, record why, and
@@ -327,7 +345,7 @@ impl Provider {
             // succeeds) but its tokens were never stored: the replay defence holds.
             tracing::warn!(client_id = %grant.client.client_id, "grant revoked while issuing; tokens not stored");
         }
-        let wants_refresh = grant.scope.contains(Scope::OfflineAccess)
+        let wants_refresh = grant.granted.contains(Scope::OfflineAccess)
             || grant.client.metadata.always_issue_refresh_token;
         let refresh_token = if wants_refresh && grant.client.allows_grant(GrantType::RefreshToken) {
             let token = new_secret_token();
@@ -337,7 +355,7 @@ impl Provider {
                     grant_id: grant.grant_id.to_owned(),
                     client_id: grant.client.client_id.clone(),
                     sub: grant.sub.to_owned(),
-                    scope: grant.scope.to_string(),
+                    scope: grant.granted.to_string(),
                     session_id: grant.session_id.clone(),
                     auth_time: grant.auth_time,
                     issued_at: now,

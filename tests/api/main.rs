@@ -8,6 +8,7 @@ mod claims;
 mod discovery;
 mod login;
 mod operations;
+mod refresh;
 mod relying_party;
 mod session;
 mod token;
