@@ -125,8 +125,14 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::Client { command } => {
             let store = Store::connect(&config.database).await?;
-            wecom_oidc::registry::cli::run(&store, clock.now(), command, &mut std::io::stdout())
-                .await?;
+            wecom_oidc::registry::cli::run(
+                &store,
+                config.key_encryption_key.as_ref(),
+                clock.now(),
+                command,
+                &mut std::io::stdout(),
+            )
+            .await?;
         }
         Command::Demo => wecom_oidc::demo::run().await?,
         Command::Check { userid } => {

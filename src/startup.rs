@@ -91,12 +91,14 @@ impl Application {
                 keys: Arc::clone(&keys),
                 wecom,
                 secrets: VerifiedSecrets::new(config.client_secret_cache_ttl),
+                client_keys: crate::oidc::client_assertion::ClientKeys::new()?,
                 config: config.clone(),
             },
         });
         let admin = web::Data::new(AdminContext {
             store: store.clone(),
             admin_token: config.admin_token.clone(),
+            key_encryption_key: config.key_encryption_key.clone(),
             clock: Arc::clone(&clock),
         });
 

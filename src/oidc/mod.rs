@@ -20,6 +20,7 @@
 pub mod access;
 pub mod authorize;
 pub mod callback;
+pub mod client_assertion;
 pub mod client_auth;
 pub mod discovery;
 pub mod error;
@@ -58,6 +59,8 @@ pub struct Provider {
     pub keys: Arc<KeyManager>,
     pub wecom: Option<WeComClient>,
     pub secrets: client_auth::VerifiedSecrets,
+    /// Fetched `jwks_uri` documents of `private_key_jwt` clients.
+    pub client_keys: client_assertion::ClientKeys,
 }
 
 /// A validated authorization request, kept in the store while the person is at WeCom.

@@ -105,7 +105,7 @@ impl Provider {
     ) -> Result<TokenResponse, OAuthError> {
         let credentials = PresentedCredentials::extract(authorization, params)?;
         let request = TokenRequest::parse(params)?;
-        let client = self.authenticate_client(&credentials).await?;
+        let client = self.authenticate_client_at(&credentials, now).await?;
         if !client.allows_grant(request.grant_type()) {
             return Err(OAuthError::new(
                 ErrorCode::UnauthorizedClient,

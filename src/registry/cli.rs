@@ -4,7 +4,9 @@ use std::io::Write;
 
 use clap::Subcommand;
 
-use super::{create_client, rotate_secret};
+use secrecy::SecretString;
+
+use super::{create_client, keep_jwt_secret, rotate_secret};
 use crate::clock::UnixTime;
 use crate::domain::{AuthMethod, ClientRegistration, GrantType};
 use crate::storage::Store;
@@ -80,6 +82,7 @@ fn parse_grant_type(raw: &str) -> Result<GrantType, String> {
 
 pub async fn run(
     store: &Store,
+    key_encryption_key: Option<&SecretString>,
     now: UnixTime,
     command: ClientCommand,
     out: &mut impl Write,
@@ -123,6 +126,13 @@ pub async fn run(
                 jwks_uri,
             };
             let created = create_client(store, registration, now).await?;
+            keep_jwt_secret(
+                store,
+                key_encryption_key,
+                &created.client.client_id,
+                created.client_secret.as_deref(),
+            )
+            .await?;
             writeln!(out, "client_id: {}", created.client.client_id)?;
             match created.client_secret {
                 Some(secret) => {
@@ -168,6 +178,7 @@ pub async fn run(
         }
         ClientCommand::RotateSecret { client_id } => {
             let secret = rotate_secret(store, &client_id, now).await?;
+            keep_jwt_secret(store, key_encryption_key, &client_id, Some(&secret)).await?;
             writeln!(out, "client_id: {client_id}")?;
             writeln!(out, "client_secret: {secret}")?;
         }

@@ -5,6 +5,7 @@
 mod helpers;
 
 mod claims;
+mod client_jwt;
 mod discovery;
 mod login;
 mod operations;
