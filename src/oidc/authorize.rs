@@ -8,6 +8,7 @@ use crate::pages::{Lang, Page, PageKind};
 use crate::storage::StorageError;
 use crate::wecom;
 
+use super::claims_request::ClaimsRequest;
 use super::{AuthorizationRequest, ClientRedirect, ErrorCode, Params, Provider, ResponseMode};
 
 /// What the browser sent besides the parameters.
@@ -91,6 +92,7 @@ impl Provider {
             state,
             nonce: params.get("nonce").map(str::to_owned),
             code_challenge: None,
+            claims: None,
         };
         let fail = |request: &AuthorizationRequest, code: ErrorCode, description: &str| {
             Ok(AuthorizeOutcome::Redirect(request.error(
@@ -177,6 +179,12 @@ impl Provider {
             );
         }
         request.scope = granted.to_string();
+        if let Some(raw) = params.get("claims") {
+            match ClaimsRequest::parse(raw) {
+                Ok(claims) => request.claims = Some(claims),
+                Err(description) => return fail(&request, ErrorCode::InvalidRequest, description),
+            }
+        }
 
         // RFC 7636 and RFC 9700 §2.1.1: S256 only; required for public clients and for clients
         // registered with require_pkce.

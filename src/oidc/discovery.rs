@@ -62,7 +62,7 @@ pub fn document(config: &Config, signing_algs: &[SigningAlg]) -> Value {
         "code_challenge_methods_supported": ["S256"],
         "claims_supported": claims_supported(),
         "claim_types_supported": ["normal"],
-        "claims_parameter_supported": false,
+        "claims_parameter_supported": true,
         "request_parameter_supported": false,
         "request_uri_parameter_supported": false,
         "prompt_values_supported": ["none", "login", "consent", "select_account"],

@@ -6,6 +6,7 @@ use crate::clock::UnixTime;
 use crate::crypto::{base64url, sha256};
 use crate::domain::{RegisteredClient, ScopeSet};
 
+use super::claims_request::ClaimsRequest;
 use super::profile::{GroupRelease, UserProfile};
 use super::Provider;
 
@@ -17,8 +18,10 @@ pub struct IdTokenContent<'a> {
     pub nonce: Option<&'a str>,
     pub auth_time: UnixTime,
     pub access_token: &'a str,
-    /// Present when the client is registered to receive profile claims in the ID token.
+    /// Present when the client is registered to receive profile claims in the ID token, or asked
+    /// for some with the `claims` parameter.
     pub profile: Option<&'a UserProfile>,
+    pub requested: Option<&'a ClaimsRequest>,
 }
 
 /// OIDC Core §3.1.3.6: the left half of the SHA-256 of the access token, base64url-encoded (both
@@ -42,6 +45,11 @@ impl Provider {
             ),
             None => Map::new(),
         };
+        // A minimal ID token carries only what the `claims` parameter named (OIDC Core §5.5),
+        // and still only what the scopes granted.
+        if !content.client.metadata.id_token_profile_claims {
+            claims.retain(|name, _| content.requested.is_some_and(|r| r.wants_in_id_token(name)));
+        }
         let ttl = self.config.lifetimes.id_token.as_secs() as i64;
         claims.insert("iss".into(), Value::String(self.issuer().to_owned()));
         claims.insert("sub".into(), Value::String(content.sub.to_owned()));

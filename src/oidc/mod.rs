@@ -20,6 +20,7 @@
 pub mod access;
 pub mod authorize;
 pub mod callback;
+pub mod claims_request;
 pub mod client_assertion;
 pub mod client_auth;
 pub mod discovery;
@@ -73,6 +74,9 @@ pub struct AuthorizationRequest {
     pub state: Option<String>,
     pub nonce: Option<String>,
     pub code_challenge: Option<String>,
+    /// The `claims` parameter (OIDC Core §5.5); absent in requests stored before it existed.
+    #[serde(default)]
+    pub claims: Option<claims_request::ClaimsRequest>,
 }
 
 impl AuthorizationRequest {
@@ -102,6 +106,8 @@ pub struct CodeDetails {
     pub auth_time: UnixTime,
     /// Hash of the SSO session id, so that logout revokes what the session issued.
     pub session_id: Option<String>,
+    #[serde(default)]
+    pub claims: Option<claims_request::ClaimsRequest>,
 }
 
 impl Provider {
@@ -126,6 +132,7 @@ impl Provider {
             code_challenge: request.code_challenge.clone(),
             auth_time: session.auth_time,
             session_id: Some(session.id_hash.clone()),
+            claims: request.claims.clone(),
         };
         let expires_at = now + self.config.lifetimes.authorization_code.as_secs() as i64;
         self.store

@@ -10,6 +10,7 @@ use crate::storage::{
     AccessTokenRecord, CodeRedemption, RefreshRotation, RefreshTokenRecord, StorageError,
 };
 
+use super::claims_request::ClaimsRequest;
 use super::client_auth::PresentedCredentials;
 use super::id_token::IdTokenContent;
 use super::profile::UserProfile;
@@ -93,6 +94,8 @@ struct GrantContext<'a> {
     session_id: Option<String>,
     auth_time: UnixTime,
     nonce: Option<&'a str>,
+    /// The `claims` parameter of the authorization request (not kept for refreshes).
+    claims: Option<&'a ClaimsRequest>,
 }
 
 impl Provider {
@@ -216,6 +219,7 @@ impl Provider {
             session_id: details.session_id.clone(),
             auth_time: details.auth_time,
             nonce: details.nonce.as_deref(),
+            claims: details.claims.as_ref(),
         };
         self.issue_tokens(context, now).await
     }
@@ -278,6 +282,7 @@ impl Provider {
             auth_time: record.auth_time,
             // OIDC Core §12.2: a refreshed ID token need not repeat the nonce.
             nonce: None,
+            claims: None,
         };
         self.issue_tokens(context, now).await
     }
@@ -366,7 +371,9 @@ impl Provider {
         } else {
             None
         };
-        let profile = if grant.client.metadata.id_token_profile_claims {
+        let profile = if grant.client.metadata.id_token_profile_claims
+            || grant.claims.is_some_and(|c| !c.id_token.is_empty())
+        {
             match self.store.get_user::<UserProfile>(grant.sub).await {
                 Ok(profile) => Some(profile),
                 Err(StorageError::NotFound) => None,
@@ -383,6 +390,7 @@ impl Provider {
                 nonce: grant.nonce,
                 auth_time: grant.auth_time,
                 access_token: &access_token,
+                requested: grant.claims,
                 profile: profile.as_ref(),
             },
             now,

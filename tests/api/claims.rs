@@ -279,3 +279,63 @@ async fn allowed_groups_are_checked_at_every_refresh() {
         Some("not_in_allowed_groups")
     );
 }
+
+#[tokio::test]
+async fn the_claims_parameter_places_claims_in_a_minimal_id_token_within_the_scopes() {
+    let app = TestApp::spawn().await;
+    let minimal = app
+        .register(json!({ "client_name": "minimal", "id_token_profile_claims": false }))
+        .await;
+    let requested = json!({
+        "id_token": { "email": { "essential": true }, "groups": null, "phone_number": null },
+        "userinfo": { "name": null }
+    })
+    .to_string();
+
+    let tokens = tokens_for(
+        &app,
+        &minimal,
+        "ZhangSan",
+        &[
+            ("scope", "openid profile email groups"),
+            ("claims", &requested),
+        ],
+    )
+    .await;
+
+    let id_token = jwt_claims(tokens["id_token"].as_str().unwrap());
+    assert_eq!(id_token["email"], "zhangsan@wecom.local");
+    assert_eq!(
+        id_token["groups"],
+        json!(["总部/研发部/平台组", "tag:管理员"])
+    );
+    assert!(id_token.get("name").is_none(), "not asked for the ID token");
+    assert!(
+        id_token.get("phone_number").is_none(),
+        "phone scope not granted"
+    );
+    assert_eq!(id_token["sub"], "zhangsan");
+    let userinfo = userinfo_of(&app, &tokens).await;
+    assert_eq!(userinfo["name"], "张三");
+    assert!(
+        userinfo.get("phone_number").is_none(),
+        "phone scope not granted"
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_claims_parameter_is_invalid_request_at_the_client() {
+    let app = TestApp::spawn().await;
+    let client = app.confidential_client().await;
+
+    let back = app
+        .follow(&app.authorize_url(&client, &[("claims", r#"{"id_token": ["email"]}"#)]))
+        .await;
+
+    assert!(back.starts_with(&client.redirect_uri), "{back}");
+    assert_eq!(
+        query_param(&back, "error").as_deref(),
+        Some("invalid_request")
+    );
+    assert_eq!(query_param(&back, "state").as_deref(), Some("rp-state-123"));
+}

@@ -282,6 +282,7 @@ async fn mint_codes(store: &Store, client_id: &str, count: usize) -> Vec<String>
         code_challenge: None,
         auth_time: now,
         session_id: None,
+        claims: None,
     };
     let chunks: Vec<Vec<String>> = codes
         .chunks(count.div_ceil(16).max(1))
