@@ -401,3 +401,23 @@ async fn a_jti_is_single_use_across_replicas_on_one_database() {
     );
     drop(second);
 }
+
+#[tokio::test]
+async fn a_client_secret_jwt_secret_is_sealed_at_rest_with_the_key_encryption_key() {
+    let app = TestApp::spawn_with(&[("KEY_ENCRYPTION_KEY", "k".repeat(40).as_str())]).await;
+    let client = app
+        .register(json!({ "client_name": "hs", "token_endpoint_auth_method": "client_secret_jwt" }))
+        .await;
+    let secret = client.secret.clone().unwrap();
+
+    let stored = app
+        .store
+        .client_jwt_secret(&client.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(stored.starts_with("enc:v1:") && !stored.contains(&secret));
+    let signer = HS256.signer_from_bytes(secret.as_bytes()).unwrap();
+    let assertion = sign(&signer, None, &claims(&app, &client.id, json!({})));
+    assert_eq!(introspect_with(&app, &client.id, &assertion).await.0, 200);
+}
