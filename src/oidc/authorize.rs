@@ -256,6 +256,10 @@ impl Provider {
             }
             if !self.admits_member(&client, &session.sub).await? {
                 let page = self.refuse_access(&request, &session.sub, now).await;
+                // A silent request (hidden iframe) would never show the page: answer the client.
+                if prompt.contains(&"none") {
+                    return fail(&request, ErrorCode::AccessDenied, super::access::DENIED);
+                }
                 return Ok(AuthorizeOutcome::ShowError(page));
             }
             self.audit(

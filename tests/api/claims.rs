@@ -221,6 +221,16 @@ async fn allowed_groups_are_checked_when_an_sso_session_answers() {
         app.audit().await[0].reason.as_deref(),
         Some("not_in_allowed_groups")
     );
+
+    // A silent request cannot show a page: the client hears access_denied.
+    let back = app
+        .follow(&app.authorize_url(&restricted, &[("prompt", "none")]))
+        .await;
+    assert!(back.starts_with(&restricted.redirect_uri), "{back}");
+    assert_eq!(
+        query_param(&back, "error").as_deref(),
+        Some("access_denied")
+    );
 }
 
 #[tokio::test]

@@ -116,6 +116,11 @@ async fn the_openidconnect_crate_signs_in_with_private_key_jwt() {
         .as_array()
         .unwrap()
         .contains(&json!("private_key_jwt")));
+    assert_eq!(
+        advertised["token_endpoint_auth_signing_alg_values_supported"],
+        json!(["HS256", "RS256", "ES256"])
+    );
+    assert_eq!(advertised["claims_parameter_supported"], true);
     // No secret: the crate sends client_id in the body and the assertion as extra parameters.
     let client =
         CoreClient::from_provider_metadata(metadata, ClientId::new(client_id.clone()), None)
