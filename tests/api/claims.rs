@@ -349,3 +349,32 @@ async fn a_malformed_claims_parameter_is_invalid_request_at_the_client() {
     );
     assert_eq!(query_param(&back, "state").as_deref(), Some("rp-state-123"));
 }
+
+#[tokio::test]
+async fn check_lists_a_members_group_values_for_writing_rules() {
+    let app = TestApp::spawn().await;
+    let sim = app.simulator.base_url().to_string();
+    let config = wecom_oidc::config::Config::from_pairs([
+        ("WECOM_CORP_ID", crate::helpers::CORP_ID),
+        ("WECOM_CORP_SECRET", crate::helpers::AGENT_SECRET),
+        ("WECOM_AGENT_ID", crate::helpers::AGENT_ID),
+        ("WECOM_API_BASE", sim.trim_end_matches('/')),
+    ])
+    .unwrap();
+    let mut out = Vec::new();
+
+    let ok = wecom_oidc::check::run(&config, Some("ZhangSan"), &mut out)
+        .await
+        .unwrap();
+
+    let report = String::from_utf8(out).unwrap();
+    assert!(ok, "{report}");
+    for value in [
+        "总部/研发部/平台组",
+        "dept:平台组",
+        "deptid:3",
+        "tag:管理员",
+    ] {
+        assert!(report.contains(value), "{value} in {report}");
+    }
+}
