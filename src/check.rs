@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use crate::config::Config;
+use crate::config::{Config, GroupKinds};
 use crate::wecom::{MemberStatus, WeComClient, WeComError};
 
 /// One line of the report.
@@ -110,6 +110,24 @@ pub async fn run(
                         ""
                     },
                 )?;
+                // The exact values to write allowed_groups and RBAC rules with.
+                match client.groups(&member, GroupKinds::ALL).await {
+                    Ok(groups) => report(
+                        out,
+                        true,
+                        &format!("groups of {userid}: {} values", groups.len()),
+                        &groups.join("\n"),
+                    )?,
+                    Err(err) => {
+                        all_ok = false;
+                        report(
+                            out,
+                            false,
+                            "groups (department/list, tag/list, tag/get)",
+                            &explain(&client, &err),
+                        )?;
+                    }
+                }
             }
             Err(err) => {
                 all_ok = false;

@@ -69,6 +69,7 @@ const KNOWN_KEYS: &[&str] = &[
     "MEMBER_SWEEP_PER_MINUTE",
     "GROUPS_ON_FAILURE",
     "BACKCHANNEL_LOGOUT_TIMEOUT_SECS",
+    "REFRESH_REUSE_GRACE_SECS",
 ];
 
 /// The whole configuration, passed to the application as state.
@@ -89,6 +90,9 @@ pub struct Config {
     pub client_secret_cache_ttl: Duration,
     /// How long one back-channel logout delivery may take before it counts as failed.
     pub backchannel_logout_timeout: Duration,
+    /// How long after its rotation a refresh token may be presented again by the same client and
+    /// still answer (two tabs or pods refreshing at once); later reuse revokes the grant.
+    pub refresh_reuse_grace: Duration,
 }
 
 /// The public base URL; every endpoint lives under it, path prefix included.
@@ -266,10 +270,10 @@ impl InClientScope {
     }
 }
 
-/// Which kinds of group names go into the `groups` claim.
+/// Which kinds of group values go into the `groups` claim (formats in `domain::group`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct GroupKinds {
-    /// Department full paths from the root, `总部/研发部/平台组`.
+    /// Department full paths from the top-most visible department, `总部/研发部/平台组`.
     pub paths: bool,
     /// Department names alone.
     pub names: bool,
@@ -280,6 +284,15 @@ pub struct GroupKinds {
 }
 
 impl GroupKinds {
+    /// What a profile keeps: every kind, so that a client's `allowed_groups` and `groups_claim`
+    /// can use any of them whatever GROUPS_CLAIM releases by default.
+    pub const ALL: GroupKinds = GroupKinds {
+        paths: true,
+        names: true,
+        ids: true,
+        tags: true,
+    };
+
     pub fn parse(raw: &str) -> Result<Self, String> {
         let mut kinds = GroupKinds::default();
         for item in split_list(raw) {
@@ -641,6 +654,8 @@ impl Config {
             1,
             60,
         )?);
+        let refresh_reuse_grace =
+            Duration::from_secs(parse_number(&get, "REFRESH_REUSE_GRACE_SECS", 3, 0, 60)?);
 
         Ok(Config {
             issuer,
@@ -660,6 +675,7 @@ impl Config {
             membership,
             client_secret_cache_ttl,
             backchannel_logout_timeout,
+            refresh_reuse_grace,
         })
     }
 }

@@ -39,7 +39,7 @@ enum Command {
     /// Register and manage clients (relying parties).
     Client {
         #[command(subcommand)]
-        command: wecom_oidc::registry::cli::ClientCommand,
+        command: Box<wecom_oidc::registry::cli::ClientCommand>,
     },
     /// Run the provider, the WeCom simulator and a demo application: no configuration needed.
     Demo,
@@ -139,8 +139,14 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::Client { command } => {
             let store = Store::connect(&config.database).await?;
-            wecom_oidc::registry::cli::run(&store, clock.now(), command, &mut std::io::stdout())
-                .await?;
+            wecom_oidc::registry::cli::run(
+                &store,
+                config.key_encryption_key.as_ref(),
+                clock.now(),
+                *command,
+                &mut std::io::stdout(),
+            )
+            .await?;
         }
         Command::User { command } => {
             let store = Store::connect(&config.database).await?;

@@ -109,6 +109,7 @@ impl Application {
         let admin = web::Data::new(AdminContext {
             store: store.clone(),
             admin_token: config.admin_token.clone(),
+            key_encryption_key: config.key_encryption_key.clone(),
             clock: Arc::clone(&clock),
         });
 

@@ -3,8 +3,9 @@
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use super::group;
 use super::scope::ScopeSet;
-use crate::config::is_loopback_host;
+use crate::config::{is_loopback_host, GroupKinds};
 
 /// How a client authenticates at the token endpoint (RFC 7591 §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -12,6 +13,10 @@ use crate::config::is_loopback_host;
 pub enum AuthMethod {
     ClientSecretBasic,
     ClientSecretPost,
+    /// A JWT signed with the client secret (HS256), OIDC Core §9.
+    ClientSecretJwt,
+    /// A JWT signed with the client's own key (RS256 or ES256), OIDC Core §9, RFC 7523.
+    PrivateKeyJwt,
     /// A public client (single-page or native app); it must use PKCE.
     None,
 }
@@ -21,12 +26,20 @@ impl AuthMethod {
         match self {
             AuthMethod::ClientSecretBasic => "client_secret_basic",
             AuthMethod::ClientSecretPost => "client_secret_post",
+            AuthMethod::ClientSecretJwt => "client_secret_jwt",
+            AuthMethod::PrivateKeyJwt => "private_key_jwt",
             AuthMethod::None => "none",
         }
     }
 
     pub fn is_confidential(self) -> bool {
         self != AuthMethod::None
+    }
+
+    /// Whether the client gets a secret from the registry (everyone confidential but the
+    /// holders of a private key).
+    pub fn uses_secret(self) -> bool {
+        self.is_confidential() && self != AuthMethod::PrivateKeyJwt
     }
 }
 
@@ -68,7 +81,8 @@ pub struct ClientRegistration {
     #[serde(default)]
     pub require_pkce: Option<bool>,
     /// Put the profile claims its scopes grant into the ID token too, not only into userinfo
-    /// (Grafana and Argo CD read the ID token).
+    /// (Grafana, Argo CD, oauth2-proxy and Harbor read the ID token). Default true; false gives a
+    /// minimal ID token.
     #[serde(default)]
     pub id_token_profile_claims: Option<bool>,
     /// Issue a refresh token even when `offline_access` was not requested.
@@ -80,6 +94,23 @@ pub struct ClientRegistration {
     /// Every logout token must carry `sid` (BCL §2.2).
     #[serde(default)]
     pub backchannel_logout_session_required: Option<bool>,
+    /// Group values (`domain::group`) of which a member must hold one to sign in to this client;
+    /// a department path also admits its sub-departments. Absent or empty: everyone in range.
+    #[serde(default)]
+    pub allowed_groups: Option<Vec<String>>,
+    /// Which kinds the `groups` claim carries for this client (`paths`, `names`, `ids`, `tags`),
+    /// overriding GROUPS_CLAIM.
+    #[serde(default)]
+    pub groups_claim: Option<Vec<String>>,
+    /// Prefixes: only group values starting with one of them are sent to this client.
+    #[serde(default)]
+    pub groups_filter: Option<Vec<String>>,
+    /// The client's public keys for `private_key_jwt` (a JWK Set, RFC 7591 §2).
+    #[serde(default)]
+    pub jwks: Option<serde_json::Value>,
+    /// Where the client publishes its JWK Set for `private_key_jwt`.
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
 }
 
 /// Metadata as stored and served; the result of a checked `ClientRegistration`.
@@ -100,6 +131,17 @@ pub struct ClientMetadata {
     pub backchannel_logout_uri: Option<String>,
     #[serde(default)]
     pub backchannel_logout_session_required: bool,
+    // The fields below came later: `default` lets rows stored before them load unchanged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_groups: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups_claim: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups_filter: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
 }
 
 /// A refused registration, with the RFC 7591 §3.2.2 error code.
@@ -224,6 +266,58 @@ impl ClientRegistration {
                 set
             }
         };
+        let allowed_groups = self.allowed_groups.unwrap_or_default();
+        if allowed_groups.len() > MAX_GROUP_VALUES {
+            return Err(invalid_metadata(format!(
+                "allowed_groups: at most {MAX_GROUP_VALUES} values"
+            )));
+        }
+        if let Some(bad) = allowed_groups.iter().find(|g| !group::is_well_formed(g)) {
+            return Err(invalid_metadata(format!(
+                "allowed_groups: {bad:?} is not a group value (a department path such as 研发部/平台组 with / inside a name written \\/, or tag:NAME, dept:NAME, deptid:ID)"
+            )));
+        }
+        let groups_claim = match self.groups_claim {
+            None => None,
+            Some(kinds) => {
+                GroupKinds::parse(&kinds.join(","))
+                    .map_err(|e| invalid_metadata(format!("groups_claim: {e}")))?;
+                Some(
+                    kinds
+                        .iter()
+                        .map(|k| k.trim().to_ascii_lowercase())
+                        .collect(),
+                )
+            }
+        };
+        let groups_filter = self.groups_filter.unwrap_or_default();
+        if groups_filter.len() > MAX_GROUP_VALUES || groups_filter.iter().any(String::is_empty) {
+            return Err(invalid_metadata(format!(
+                "groups_filter: 1 to {MAX_GROUP_VALUES} non-empty prefixes"
+            )));
+        }
+        if auth_method == AuthMethod::PrivateKeyJwt {
+            match (&self.jwks, &self.jwks_uri) {
+                (Some(jwks), None) => {
+                    if !jwks.get("keys").is_some_and(serde_json::Value::is_array) {
+                        return Err(invalid_metadata(
+                            "jwks must be a JWK Set: {\"keys\": [...]}",
+                        ));
+                    }
+                }
+                (None, Some(uri)) => check_jwks_uri(uri)?,
+                // RFC 7591 §2: jwks and jwks_uri MUST NOT both be present.
+                _ => {
+                    return Err(invalid_metadata(
+                        "private_key_jwt needs exactly one of jwks or jwks_uri",
+                    ))
+                }
+            }
+        } else if self.jwks.is_some() || self.jwks_uri.is_some() {
+            return Err(invalid_metadata(
+                "jwks and jwks_uri are only used with token_endpoint_auth_method private_key_jwt",
+            ));
+        }
         Ok(ClientMetadata {
             client_name,
             redirect_uris: self.redirect_uris,
@@ -233,13 +327,33 @@ impl ClientRegistration {
             response_types: vec!["code".to_owned()],
             scope: scope.to_string(),
             require_pkce: self.require_pkce.unwrap_or(false) || !auth_method.is_confidential(),
-            id_token_profile_claims: self.id_token_profile_claims.unwrap_or(false),
+            id_token_profile_claims: self.id_token_profile_claims.unwrap_or(true),
             always_issue_refresh_token: self.always_issue_refresh_token.unwrap_or(false),
             backchannel_logout_uri: self.backchannel_logout_uri,
             backchannel_logout_session_required: self
                 .backchannel_logout_session_required
                 .unwrap_or(false),
+            allowed_groups,
+            groups_claim,
+            groups_filter,
+            jwks: self.jwks,
+            jwks_uri: self.jwks_uri,
         })
+    }
+}
+
+const MAX_GROUP_VALUES: usize = 100;
+
+/// https (or http on loopback, for development), like redirect URIs.
+fn check_jwks_uri(raw: &str) -> Result<(), MetadataError> {
+    let url = Url::parse(raw)
+        .map_err(|e| invalid_metadata(format!("jwks_uri: {raw:?} is not a URL ({e})")))?;
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if is_loopback_host(&url) => Ok(()),
+        _ => Err(invalid_metadata(format!(
+            "jwks_uri: {raw:?} must use https (http only for localhost)"
+        ))),
     }
 }
 
@@ -275,6 +389,15 @@ impl RegisteredClient {
     pub fn allows_grant(&self, grant: GrantType) -> bool {
         self.metadata.grant_types.contains(&grant)
     }
+
+    /// The kinds of group values this client receives: its own `groups_claim`, else GROUPS_CLAIM.
+    pub fn group_kinds(&self, default: GroupKinds) -> GroupKinds {
+        self.metadata
+            .groups_claim
+            .as_ref()
+            .and_then(|kinds| GroupKinds::parse(&kinds.join(",")).ok())
+            .unwrap_or(default)
+    }
 }
 
 #[cfg(test)]
@@ -295,6 +418,11 @@ mod tests {
             always_issue_refresh_token: None,
             backchannel_logout_uri: None,
             backchannel_logout_session_required: None,
+            allowed_groups: None,
+            groups_claim: None,
+            groups_filter: None,
+            jwks: None,
+            jwks_uri: None,
         }
     }
 

@@ -1,6 +1,7 @@
 //! Parsed protocol values: once a value is one of these types it has been checked.
 
 pub mod client;
+pub mod group;
 pub mod pkce;
 pub mod scope;
 

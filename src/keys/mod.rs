@@ -1,8 +1,10 @@
-//! Signing keys and the JWKS: the only user of josekit.
+//! Signing keys and the JWKS, and (in `client_jwt`) client assertions: the only user of josekit.
 //!
 //! Keys live in the database so that every replica signs with the same key. The newest generation
 //! signs; a rotated key stays in the JWKS until every ID token it signed has expired. Replicas
 //! re-read the table periodically, so a `keys rotate` run elsewhere reaches all of them.
+
+pub mod client_jwt;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -8,8 +8,8 @@ use crate::pages::{Lang, Page, PageKind};
 use crate::storage::StorageError;
 use crate::wecom;
 
+use super::claims_request::ClaimsRequest;
 use super::membership::MemberCheck;
-
 use super::{
     AuthorizationRequest, ClientRedirect, ErrorCode, LoginMethod, Params, Provider, ResponseMode,
 };
@@ -96,6 +96,7 @@ impl Provider {
             nonce: params.get("nonce").map(str::to_owned),
             code_challenge: None,
             login_method: LoginMethod::Qr,
+            claims: None,
         };
         let fail = |request: &AuthorizationRequest, code: ErrorCode, description: &str| {
             Ok(AuthorizeOutcome::Redirect(request.error(
@@ -182,6 +183,12 @@ impl Provider {
             );
         }
         request.scope = granted.to_string();
+        if let Some(raw) = params.get("claims") {
+            match ClaimsRequest::parse(raw) {
+                Ok(claims) => request.claims = Some(claims),
+                Err(description) => return fail(&request, ErrorCode::InvalidRequest, description),
+            }
+        }
 
         // RFC 7636 and RFC 9700 §2.1.1: S256 only; required for public clients and for clients
         // registered with require_pkce.
@@ -254,7 +261,16 @@ impl Provider {
             // A session outlives many WeCom changes: ask WeCom again when the member's last
             // confirmation is older than MEMBER_RECHECK_SECS.
             match self.confirm_member(&session.sub, now).await? {
-                MemberCheck::Admitted(_) => {
+                MemberCheck::Admitted(profile) => {
+                    if !super::access::admits(&client.metadata, profile.current_groups()) {
+                        let page = self.refuse_access(&request, &session.sub, now).await;
+                        // A silent request (hidden iframe) would never show the page: answer
+                        // the client.
+                        if prompt.contains(&"none") {
+                            return fail(&request, ErrorCode::AccessDenied, super::access::DENIED);
+                        }
+                        return Ok(AuthorizeOutcome::ShowError(page));
+                    }
                     self.audit(
                         now,
                         "sign_in",

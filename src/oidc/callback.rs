@@ -128,7 +128,15 @@ impl Provider {
             )));
         }
 
-        match self.identify_member(params, now).await? {
+        let identified = match self.identify_member(params, now).await? {
+            // Per-application access (oidc::access), checked before any code exists.
+            Ok(profile) if !self.admits_profile(&request.client_id, &profile).await? => Err(
+                Refusal::new(PageKind::NoAccessToApplication, super::access::DENIED)
+                    .of(&profile.sub()),
+            ),
+            other => other,
+        };
+        match identified {
             Ok(profile) => {
                 let sub = self
                     .store

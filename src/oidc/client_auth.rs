@@ -1,5 +1,6 @@
 //! Client authentication at the token, revocation and introspection endpoints (RFC 6749 §2.3):
-//! `client_secret_basic`, `client_secret_post`, or `none` for public clients.
+//! `client_secret_basic`, `client_secret_post`, or `none` for public clients. Client assertions
+//! (`client_secret_jwt`, `private_key_jwt`) are verified in `client_assertion`.
 //!
 //! argon2 makes a secret expensive to guess, and would make every token request of an honest
 //! client as expensive. So a secret that verified once is remembered as its SHA-256 digest,
@@ -36,6 +37,11 @@ pub enum PresentedCredentials {
     IdOnly {
         client_id: String,
     },
+    /// A signed JWT (RFC 7523); see `client_assertion`.
+    Assertion {
+        client_id: String,
+        assertion: String,
+    },
 }
 
 impl PresentedCredentials {
@@ -43,7 +49,8 @@ impl PresentedCredentials {
         match self {
             PresentedCredentials::Basic { client_id, .. }
             | PresentedCredentials::Post { client_id, .. }
-            | PresentedCredentials::IdOnly { client_id } => client_id,
+            | PresentedCredentials::IdOnly { client_id }
+            | PresentedCredentials::Assertion { client_id, .. } => client_id,
         }
     }
 
@@ -54,6 +61,9 @@ impl PresentedCredentials {
     /// Reads the `Authorization` header and the body parameters. Using two methods at once is an
     /// error (RFC 6749 §2.3: the client MUST NOT use more than one).
     pub fn extract(authorization: Option<&str>, params: &Params) -> Result<Self, OAuthError> {
+        if let Some(assertion) = super::client_assertion::presented(authorization, params)? {
+            return Ok(assertion);
+        }
         let body_id = params.get("client_id");
         let body_secret = params.get("client_secret");
         if let Some(header) = authorization {
@@ -164,6 +174,8 @@ impl Provider {
             Err(other) => return Err(other.into()),
         };
         match credentials {
+            // Verified by `authenticate_client_at`, which is the way in for assertions.
+            PresentedCredentials::Assertion { .. } => Err(failure),
             PresentedCredentials::IdOnly { .. } => match client {
                 Some(client) if client.metadata.token_endpoint_auth_method == AuthMethod::None => {
                     Ok(client)

@@ -32,7 +32,13 @@ fn claims_supported() -> Vec<&'static str> {
 
 pub fn document(config: &Config, signing_algs: &[SigningAlg]) -> Value {
     let issuer = &config.issuer;
-    let secret_methods = ["client_secret_basic", "client_secret_post"];
+    let authenticated_methods = [
+        "client_secret_basic",
+        "client_secret_post",
+        "client_secret_jwt",
+        "private_key_jwt",
+    ];
+    let assertion_algs = crate::keys::client_jwt::ASSERTION_ALGS;
     json!({
         "issuer": issuer.as_str(),
         "authorization_endpoint": issuer.endpoint(routes::AUTHORIZE_PATH),
@@ -48,13 +54,16 @@ pub fn document(config: &Config, signing_algs: &[SigningAlg]) -> Value {
         "grant_types_supported": ["authorization_code", "refresh_token"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": signing_algs.iter().map(|a| a.as_str()).collect::<Vec<_>>(),
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-        "revocation_endpoint_auth_methods_supported": secret_methods,
-        "introspection_endpoint_auth_methods_supported": secret_methods,
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt", "none"],
+        "token_endpoint_auth_signing_alg_values_supported": assertion_algs,
+        "revocation_endpoint_auth_methods_supported": authenticated_methods,
+        "revocation_endpoint_auth_signing_alg_values_supported": assertion_algs,
+        "introspection_endpoint_auth_methods_supported": authenticated_methods,
+        "introspection_endpoint_auth_signing_alg_values_supported": assertion_algs,
         "code_challenge_methods_supported": ["S256"],
         "claims_supported": claims_supported(),
         "claim_types_supported": ["normal"],
-        "claims_parameter_supported": false,
+        "claims_parameter_supported": true,
         "request_parameter_supported": false,
         "request_uri_parameter_supported": false,
         "prompt_values_supported": ["none", "login", "consent", "select_account"],

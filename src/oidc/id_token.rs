@@ -6,7 +6,8 @@ use crate::clock::UnixTime;
 use crate::crypto::{base64url, sha256};
 use crate::domain::{RegisteredClient, ScopeSet};
 
-use super::profile::UserProfile;
+use super::claims_request::ClaimsRequest;
+use super::profile::{GroupRelease, UserProfile};
 use super::Provider;
 
 /// What goes into one ID token.
@@ -21,8 +22,10 @@ pub struct IdTokenContent<'a> {
     /// The provider session's public id (`backchannel::sid_of`), when the grant came from one.
     pub sid: Option<&'a str>,
     pub access_token: &'a str,
-    /// Present when the client is registered to receive profile claims in the ID token.
+    /// Present when the client is registered to receive profile claims in the ID token, or asked
+    /// for some with the `claims` parameter.
     pub profile: Option<&'a UserProfile>,
+    pub requested: Option<&'a ClaimsRequest>,
 }
 
 /// OIDC Core §3.1.3.6: the left half of the SHA-256 of the access token, base64url-encoded (both
@@ -39,9 +42,18 @@ impl Provider {
         now: UnixTime,
     ) -> anyhow::Result<String> {
         let mut claims = match content.profile {
-            Some(profile) => profile.claims(content.scope, &self.config.login),
+            Some(profile) => profile.claims(
+                content.scope,
+                &self.config.login,
+                &GroupRelease::for_client(content.client, &self.config.login),
+            ),
             None => Map::new(),
         };
+        // A minimal ID token carries only what the `claims` parameter named (OIDC Core §5.5),
+        // and still only what the scopes granted.
+        if !content.client.metadata.id_token_profile_claims {
+            claims.retain(|name, _| content.requested.is_some_and(|r| r.wants_in_id_token(name)));
+        }
         let ttl = self.config.lifetimes.id_token.as_secs() as i64;
         claims.insert("iss".into(), Value::String(self.issuer().to_owned()));
         claims.insert("sub".into(), Value::String(content.sub.to_owned()));

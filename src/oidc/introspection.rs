@@ -15,9 +15,10 @@ impl Provider {
         &self,
         authorization: Option<&str>,
         params: &'p Params,
+        now: UnixTime,
     ) -> Result<(RegisteredClient, &'p str), OAuthError> {
         let credentials = PresentedCredentials::extract(authorization, params)?;
-        let client = self.authenticate_client(&credentials).await?;
+        let client = self.authenticate_client_at(&credentials, now).await?;
         if let Some(repeated) = params.first_repeated() {
             return Err(OAuthError::invalid_request(format!(
                 "parameter {repeated} is repeated"
@@ -38,7 +39,9 @@ impl Provider {
         params: &Params,
         now: UnixTime,
     ) -> Result<(), OAuthError> {
-        let (client, token) = self.authenticated_request(authorization, params).await?;
+        let (client, token) = self
+            .authenticated_request(authorization, params, now)
+            .await?;
         let hash = sha256_hex(token);
         if self
             .store
@@ -67,7 +70,9 @@ impl Provider {
         params: &Params,
         now: UnixTime,
     ) -> Result<Value, OAuthError> {
-        let (client, token) = self.authenticated_request(authorization, params).await?;
+        let (client, token) = self
+            .authenticated_request(authorization, params, now)
+            .await?;
         let hash = sha256_hex(token);
         let inactive = json!({ "active": false });
         if let Some(access) = self.store.find_access_token(&hash, now).await? {

@@ -14,7 +14,7 @@
 //! ```
 
 use crate::clock::UnixTime;
-use crate::config::GroupsOnFailure;
+use crate::config::{GroupKinds, GroupsOnFailure};
 use crate::pages::PageKind;
 use crate::storage::{MemberRecord, StorageError};
 use crate::wecom::{FailureCategory, Member, MemberStatus, WeComClient, WeComError};
@@ -66,11 +66,8 @@ pub async fn current_groups(
     previous: Option<&UserProfile>,
     now: UnixTime,
 ) -> Result<GroupsRead, WeComError> {
-    let kinds = provider.config.login.group_kinds;
-    if !kinds.any() {
-        return Ok(GroupsRead::Read(Vec::new()));
-    }
-    match wecom.groups(member, kinds).await {
+    // Every kind is kept: a client's allowed_groups and groups_claim may use any of them.
+    match wecom.groups(member, GroupKinds::ALL).await {
         Ok(groups) => Ok(GroupsRead::Read(groups)),
         Err(err) => {
             tracing::warn!(error = %err, explanation = %wecom.explain(&err), "could not resolve the member's groups");

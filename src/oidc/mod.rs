@@ -18,9 +18,12 @@
 //!                         └─ session ended ─ background ─▶ POST backchannel_logout_uri (logout token)
 //! ```
 
+pub mod access;
 pub mod authorize;
 pub mod backchannel;
 pub mod callback;
+pub mod claims_request;
+pub mod client_assertion;
 pub mod client_auth;
 pub mod discovery;
 pub mod error;
@@ -63,6 +66,8 @@ pub struct Provider {
     pub secrets: client_auth::VerifiedSecrets,
     /// Delivers back-channel logout tokens in the background.
     pub backchannel: backchannel::BackchannelSender,
+    /// Fetched `jwks_uri` documents of `private_key_jwt` clients.
+    pub client_keys: client_assertion::ClientKeys,
 }
 
 /// A validated authorization request, kept in the store while the person is at WeCom.
@@ -78,6 +83,9 @@ pub struct AuthorizationRequest {
     /// How the person is sent to WeCom; becomes the session's `amr`.
     #[serde(default)]
     pub login_method: LoginMethod,
+    /// The `claims` parameter (OIDC Core §5.5); absent in requests stored before it existed.
+    #[serde(default)]
+    pub claims: Option<claims_request::ClaimsRequest>,
 }
 
 /// The two ways WeCom signs a person in.
@@ -133,6 +141,8 @@ pub struct CodeDetails {
     /// The session's `amr` (space-separated), kept through every refresh.
     #[serde(default)]
     pub amr: String,
+    #[serde(default)]
+    pub claims: Option<claims_request::ClaimsRequest>,
 }
 
 impl Provider {
@@ -163,6 +173,7 @@ impl Provider {
         )?;
         Ok(Self {
             secrets: client_auth::VerifiedSecrets::new(config.client_secret_cache_ttl),
+            client_keys: client_assertion::ClientKeys::new()?,
             backchannel,
             wecom,
             keys,
@@ -193,6 +204,7 @@ impl Provider {
             auth_time: session.auth_time,
             session_id: Some(session.id_hash.clone()),
             amr: session.amr.clone(),
+            claims: request.claims.clone(),
         };
         let expires_at = now + self.config.lifetimes.authorization_code.as_secs() as i64;
         self.store

@@ -8,8 +8,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::config::LoginSettings;
-use crate::domain::{Scope, ScopeSet};
+use crate::config::{GroupKinds, LoginSettings};
+use crate::domain::group::GroupKind;
+use crate::domain::{RegisteredClient, Scope, ScopeSet};
 use crate::wecom::{Gender, Member, MemberDetail};
 
 use super::membership::GroupsRead;
@@ -28,6 +29,8 @@ pub struct UserProfile {
     pub mobile: Option<String>,
     pub avatar: Option<String>,
     pub gender: Option<Gender>,
+    /// Every group value of the member, all kinds (`domain::group`); each client is sent the
+    /// kinds and prefixes it asked for.
     pub groups: Vec<String>,
     /// When `groups` was last read from WeCom (0 for profiles stored before this was kept).
     #[serde(default)]
@@ -36,7 +39,37 @@ pub struct UserProfile {
     /// rather than a stale or empty list asserted as current.
     #[serde(default)]
     pub groups_unavailable: bool,
+    /// [`GROUPS_FORMAT`] when `groups` holds values of the current format. Rows stored before it
+    /// (0) hold bare department paths and tag names that cannot be told apart: they count as
+    /// unknown until the next sign-in recomputes them.
+    #[serde(default)]
+    pub groups_format: u32,
     pub updated_at: i64,
+}
+
+/// The version of the group values profiles store now.
+pub const GROUPS_FORMAT: u32 = 2;
+
+/// Which of a member's group values one client receives.
+#[derive(Debug, Clone, Copy)]
+pub struct GroupRelease<'a> {
+    pub kinds: GroupKinds,
+    /// Prefixes; empty sends every value of the kinds.
+    pub filter: &'a [String],
+}
+
+impl<'a> GroupRelease<'a> {
+    pub fn for_client(client: &'a RegisteredClient, settings: &LoginSettings) -> Self {
+        Self {
+            kinds: client.group_kinds(settings.group_kinds),
+            filter: &client.metadata.groups_filter,
+        }
+    }
+
+    fn releases(&self, value: &str) -> bool {
+        GroupKind::of(value).selected_by(&self.kinds)
+            && (self.filter.is_empty() || self.filter.iter().any(|p| value.starts_with(p.as_str())))
+    }
 }
 
 /// The address the `email` claim carries, and whether it is trustworthy.
@@ -74,10 +107,15 @@ impl UserProfile {
             Some(authoritative) => authoritative.clone().or_else(|| from_member.clone()),
             None => from_member.clone().or(stored),
         };
-        let (groups, groups_read_at, groups_unavailable) = match groups {
-            GroupsRead::Read(groups) => (groups, now, false),
-            GroupsRead::Kept => (previous.groups, previous.groups_read_at, false),
-            GroupsRead::Unavailable => (Vec::new(), previous.groups_read_at, true),
+        let (groups, groups_read_at, groups_unavailable, groups_format) = match groups {
+            GroupsRead::Read(groups) => (groups, now, false, GROUPS_FORMAT),
+            GroupsRead::Kept => (
+                previous.groups,
+                previous.groups_read_at,
+                false,
+                previous.groups_format,
+            ),
+            GroupsRead::Unavailable => (Vec::new(), previous.groups_read_at, true, GROUPS_FORMAT),
         };
         UserProfile {
             userid: member.userid.clone(),
@@ -99,12 +137,18 @@ impl UserProfile {
             groups,
             groups_read_at,
             groups_unavailable,
+            groups_format,
             updated_at: now,
         }
     }
 
     pub fn sub(&self) -> String {
         subject_of(&self.userid)
+    }
+
+    /// The member's group values, or `None` while they are of the old, ambiguous format.
+    pub fn current_groups(&self) -> Option<&[String]> {
+        (self.groups_format == GROUPS_FORMAT).then_some(self.groups.as_slice())
     }
 
     /// `biz_mail`, else the personal `email`, else `{userid}@{synthetic domain}`.
@@ -145,8 +189,15 @@ impl UserProfile {
         settings.allowed_domains.contains(&domain)
     }
 
-    /// The claims `scopes` release (OIDC Core §5.4). Unknown values are omitted, never sent empty.
-    pub fn claims(&self, scopes: &ScopeSet, settings: &LoginSettings) -> Map<String, Value> {
+    /// The claims `scopes` release (OIDC Core §5.4). Unknown values are omitted, never sent empty
+    /// — except `groups`, which is always there when granted (Vault and Jenkins fail a login
+    /// whose requested groups claim is missing): `[]` for a member without groups.
+    pub fn claims(
+        &self,
+        scopes: &ScopeSet,
+        settings: &LoginSettings,
+        groups: &GroupRelease<'_>,
+    ) -> Map<String, Value> {
         let mut claims = Map::new();
         claims.insert("sub".into(), Value::String(self.sub()));
         let mut put = |name: &str, value: Option<Value>| {
@@ -190,13 +241,16 @@ impl UserProfile {
                 put("phone_number_verified", Some(Value::Bool(true)));
             }
         }
-        if scopes.contains(Scope::Groups) && !self.groups_unavailable && !self.groups.is_empty() {
-            put(
-                "groups",
-                Some(Value::Array(
-                    self.groups.iter().cloned().map(Value::String).collect(),
-                )),
-            );
+        if scopes.contains(Scope::Groups) && !self.groups_unavailable {
+            let released = self
+                .current_groups()
+                .unwrap_or_default()
+                .iter()
+                .filter(|value| groups.releases(value))
+                .cloned()
+                .map(Value::String)
+                .collect();
+            put("groups", Some(Value::Array(released)));
         }
         claims
     }
@@ -277,10 +331,53 @@ mod tests {
             ..Default::default()
         };
         let (scopes, _) = ScopeSet::parse("openid profile phone groups");
-        let claims = profile.claims(&scopes, &settings(&[]));
+        let claims = profile.claims(&scopes, &settings(&[]), &release(GroupKinds::ALL, &[]));
         assert_eq!(claims["name"], "王五");
-        for absent in ["picture", "gender", "phone_number", "groups", "email"] {
+        for absent in ["picture", "gender", "phone_number", "email"] {
             assert!(!claims.contains_key(absent), "{absent} should be omitted");
         }
+        assert_eq!(claims["groups"], serde_json::json!([]));
+    }
+
+    fn release(kinds: GroupKinds, filter: &[String]) -> GroupRelease<'_> {
+        GroupRelease { kinds, filter }
+    }
+
+    #[test]
+    fn groups_are_released_by_kind_and_prefix_and_old_rows_release_none() {
+        let profile = UserProfile {
+            userid: "u".into(),
+            groups: vec![
+                "总部/研发部".into(),
+                "dept:研发部".into(),
+                "deptid:2".into(),
+                "tag:SRE".into(),
+                "tag:oncall".into(),
+            ],
+            groups_format: GROUPS_FORMAT,
+            ..Default::default()
+        };
+        let (scopes, _) = ScopeSet::parse("openid groups");
+        let s = settings(&[]);
+        let paths_and_tags = GroupKinds::parse("paths,tags").unwrap();
+        let claims = profile.claims(&scopes, &s, &release(paths_and_tags, &[]));
+        assert_eq!(
+            claims["groups"],
+            serde_json::json!(["总部/研发部", "tag:SRE", "tag:oncall"])
+        );
+        let filter = ["tag:S".to_owned()];
+        let claims = profile.claims(&scopes, &s, &release(GroupKinds::ALL, &filter));
+        assert_eq!(claims["groups"], serde_json::json!(["tag:SRE"]));
+
+        // A row stored before the current format: its bare strings are ambiguous.
+        let old: UserProfile = serde_json::from_value(serde_json::json!({
+            "userid": "u", "name": null, "position": null, "departments": [2], "email": null,
+            "biz_mail": null, "mobile": null, "avatar": null, "gender": null,
+            "groups": ["总部/研发部", "研发部/平台组"], "updated_at": 1
+        }))
+        .unwrap();
+        assert_eq!(old.current_groups(), None);
+        let claims = old.claims(&scopes, &s, &release(GroupKinds::ALL, &[]));
+        assert_eq!(claims["groups"], serde_json::json!([]));
     }
 }

@@ -11,6 +11,7 @@ use crate::storage::{
 };
 
 use super::backchannel::sid_of;
+use super::claims_request::ClaimsRequest;
 use super::client_auth::PresentedCredentials;
 use super::id_token::IdTokenContent;
 use super::membership::MemberCheck;
@@ -87,12 +88,18 @@ struct GrantContext<'a> {
     client: &'a RegisteredClient,
     grant_id: &'a str,
     sub: &'a str,
+    /// What these tokens carry.
     scope: ScopeSet,
+    /// What the grant allows: the refresh token keeps it, so a refresh with a narrower scope does
+    /// not narrow later ones (RFC 6749 §6).
+    granted: ScopeSet,
     session_id: Option<String>,
     auth_time: UnixTime,
     /// OIDC `amr` values, space-separated.
     amr: &'a str,
     nonce: Option<&'a str>,
+    /// The `claims` parameter of the authorization request (not kept for refreshes).
+    claims: Option<&'a ClaimsRequest>,
 }
 
 impl Provider {
@@ -110,7 +117,7 @@ impl Provider {
     ) -> Result<TokenResponse, OAuthError> {
         let credentials = PresentedCredentials::extract(authorization, params)?;
         let request = TokenRequest::parse(params)?;
-        let client = self.authenticate_client(&credentials).await?;
+        let client = self.authenticate_client_at(&credentials, now).await?;
         if !client.allows_grant(request.grant_type()) {
             return Err(OAuthError::new(
                 ErrorCode::UnauthorizedClient,
@@ -211,15 +218,18 @@ impl Provider {
             }
             (None, None) => {}
         }
+        let scope = ScopeSet::parse(&details.scope).0;
         let context = GrantContext {
             client,
             grant_id: &grant.grant_id,
             sub: &details.sub,
-            scope: ScopeSet::parse(&details.scope).0,
+            granted: scope.clone(),
+            scope,
             session_id: details.session_id.clone(),
             auth_time: details.auth_time,
             amr: &details.amr,
             nonce: details.nonce.as_deref(),
+            claims: details.claims.as_ref(),
         };
         self.issue_tokens(context, now).await
     }
@@ -266,6 +276,11 @@ impl Provider {
             .await?
         {
             RefreshRotation::Rotated(record) => record,
+            // Two tabs or pods refreshing with one token at once: the loser answers from the same
+            // grant (as Dex does) instead of logging the person out.
+            RefreshRotation::Reused {
+                used_at, record, ..
+            } if self.within_reuse_grace(used_at, now) => *record,
             // RFC 9700 §4.14.2: a rotated refresh token used again means it leaked; the whole
             // grant is revoked so that neither party keeps access.
             RefreshRotation::Reused { grant_id, .. } => {
@@ -285,10 +300,11 @@ impl Provider {
                 "the grant has reached its maximum lifetime (GRANT_MAX_TTL_SECS); sign in again",
             ));
         }
+        self.check_refresh_access(client, &record.sub, now).await?;
         let granted = ScopeSet::parse(&record.scope).0;
         // RFC 6749 §6: the new scope must not exceed the original grant.
         let scope = match scope {
-            None => granted,
+            None => granted.clone(),
             Some(raw) => {
                 let (requested, unknown) = ScopeSet::parse(raw);
                 if !unknown.is_empty() || !requested.is_subset_of(&granted) {
@@ -305,13 +321,21 @@ impl Provider {
             grant_id: &record.grant_id,
             sub: &record.sub,
             scope,
+            granted,
             session_id: record.session_id.clone(),
             auth_time: record.auth_time,
             amr: &record.amr,
             // OIDC Core §12.2: a refreshed ID token need not repeat the nonce.
             nonce: None,
+            claims: None,
         };
         self.issue_tokens(context, now).await
+    }
+
+    /// Whether a refresh token rotated at `used_at` may still answer (REFRESH_REUSE_GRACE_SECS).
+    fn within_reuse_grace(&self, used_at: UnixTime, now: UnixTime) -> bool {
+        let grace = self.config.refresh_reuse_grace.as_secs() as i64;
+        grace > 0 && now - used_at <= grace
     }
 
     /// A code or refresh token came back after its one use: kill its grant, record why, and
@@ -371,7 +395,7 @@ impl Provider {
             // succeeds) but its tokens were never stored: the replay defence holds.
             tracing::warn!(client_id = %grant.client.client_id, "grant revoked while issuing; tokens not stored");
         }
-        let wants_refresh = grant.scope.contains(Scope::OfflineAccess)
+        let wants_refresh = grant.granted.contains(Scope::OfflineAccess)
             || grant.client.metadata.always_issue_refresh_token;
         let refresh_token = if wants_refresh && grant.client.allows_grant(GrantType::RefreshToken) {
             let token = new_secret_token();
@@ -381,7 +405,7 @@ impl Provider {
                     grant_id: grant.grant_id.to_owned(),
                     client_id: grant.client.client_id.clone(),
                     sub: grant.sub.to_owned(),
-                    scope: grant.scope.to_string(),
+                    scope: grant.granted.to_string(),
                     session_id: grant.session_id.clone(),
                     auth_time: grant.auth_time,
                     amr: grant.amr.to_owned(),
@@ -395,7 +419,9 @@ impl Provider {
         } else {
             None
         };
-        let profile = if grant.client.metadata.id_token_profile_claims {
+        let profile = if grant.client.metadata.id_token_profile_claims
+            || grant.claims.is_some_and(|c| !c.id_token.is_empty())
+        {
             match self.store.get_user::<UserProfile>(grant.sub).await {
                 Ok(profile) => Some(profile),
                 Err(StorageError::NotFound) => None,
@@ -415,6 +441,7 @@ impl Provider {
                 amr: grant.amr,
                 sid: sid.as_deref(),
                 access_token: &access_token,
+                requested: grant.claims,
                 profile: profile.as_ref(),
             },
             now,

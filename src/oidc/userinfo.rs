@@ -7,7 +7,7 @@ use crate::crypto::sha256_hex;
 use crate::domain::{Scope, ScopeSet};
 use crate::storage::StorageError;
 
-use super::profile::UserProfile;
+use super::profile::{GroupRelease, UserProfile};
 use super::{ErrorCode, OAuthError, Provider};
 
 /// RFC 6750 §3.1 errors: `invalid_token` → 401, `insufficient_scope` → 403.
@@ -51,9 +51,17 @@ impl Provider {
         if !scope.contains(Scope::OpenId) {
             return Err(UserinfoError::InsufficientScope);
         }
+        let client = match self.store.get_client(&record.client_id).await {
+            Ok(client) => client,
+            Err(StorageError::NotFound) => {
+                return Err(UserinfoError::InvalidToken("the client no longer exists"))
+            }
+            Err(other) => return Err(other.into()),
+        };
+        let groups = GroupRelease::for_client(&client, &self.config.login);
         match profile {
             Some(profile) => {
-                let mut claims = profile.claims(&scope, &self.config.login);
+                let mut claims = profile.claims(&scope, &self.config.login, &groups);
                 // The token's subject, not one derived from the profile: a member keeps their
                 // `sub` when an administrator changes their userid.
                 claims.insert("sub".into(), Value::String(record.sub));

@@ -60,6 +60,8 @@ pub enum PageKind {
     AccountNotActivated,
     OutsideVisibleRange,
     DomainNotAllowed,
+    /// The member is not in the client's `allowed_groups`.
+    NoAccessToApplication,
     WeComUnavailable,
     WeComMisconfigured,
     NotConfigured,
@@ -124,6 +126,7 @@ impl Page {
             | PageKind::AccountNotActivated
             | PageKind::OutsideVisibleRange
             | PageKind::DomainNotAllowed
+            | PageKind::NoAccessToApplication
             | PageKind::LoginCancelled => 403,
             PageKind::WeComUnavailable | PageKind::WeComMisconfigured => 502,
             PageKind::NotConfigured | PageKind::ServiceUnavailable => 503,
@@ -159,6 +162,8 @@ fn text(kind: PageKind, lang: Lang) -> (&'static str, &'static str, &'static str
         (OutsideVisibleRange, Lang::En) => ("No access", "You are outside this app's visible range in WeCom, so you cannot sign in with it.", "Ask your WeCom administrator to add you to the app's visible range."),
         (DomainNotAllowed, Lang::Zh) => ("无法登录", "你的邮箱域名不在允许登录的范围内。", "请联系管理员。"),
         (DomainNotAllowed, Lang::En) => ("Cannot sign in", "Your email domain is not allowed to sign in here.", "Please contact your administrator."),
+        (NoAccessToApplication, Lang::Zh) => ("没有访问权限", "您没有访问此应用的权限。", "如需使用，请联系该应用的管理员为你开通。"),
+        (NoAccessToApplication, Lang::En) => ("No access", "You do not have access to this application.", "If you need it, ask the application's administrator to grant you access."),
         (WeComUnavailable, Lang::Zh) => ("企业微信暂时不可用", "暂时无法连接企业微信。", "请稍后返回应用重试。"),
         (WeComUnavailable, Lang::En) => ("WeCom is unavailable", "WeCom could not be reached just now.", "Please go back to the application and try again in a moment."),
         (WeComMisconfigured, Lang::Zh) => ("登录服务配置有误", "登录服务与企业微信的对接配置有误，管理员已可在日志中看到原因。", "请联系 IT 管理员。"),

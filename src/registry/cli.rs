@@ -4,11 +4,15 @@ use std::io::Write;
 
 use clap::Subcommand;
 
-use super::{create_client, rotate_secret};
+use secrecy::SecretString;
+
+use super::{create_client, keep_jwt_secret, rotate_secret};
 use crate::clock::UnixTime;
 use crate::domain::{AuthMethod, ClientRegistration, GrantType};
 use crate::storage::Store;
 
+// Parsed once per command-line run: the size of the `Create` variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum ClientCommand {
     /// Register a client and print its id and secret (the secret is shown once).
@@ -20,7 +24,8 @@ pub enum ClientCommand {
         redirect_uris: Vec<String>,
         #[arg(long = "post-logout-redirect-uri")]
         post_logout_redirect_uris: Vec<String>,
-        /// client_secret_basic (default), client_secret_post, or none for a public client.
+        /// client_secret_basic (default), client_secret_post, client_secret_jwt, private_key_jwt
+        /// (with --jwks-uri or --jwks), or none for a public client.
         #[arg(long = "auth-method", value_parser = parse_auth_method)]
         auth_method: Option<AuthMethod>,
         /// authorization_code, refresh_token (default both).
@@ -31,9 +36,10 @@ pub enum ClientCommand {
         scope: Option<String>,
         #[arg(long)]
         require_pkce: bool,
-        /// Put the profile claims into the ID token too (Grafana, Argo CD).
-        #[arg(long)]
-        id_token_profile_claims: bool,
+        /// Put the profile claims into the ID token too (default true; `false` for a minimal
+        /// ID token).
+        #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+        id_token_profile_claims: Option<bool>,
         #[arg(long)]
         always_issue_refresh_token: bool,
         /// Where to POST logout tokens when the person's session or access ends.
@@ -42,6 +48,23 @@ pub enum ClientCommand {
         /// Every logout token must carry `sid`.
         #[arg(long)]
         backchannel_logout_session_required: bool,
+        /// A group value a member must hold to sign in (repeat for several): a department path
+        /// (admits its sub-departments) or tag:NAME, dept:NAME, deptid:ID.
+        #[arg(long = "allowed-group")]
+        allowed_groups: Vec<String>,
+        /// The kinds of group values this client receives: comma list of paths, names, ids, tags
+        /// (default GROUPS_CLAIM).
+        #[arg(long)]
+        groups_claim: Option<String>,
+        /// Send only group values starting with this prefix (repeat for several).
+        #[arg(long = "groups-filter")]
+        groups_filter: Vec<String>,
+        /// private_key_jwt: where the client publishes its JWK Set.
+        #[arg(long)]
+        jwks_uri: Option<String>,
+        /// private_key_jwt: the client's JWK Set as JSON.
+        #[arg(long)]
+        jwks: Option<String>,
     },
     /// List the registered clients.
     List,
@@ -52,8 +75,10 @@ pub enum ClientCommand {
 }
 
 fn parse_auth_method(raw: &str) -> Result<AuthMethod, String> {
-    serde_json::from_value(serde_json::Value::String(raw.to_owned()))
-        .map_err(|_| "expected client_secret_basic, client_secret_post or none".to_owned())
+    serde_json::from_value(serde_json::Value::String(raw.to_owned())).map_err(|_| {
+        "expected client_secret_basic, client_secret_post, client_secret_jwt, private_key_jwt or none"
+            .to_owned()
+    })
 }
 
 fn parse_grant_type(raw: &str) -> Result<GrantType, String> {
@@ -63,6 +88,7 @@ fn parse_grant_type(raw: &str) -> Result<GrantType, String> {
 
 pub async fn run(
     store: &Store,
+    key_encryption_key: Option<&SecretString>,
     now: UnixTime,
     command: ClientCommand,
     out: &mut impl Write,
@@ -80,6 +106,11 @@ pub async fn run(
             always_issue_refresh_token,
             backchannel_logout_uri,
             backchannel_logout_session_required,
+            allowed_groups,
+            groups_claim,
+            groups_filter,
+            jwks_uri,
+            jwks,
         } => {
             let registration = ClientRegistration {
                 client_name: name,
@@ -90,12 +121,28 @@ pub async fn run(
                 response_types: None,
                 scope,
                 require_pkce: Some(require_pkce),
-                id_token_profile_claims: Some(id_token_profile_claims),
+                id_token_profile_claims,
                 always_issue_refresh_token: Some(always_issue_refresh_token),
                 backchannel_logout_uri,
                 backchannel_logout_session_required: Some(backchannel_logout_session_required),
+                allowed_groups: (!allowed_groups.is_empty()).then_some(allowed_groups),
+                groups_claim: groups_claim
+                    .map(|kinds| kinds.split(',').map(|k| k.trim().to_owned()).collect()),
+                groups_filter: (!groups_filter.is_empty()).then_some(groups_filter),
+                jwks: jwks
+                    .map(|raw| serde_json::from_str(&raw))
+                    .transpose()
+                    .map_err(|e| anyhow::anyhow!("--jwks: expected a JWK Set as JSON ({e})"))?,
+                jwks_uri,
             };
             let created = create_client(store, registration, now).await?;
+            keep_jwt_secret(
+                store,
+                key_encryption_key,
+                &created.client.client_id,
+                created.client_secret.as_deref(),
+            )
+            .await?;
             writeln!(out, "client_id: {}", created.client.client_id)?;
             match created.client_secret {
                 Some(secret) => {
@@ -104,6 +151,14 @@ pub async fn run(
                         out,
                         "(the secret is shown only now; `client rotate-secret` makes a new one)"
                     )?;
+                }
+                None if created.client.metadata.token_endpoint_auth_method
+                    == AuthMethod::PrivateKeyJwt =>
+                {
+                    writeln!(
+                        out,
+                        "(private_key_jwt: no secret; the client signs with its key)"
+                    )?
                 }
                 None => writeln!(out, "(public client: no secret; it must use PKCE)")?,
             }
@@ -133,6 +188,7 @@ pub async fn run(
         }
         ClientCommand::RotateSecret { client_id } => {
             let secret = rotate_secret(store, &client_id, now).await?;
+            keep_jwt_secret(store, key_encryption_key, &client_id, Some(&secret)).await?;
             writeln!(out, "client_id: {client_id}")?;
             writeln!(out, "client_secret: {secret}")?;
         }

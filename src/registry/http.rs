@@ -17,6 +17,8 @@ use crate::storage::Store;
 pub struct AdminContext {
     pub store: Store,
     pub admin_token: Option<SecretString>,
+    /// Seals the secrets of `client_secret_jwt` clients.
+    pub key_encryption_key: Option<SecretString>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -110,7 +112,7 @@ impl ResponseError for AdminError {
             AdminError::Registry(RegistryError::PublicClient) => json_error(
                 StatusCode::BAD_REQUEST,
                 "invalid_request",
-                "this is a public client (token_endpoint_auth_method none); it has no secret",
+                "this client has no secret (token_endpoint_auth_method none or private_key_jwt)",
             ),
             AdminError::Registry(RegistryError::Unavailable) => json_error(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -189,6 +191,13 @@ async fn create(
     authorize(&req, &context)?;
     let registration = parse_registration(&req, &body)?;
     let created = super::create_client(&context.store, registration, context.clock.now()).await?;
+    super::keep_jwt_secret(
+        &context.store,
+        context.key_encryption_key.as_ref(),
+        &created.client.client_id,
+        created.client_secret.as_deref(),
+    )
+    .await?;
     tracing::info!(client_id = %created.client.client_id, "client registered");
     Ok(ok(
         StatusCode::CREATED,
@@ -216,6 +225,13 @@ async fn update(
     let registration = parse_registration(&req, &body)?;
     let updated =
         super::update_client(&context.store, &path, registration, context.clock.now()).await?;
+    super::keep_jwt_secret(
+        &context.store,
+        context.key_encryption_key.as_ref(),
+        &path,
+        updated.client_secret.as_deref(),
+    )
+    .await?;
     Ok(ok(
         StatusCode::OK,
         client_document(&updated.client, updated.client_secret.as_deref()),
@@ -240,6 +256,13 @@ async fn rotate(
 ) -> AdminResult {
     authorize(&req, &context)?;
     let secret = super::rotate_secret(&context.store, &path, context.clock.now()).await?;
+    super::keep_jwt_secret(
+        &context.store,
+        context.key_encryption_key.as_ref(),
+        &path,
+        Some(&secret),
+    )
+    .await?;
     Ok(ok(
         StatusCode::OK,
         json!({ "client_id": path.as_str(), "client_secret": secret }),

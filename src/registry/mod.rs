@@ -9,8 +9,9 @@ use serde_json::{json, Value};
 use crate::clock::UnixTime;
 use crate::crypto::{hash_secret, new_secret_token, random_token};
 use crate::domain::client::MetadataError;
-use crate::domain::{ClientRegistration, RegisteredClient};
+use crate::domain::{AuthMethod, ClientRegistration, RegisteredClient};
 use crate::storage::{StorageError, Store};
+use secrecy::SecretString;
 
 /// A client as registered, with its secret when one was just made (shown once, never stored).
 #[derive(Debug)]
@@ -26,7 +27,7 @@ pub enum RegistryError {
     Invalid(MetadataError),
     #[error("no client with that client_id")]
     NotFound,
-    #[error("public clients have no secret to rotate")]
+    #[error("public and private_key_jwt clients have no secret to rotate")]
     PublicClient,
     #[error("database unavailable")]
     Unavailable,
@@ -66,7 +67,7 @@ pub async fn create_client(
     let metadata = registration
         .into_metadata()
         .map_err(RegistryError::Invalid)?;
-    let (client_secret, secret_hash) = if metadata.token_endpoint_auth_method.is_confidential() {
+    let (client_secret, secret_hash) = if metadata.token_endpoint_auth_method.uses_secret() {
         let (secret, hash) = new_secret().await?;
         (Some(secret), Some(hash))
     } else {
@@ -98,13 +99,14 @@ pub async fn update_client(
     let metadata = registration
         .into_metadata()
         .map_err(RegistryError::Invalid)?;
-    let was_confidential = current
-        .metadata
-        .token_endpoint_auth_method
-        .is_confidential();
-    let is_confidential = metadata.token_endpoint_auth_method.is_confidential();
+    let was_confidential = current.metadata.token_endpoint_auth_method.uses_secret();
+    let is_confidential = metadata.token_endpoint_auth_method.uses_secret();
+    // A client turning to client_secret_jwt needs a secret the server can read back, which only
+    // a new one gives (the old one exists only as its hash).
+    let becomes_secret_jwt = metadata.token_endpoint_auth_method == AuthMethod::ClientSecretJwt
+        && current.metadata.token_endpoint_auth_method != AuthMethod::ClientSecretJwt;
     let (client_secret, secret_change) = match (was_confidential, is_confidential) {
-        (false, true) => {
+        (false, true) | (true, true) if becomes_secret_jwt || !was_confidential => {
             let (secret, hash) = new_secret().await?;
             (Some(secret), Some(Some(hash)))
         }
@@ -131,7 +133,7 @@ pub async fn rotate_secret(
     now: UnixTime,
 ) -> Result<String, RegistryError> {
     let client = store.get_client(client_id).await?;
-    if !client.metadata.token_endpoint_auth_method.is_confidential() {
+    if !client.metadata.token_endpoint_auth_method.uses_secret() {
         return Err(RegistryError::PublicClient);
     }
     let (secret, hash) = new_secret().await?;
@@ -139,12 +141,26 @@ pub async fn rotate_secret(
     Ok(secret)
 }
 
+/// Keeps what `client_secret_jwt` needs after the registry made a secret or changed a client's
+/// method (see `oidc::client_assertion`). Call it with the secret just handed out, if any.
+pub async fn keep_jwt_secret(
+    store: &Store,
+    key_encryption_key: Option<&SecretString>,
+    client_id: &str,
+    new_secret: Option<&str>,
+) -> Result<(), RegistryError> {
+    let client = store.get_client(client_id).await?;
+    crate::oidc::client_assertion::keep_jwt_secret(store, key_encryption_key, &client, new_secret)
+        .await
+        .map_err(RegistryError::Unexpected)
+}
+
 /// The RFC 7591 §3.2.1 client information response; `client_secret` only when just made.
 pub fn client_document(client: &RegisteredClient, secret: Option<&str>) -> Value {
     let mut doc = serde_json::to_value(&client.metadata).unwrap_or_else(|_| json!({}));
     doc["client_id"] = json!(client.client_id);
     doc["client_id_issued_at"] = json!(client.created_at);
-    if client.metadata.token_endpoint_auth_method.is_confidential() {
+    if client.metadata.token_endpoint_auth_method.uses_secret() {
         // 0: the secret does not expire (RFC 7591 §3.2.1).
         doc["client_secret_expires_at"] = json!(0);
     }

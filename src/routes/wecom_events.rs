@@ -31,15 +31,17 @@ fn not_configured() -> HttpResponse {
         .json(json!({ "error": "not_found", "error_description": "no such endpoint" }))
 }
 
-fn query(req: &HttpRequest) -> Result<EventQuery, HttpResponse> {
+fn query(req: &HttpRequest) -> Option<EventQuery> {
     web::Query::<EventQuery>::from_query(req.query_string())
         .map(web::Query::into_inner)
-        .map_err(|_| {
-            HttpResponse::BadRequest().json(json!({
-                "error": "invalid_request",
-                "error_description": "the query string is not valid"
-            }))
-        })
+        .ok()
+}
+
+fn bad_query() -> HttpResponse {
+    HttpResponse::BadRequest().json(json!({
+        "error": "invalid_request",
+        "error_description": "the query string is not valid"
+    }))
 }
 
 /// URL verification: answer exactly the decrypted `echostr` (no quotes, BOM or newline).
@@ -47,9 +49,8 @@ pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
     let Some(receiver) = &state.wecom_events else {
         return not_configured();
     };
-    let query = match query(&req) {
-        Ok(query) => query,
-        Err(response) => return response,
+    let Some(query) = query(&req) else {
+        return bad_query();
     };
     match receiver.verify_url(&query) {
         Ok((channel, plaintext)) => {
@@ -72,9 +73,8 @@ pub async fn deliver(
     let Some(receiver) = &state.wecom_events else {
         return not_configured();
     };
-    let query = match query(&req) {
-        Ok(query) => query,
-        Err(response) => return response,
+    let Some(query) = query(&req) else {
+        return bad_query();
     };
     let opened = match receiver.open(&query, &body) {
         Ok(opened) => opened,

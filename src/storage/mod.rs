@@ -2,6 +2,7 @@
 //! placeholders are `$n` (both backends accept them), times are Unix seconds, flags and JSON are
 //! stored as BIGINT and TEXT. Callers see domain types and `StorageError`.
 
+mod assertions;
 mod audit;
 mod clients;
 mod codes;
@@ -201,6 +202,7 @@ impl Store {
             "access_tokens",
             "refresh_tokens",
             "revoked_grants",
+            "client_assertion_jtis",
         ] {
             removed += sqlx::query(&format!("DELETE FROM {table} WHERE expires_at < $1"))
                 .bind(now)

@@ -39,10 +39,13 @@ pub struct RefreshTokenRecord {
 pub enum RefreshRotation {
     /// This call is the one use of the token.
     Rotated(RefreshTokenRecord),
-    /// The token was already rotated: someone replays it, so the grant must die (RFC 9700 §4.14.2).
+    /// The token was already rotated: someone replays it, so the grant must die (RFC 9700 §4.14.2)
+    /// — unless this is a concurrent refresh moments after the rotation (`used_at`, `record`).
     Reused {
         grant_id: String,
         client_id: String,
+        used_at: i64,
+        record: Box<RefreshTokenRecord>,
     },
     Unknown,
 }
@@ -232,10 +235,10 @@ impl Store {
         if let Some(row) = row {
             return Ok(RefreshRotation::Rotated(refresh_from_row(&row)?));
         }
-        let used = sqlx::query(
-            "SELECT grant_id, client_id FROM refresh_tokens
-             WHERE token_hash = $1 AND client_id = $2 AND used_at IS NOT NULL",
-        )
+        let used = sqlx::query(&format!(
+            "SELECT {REFRESH_COLUMNS}, used_at FROM refresh_tokens
+             WHERE token_hash = $1 AND client_id = $2 AND used_at IS NOT NULL"
+        ))
         .bind(token_hash)
         .bind(client_id)
         .fetch_optional(&self.pool)
@@ -244,6 +247,8 @@ impl Store {
             Some(row) => Ok(RefreshRotation::Reused {
                 grant_id: column(&row, "grant_id")?,
                 client_id: column(&row, "client_id")?,
+                used_at: column(&row, "used_at")?,
+                record: Box::new(refresh_from_row(&row)?),
             }),
             None => Ok(RefreshRotation::Unknown),
         }

@@ -1,5 +1,6 @@
 //! The `groups` claim: department paths from the top (`总部/研发部/平台组`, since names alone
-//! are not unique), department names, department ids and tag names.
+//! are not unique), department names, department ids and tag names, each written as the
+//! unambiguous group value of `domain::group`.
 //!
 //! WeCom has no "groups of a member" call (wecom-api.md §7): departments come from
 //! `department/list`, tags from `tag/list`, and who carries a tag from `tag/get` per tag. All
@@ -19,6 +20,7 @@ use reqwest::Method;
 use super::answer::{self, Answer};
 use super::{Department, Member, WeComClient, WeComError};
 use crate::config::GroupKinds;
+use crate::domain::group;
 
 /// `tag/get` calls in flight at once on a cold cache: quick enough for hundreds of tags, far
 /// below WeCom's concurrency limit (45033).
@@ -136,10 +138,10 @@ impl WeComClient {
                 groups.extend(own.iter().map(|d| path(&departments, d)));
             }
             if kinds.names {
-                groups.extend(own.iter().map(|d| d.name.clone()));
+                groups.extend(own.iter().map(|d| group::name_value(&d.name)));
             }
             if kinds.ids {
-                groups.extend(own.iter().map(|d| d.id.to_string()));
+                groups.extend(own.iter().map(|d| group::id_value(d.id)));
             }
         }
         if kinds.tags {
@@ -157,7 +159,7 @@ impl WeComClient {
                 tags.iter()
                     .zip(carriers)
                     .filter(|(_, carriers)| carriers.include(&userid, &member.departments))
-                    .map(|(tag, _)| tag.name.clone()),
+                    .map(|(tag, _)| group::tag_value(&tag.name)),
             );
         }
         let mut seen = HashSet::new();
@@ -259,8 +261,9 @@ fn tag_members_from_answer(answer: &Answer) -> TagMembers {
     }
 }
 
-/// `总部/研发部/平台组`: names from the topmost department the app can see down to `department`.
-/// When the app sees only a subtree, the path starts at the subtree's top.
+/// `总部/研发部/平台组`: names from the topmost department the app can see down to `department`,
+/// each escaped as a path segment. When the app sees only a subtree, the path starts at the
+/// subtree's top.
 fn path(departments: &Departments, department: &Department) -> String {
     let mut names = vec![department.name.as_str()];
     let mut visited = HashSet::from([department.id]);
@@ -274,7 +277,7 @@ fn path(departments: &Departments, department: &Department) -> String {
         current = parent;
     }
     names.reverse();
-    names.join("/")
+    group::path_value(names)
 }
 
 #[cfg(test)]
@@ -310,5 +313,7 @@ mod tests {
         assert_eq!(path(&tree, &tree[&7]), "乙/甲");
         let subtree = departments(&[(2, "研发部", 1), (3, "平台组", 2)]);
         assert_eq!(path(&subtree, &subtree[&3]), "研发部/平台组");
+        let slashed = departments(&[(2, "R/D", 0), (3, "tag:x", 2)]);
+        assert_eq!(path(&slashed, &slashed[&3]), r"R\/D/tag\:x");
     }
 }

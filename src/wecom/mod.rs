@@ -160,8 +160,9 @@ impl WeComClient {
     }
 
     /// The member's groups of the kinds `kinds` switches on — department paths from the top
-    /// (`总部/研发部/平台组`), department names, department ids, tag names — in that order,
-    /// deduplicated. Departments the app cannot see are skipped.
+    /// (`总部/研发部/平台组`), department names (`dept:…`), department ids (`deptid:…`), tags
+    /// (`tag:…`) — in that order, deduplicated, as `domain::group` values. Departments the app
+    /// cannot see are skipped.
     #[tracing::instrument(name = "wecom.groups", skip_all, fields(userid = %member.userid))]
     pub async fn groups(
         &self,

@@ -632,7 +632,13 @@ async fn groups_are_paths_names_ids_and_tags_by_userlist_or_partylist() {
 
     assert_eq!(
         groups,
-        vec!["总部/研发部/平台组", "平台组", "3", "管理员", "研发"]
+        vec![
+            "总部/研发部/平台组",
+            "dept:平台组",
+            "deptid:3",
+            "tag:管理员",
+            "tag:研发"
+        ]
     );
     server.verify().await;
 }
@@ -657,8 +663,11 @@ async fn groups_are_cached_so_a_second_call_makes_no_request() {
         .await
         .unwrap();
 
-    assert_eq!(first, vec!["总部/销售部", "总部/研发部", "研发", "无关"]);
-    assert_eq!(second, vec!["总部/销售部", "无关"]);
+    assert_eq!(
+        first,
+        vec!["总部/销售部", "总部/研发部", "tag:研发", "tag:无关"]
+    );
+    assert_eq!(second, vec!["总部/销售部", "tag:无关"]);
     server.verify().await;
 }
 
@@ -704,7 +713,7 @@ async fn groups_read_only_what_the_kinds_need_and_deduplicate() {
         .await
         .unwrap();
 
-    assert_eq!(groups, vec!["平台组"]);
+    assert_eq!(groups, vec!["dept:平台组"]);
     server.verify().await;
 }
 
@@ -739,7 +748,7 @@ async fn a_department_list_wecom_refuses_leaves_departments_out_but_keeps_tags()
         .await
         .unwrap();
 
-    assert_eq!(groups, vec!["值班"]);
+    assert_eq!(groups, vec!["tag:值班"]);
 }
 
 #[tokio::test]

@@ -5,11 +5,14 @@
 mod helpers;
 
 mod backchannel;
+mod claims;
+mod client_jwt;
 mod discovery;
 mod events;
 mod login;
 mod membership;
 mod operations;
+mod refresh;
 mod relying_party;
 mod session;
 mod token;

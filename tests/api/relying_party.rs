@@ -147,7 +147,7 @@ async fn in_client_login_yields_the_sensitive_profile() {
 }
 
 #[tokio::test]
-async fn groups_are_department_paths_and_tags() {
+async fn groups_are_department_paths_and_prefixed_tags() {
     let app = TestApp::spawn().await;
     let client = app.confidential_client().await;
 
@@ -167,5 +167,11 @@ async fn groups_are_department_paths_and_tags() {
 
     let groups = userinfo["groups"].as_array().expect("groups claim");
     assert!(groups.contains(&json!("总部/研发部/平台组")), "{groups:?}");
-    assert!(groups.contains(&json!("管理员")), "{groups:?}");
+    assert!(groups.contains(&json!("tag:管理员")), "{groups:?}");
+    assert!(
+        !groups
+            .iter()
+            .any(|g| g.as_str().unwrap().starts_with("dept")),
+        "GROUPS_CLAIM defaults to paths and tags: {groups:?}"
+    );
 }

@@ -302,6 +302,8 @@ async fn refresh_tokens_rotate_and_reuse_kills_the_grant() {
         200
     );
 
+    // Past REFRESH_REUSE_GRACE_SECS (3): a replay, not a concurrent refresh.
+    app.clock.advance(4);
     let (status, error, _) = error_of(
         app.token_request(
             &client,

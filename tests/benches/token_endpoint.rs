@@ -283,6 +283,7 @@ async fn mint_codes(store: &Store, client_id: &str, count: usize) -> Vec<String>
         auth_time: now,
         session_id: None,
         amr: "qr swk".into(),
+        claims: None,
     };
     let chunks: Vec<Vec<String>> = codes
         .chunks(count.div_ceil(16).max(1))
