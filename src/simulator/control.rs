@@ -192,6 +192,24 @@ impl SimulatorControl {
         });
     }
 
+    /// Edits one member's profile as an administrator would in the console, without sending an
+    /// event (a field change the app would only see at its next read).
+    pub fn edit_member(
+        &self,
+        userid: &str,
+        edit: impl FnOnce(&mut super::directory::Member),
+    ) -> anyhow::Result<()> {
+        let mut state = self.shared.lock();
+        let member = state
+            .directory
+            .members
+            .iter_mut()
+            .find(|m| m.userid.eq_ignore_ascii_case(userid))
+            .with_context(|| format!("no member {userid}"))?;
+        edit(member);
+        Ok(())
+    }
+
     /// A copy of the directory as it stands, per-app switches included.
     pub fn directory(&self) -> Directory {
         self.shared.lock().directory.clone()

@@ -476,3 +476,112 @@ async fn two_replicas_sweeping_at_once_never_check_the_same_member_twice() {
     assert_eq!(a.unwrap() + b.unwrap(), 3);
     assert_eq!(calls(&first) + calls(&second) - before, 3);
 }
+
+/// Signs `member` in inside the WeCom client with consent (a fresh `user_ticket`): the ID token's
+/// claims.
+async fn in_client_sign_in(app: &TestApp, client: &TestClient, member: &str) -> Value {
+    let response = app
+        .browser
+        .get(app.authorize_url(client, &[("prompt", "login")]))
+        .header("User-Agent", WECOM_UA)
+        .send()
+        .await
+        .unwrap();
+    let callback = app
+        .wecom_approves(
+            &location(&response),
+            &[("userid", member), ("consent", "1")],
+        )
+        .await;
+    let code = parse_callback(&app.follow(&callback).await)
+        .code
+        .expect("a code");
+    let body: Value = app
+        .exchange(client, &code, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    claims(body["id_token"].as_str().unwrap())
+}
+
+#[tokio::test]
+async fn a_field_getuserdetail_returns_empty_is_cleared_not_kept_from_before() {
+    let app = TestApp::spawn().await;
+    let client = app.confidential_client().await;
+    let first = in_client_sign_in(&app, &client, "zhangsan").await;
+    assert_eq!(first["email_verified"], true, "{first}");
+    let mailbox = first["email"].as_str().unwrap().to_owned();
+
+    app.simulator
+        .control()
+        .edit_member("ZhangSan", |member| member.biz_mail.clear())
+        .unwrap();
+    let second = in_client_sign_in(&app, &client, "zhangsan").await;
+
+    assert_ne!(second["email"].as_str().unwrap(), mailbox, "{second}");
+    assert_eq!(second["email_verified"], false);
+}
+
+#[tokio::test]
+async fn relying_parties_hear_of_an_admin_revoke_and_of_a_failed_recheck() {
+    use crate::backchannel::{client_with_backchannel, verify_with_jwks, Answer, RelyingParty};
+    let app = TestApp::spawn().await;
+    let mut rp = RelyingParty::start(Answer::Ok).await;
+    let client = client_with_backchannel(&app, &rp).await;
+    let zhangsan = sign_in_with_refresh(&app, &client, "zhangsan").await;
+    let wangwu = sign_in_with_refresh_as(&app, &client, "wangwu", &[("prompt", "login")]).await;
+
+    let revoked = app
+        .http
+        .post(app.url("/admin/users/zhangsan/revoke"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    let (_, logout) = verify_with_jwks(&app, &rp.next().await.logout_token).await;
+    assert_eq!(logout["sub"], "zhangsan");
+    assert_eq!(logout["sid"], claims(&zhangsan.id_token)["sid"]);
+
+    remove_wangwu_from_range(&app);
+    app.clock.advance(301);
+    let (status, _) = refresh(&app, &client, &wangwu.refresh).await;
+    assert_eq!(status, 400);
+    let (_, logout) = verify_with_jwks(&app, &rp.next().await.logout_token).await;
+    assert_eq!(logout["sub"], "wangwu");
+    assert_eq!(logout["aud"], client.id.as_str());
+    assert!(logout.get("nonce").is_none());
+}
+
+#[tokio::test]
+async fn the_cli_shows_and_revokes_a_member() {
+    let app = TestApp::spawn().await;
+    let client = app.confidential_client().await;
+    let tokens = sign_in_with_refresh(&app, &client, "wangwu").await;
+    let run = |args: &[&str]| {
+        crate::operations::binary()
+            .args(args)
+            .env("DATABASE_URL", app.database_url())
+            .env("OIDC_ISSUER", &app.issuer)
+            .output()
+            .unwrap()
+    };
+
+    let shown = run(&["user", "show", "wangwu"]);
+    assert!(shown.status.success());
+    let document: Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(document["grants"][0]["client_id"], client.id.as_str());
+
+    let unknown = run(&["user", "revoke", "nobody"]);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("nobody"));
+
+    let revoked = run(&["user", "revoke", "wangwu"]);
+    assert!(revoked.status.success());
+    let document: Value = serde_json::from_slice(&revoked.stdout).unwrap();
+    assert_eq!(document["grants"], serde_json::json!([]));
+    assert_eq!(app.userinfo(&tokens.access).await.status(), 401);
+    let (status, _) = refresh(&app, &client, &tokens.refresh).await;
+    assert_eq!(status, 400);
+}

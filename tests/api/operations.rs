@@ -347,7 +347,7 @@ async fn every_route_works_under_an_issuer_path_prefix() {
     assert_eq!(unprefixed.status(), 404);
 }
 
-fn binary() -> Command {
+pub(crate) fn binary() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_wecom-oidc"));
     for key in [
         "DATABASE_URL",
