@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use crate::backchannel::{client_with_backchannel, verify_with_jwks, Answer, RelyingParty};
 use crate::helpers::{TestApp, TestClient, AGENT_ID};
+use crate::membership::{active, refresh, sign_in_with_refresh_as, Tokens};
 use wecom_oidc::simulator::{Attempt, EventSource};
 
 const EVENT_TOKEN: &str = "T0kenForOidcTests";
@@ -38,61 +39,8 @@ async fn app_with_events() -> TestApp {
     app
 }
 
-struct Held {
-    access: String,
-    refresh: String,
-    id_token: String,
-}
-
-async fn sign_in(app: &TestApp, client: &TestClient, member: &str) -> Held {
-    let code = app
-        .sign_in(
-            client,
-            member,
-            &[
-                ("scope", "openid profile offline_access"),
-                ("prompt", "login"),
-            ],
-        )
-        .await
-        .code
-        .unwrap();
-    let body: Value = app
-        .exchange(client, &code, None)
-        .await
-        .json()
-        .await
-        .unwrap();
-    Held {
-        access: body["access_token"].as_str().unwrap().to_owned(),
-        refresh: body["refresh_token"].as_str().unwrap().to_owned(),
-        id_token: body["id_token"].as_str().unwrap().to_owned(),
-    }
-}
-
-async fn active(app: &TestApp, client: &TestClient, token: &str) -> bool {
-    let body: Value = app
-        .http
-        .post(app.url("/introspect"))
-        .basic_auth(&client.id, client.secret.as_deref())
-        .form(&[("token", token)])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    body["active"].as_bool().unwrap()
-}
-
-async fn refresh(app: &TestApp, client: &TestClient, token: &str) -> (u16, Value) {
-    let response = app
-        .token_request(
-            client,
-            &[("grant_type", "refresh_token"), ("refresh_token", token)],
-        )
-        .await;
-    (response.status().as_u16(), response.json().await.unwrap())
+async fn sign_in(app: &TestApp, client: &TestClient, member: &str) -> Tokens {
+    sign_in_with_refresh_as(app, client, member, &[("prompt", "login")]).await
 }
 
 fn all_accepted(deliveries: &[wecom_oidc::simulator::Delivery]) -> bool {
@@ -100,7 +48,7 @@ fn all_accepted(deliveries: &[wecom_oidc::simulator::Delivery]) -> bool {
 }
 
 /// Access is gone the moment the event has been answered: no recheck interval, no sweep.
-async fn assert_gone(app: &TestApp, client: &TestClient, held: &Held) {
+async fn assert_gone(app: &TestApp, client: &TestClient, held: &Tokens) {
     assert_eq!(app.userinfo(&held.access).await.status(), 401);
     assert!(!active(app, client, &held.access).await);
     let (status, body) = refresh(app, client, &held.refresh).await;

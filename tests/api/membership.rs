@@ -9,17 +9,17 @@ use crate::helpers::{
 use wecom_oidc::simulator::{Fault, FaultKind};
 
 /// What a relying party holds after one sign-in with `offline_access`.
-struct Tokens {
-    access: String,
-    refresh: String,
-    id_token: String,
+pub(crate) struct Tokens {
+    pub access: String,
+    pub refresh: String,
+    pub id_token: String,
 }
 
 async fn sign_in_with_refresh(app: &TestApp, client: &TestClient, member: &str) -> Tokens {
     sign_in_with_refresh_as(app, client, member, &[]).await
 }
 
-async fn sign_in_with_refresh_as(
+pub(crate) async fn sign_in_with_refresh_as(
     app: &TestApp,
     client: &TestClient,
     member: &str,
@@ -45,7 +45,7 @@ async fn sign_in_with_refresh_as(
     }
 }
 
-async fn refresh(app: &TestApp, client: &TestClient, token: &str) -> (u16, Value) {
+pub(crate) async fn refresh(app: &TestApp, client: &TestClient, token: &str) -> (u16, Value) {
     let response = app
         .token_request(
             client,
@@ -56,7 +56,7 @@ async fn refresh(app: &TestApp, client: &TestClient, token: &str) -> (u16, Value
     (status, response.json().await.unwrap())
 }
 
-async fn active(app: &TestApp, client: &TestClient, token: &str) -> bool {
+pub(crate) async fn active(app: &TestApp, client: &TestClient, token: &str) -> bool {
     let body: Value = app
         .http
         .post(app.url("/introspect"))
