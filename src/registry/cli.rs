@@ -4,7 +4,7 @@ use std::io::Write;
 
 use clap::Subcommand;
 
-use super::{create_client, rotate_secret};
+use super::{create_client, rotate_secret, ChosenSecret};
 use crate::clock::UnixTime;
 use crate::domain::{AuthMethod, ClientRegistration, GrantType};
 use crate::storage::Store;
@@ -36,13 +36,30 @@ pub enum ClientCommand {
         id_token_profile_claims: bool,
         #[arg(long)]
         always_issue_refresh_token: bool,
+        /// Use this secret instead of generating one (to move a relying party from another
+        /// provider unchanged); stored with argon2id. Prefer the generated secret otherwise.
+        #[arg(
+            long = "client-secret",
+            env = "WECOM_OIDC_CLIENT_SECRET",
+            hide_env_values = true
+        )]
+        client_secret: Option<String>,
     },
     /// List the registered clients.
     List,
     /// Remove a client and every code and token issued to it.
     Delete { client_id: String },
     /// Make a new secret for a confidential client and print it.
-    RotateSecret { client_id: String },
+    RotateSecret {
+        client_id: String,
+        /// Set this secret instead of generating one; stored with argon2id.
+        #[arg(
+            long = "client-secret",
+            env = "WECOM_OIDC_CLIENT_SECRET",
+            hide_env_values = true
+        )]
+        client_secret: Option<String>,
+    },
 }
 
 fn parse_auth_method(raw: &str) -> Result<AuthMethod, String> {
@@ -72,7 +89,12 @@ pub async fn run(
             require_pkce,
             id_token_profile_claims,
             always_issue_refresh_token,
+            client_secret,
         } => {
+            let chosen = client_secret
+                .as_deref()
+                .map(ChosenSecret::parse)
+                .transpose()?;
             let registration = ClientRegistration {
                 client_name: name,
                 redirect_uris,
@@ -85,7 +107,7 @@ pub async fn run(
                 id_token_profile_claims: Some(id_token_profile_claims),
                 always_issue_refresh_token: Some(always_issue_refresh_token),
             };
-            let created = create_client(store, registration, now).await?;
+            let created = create_client(store, registration, chosen, now).await?;
             writeln!(out, "client_id: {}", created.client.client_id)?;
             match created.client_secret {
                 Some(secret) => {
@@ -94,6 +116,9 @@ pub async fn run(
                         out,
                         "(the secret is shown only now; `client rotate-secret` makes a new one)"
                     )?;
+                }
+                None if created.client.secret_hash.is_some() => {
+                    writeln!(out, "client_secret: (the one you chose)")?;
                 }
                 None => writeln!(out, "(public client: no secret; it must use PKCE)")?,
             }
@@ -121,10 +146,20 @@ pub async fn run(
                 .map_err(super::RegistryError::from)?;
             writeln!(out, "deleted {client_id}")?;
         }
-        ClientCommand::RotateSecret { client_id } => {
-            let secret = rotate_secret(store, &client_id, now).await?;
+        ClientCommand::RotateSecret {
+            client_id,
+            client_secret,
+        } => {
+            let chosen = client_secret
+                .as_deref()
+                .map(ChosenSecret::parse)
+                .transpose()?;
+            let secret = rotate_secret(store, &client_id, chosen, now).await?;
             writeln!(out, "client_id: {client_id}")?;
-            writeln!(out, "client_secret: {secret}")?;
+            match secret {
+                Some(secret) => writeln!(out, "client_secret: {secret}")?,
+                None => writeln!(out, "client_secret: (the one you chose)")?,
+            }
         }
     }
     Ok(())

@@ -7,7 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
-use super::{client_document, RegistryError};
+use super::{client_document, ChosenSecret, RegistryError};
 use crate::clock::Clock;
 use crate::crypto::{constant_time_eq, sha256};
 use crate::domain::ClientRegistration;
@@ -143,8 +143,36 @@ fn authorize(req: &HttpRequest, context: &AdminContext) -> Result<(), AdminError
     }
 }
 
-/// Parses the body ourselves so that every failure gets the same JSON error shape.
-fn parse_registration(req: &HttpRequest, body: &[u8]) -> Result<ClientRegistration, AdminError> {
+/// Parses the body ourselves so that every failure gets the same JSON error shape. A
+/// `client_secret` member sets the secret instead of generating one.
+fn parse_registration(
+    req: &HttpRequest,
+    body: &[u8],
+) -> Result<(ClientRegistration, Option<ChosenSecret>), AdminError> {
+    let mut document = parse_json_object(req, body)?;
+    let chosen = take_chosen_secret(&mut document)?;
+    let registration = serde_json::from_value(serde_json::Value::Object(document))
+        .map_err(|e| AdminError::BadMetadata(e.to_string()))?;
+    Ok((registration, chosen))
+}
+
+/// Removes `client_secret` from the document and checks it.
+fn take_chosen_secret(
+    document: &mut serde_json::Map<String, serde_json::Value>,
+) -> Result<Option<ChosenSecret>, AdminError> {
+    match document.remove("client_secret") {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(secret)) => Ok(Some(ChosenSecret::parse(&secret)?)),
+        Some(_) => Err(AdminError::BadMetadata(
+            "client_secret must be a string".to_owned(),
+        )),
+    }
+}
+
+fn parse_json_object(
+    req: &HttpRequest,
+    body: &[u8],
+) -> Result<serde_json::Map<String, serde_json::Value>, AdminError> {
     let is_json = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -179,8 +207,9 @@ async fn create(
     body: web::Bytes,
 ) -> AdminResult {
     authorize(&req, &context)?;
-    let registration = parse_registration(&req, &body)?;
-    let created = super::create_client(&context.store, registration, context.clock.now()).await?;
+    let (registration, chosen) = parse_registration(&req, &body)?;
+    let created =
+        super::create_client(&context.store, registration, chosen, context.clock.now()).await?;
     tracing::info!(client_id = %created.client.client_id, "client registered");
     Ok(ok(
         StatusCode::CREATED,
@@ -205,9 +234,15 @@ async fn update(
     body: web::Bytes,
 ) -> AdminResult {
     authorize(&req, &context)?;
-    let registration = parse_registration(&req, &body)?;
-    let updated =
-        super::update_client(&context.store, &path, registration, context.clock.now()).await?;
+    let (registration, chosen) = parse_registration(&req, &body)?;
+    let updated = super::update_client(
+        &context.store,
+        &path,
+        registration,
+        chosen,
+        context.clock.now(),
+    )
+    .await?;
     Ok(ok(
         StatusCode::OK,
         client_document(&updated.client, updated.client_secret.as_deref()),
@@ -225,15 +260,31 @@ async fn delete(
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// A new generated secret (shown once), or, with a JSON body `{"client_secret": "…"}`, the
+/// administrator's (not echoed).
 async fn rotate(
     req: HttpRequest,
     context: web::Data<AdminContext>,
     path: web::Path<String>,
+    body: web::Bytes,
 ) -> AdminResult {
     authorize(&req, &context)?;
-    let secret = super::rotate_secret(&context.store, &path, context.clock.now()).await?;
-    Ok(ok(
-        StatusCode::OK,
-        json!({ "client_id": path.as_str(), "client_secret": secret }),
-    ))
+    let chosen = if body.is_empty() {
+        None
+    } else {
+        let mut document = parse_json_object(&req, &body)?;
+        let chosen = take_chosen_secret(&mut document)?;
+        if let Some(unknown) = document.keys().next() {
+            return Err(AdminError::BadMetadata(format!(
+                "unknown field `{unknown}`; only client_secret may be sent"
+            )));
+        }
+        chosen
+    };
+    let secret = super::rotate_secret(&context.store, &path, chosen, context.clock.now()).await?;
+    let mut document = json!({ "client_id": path.as_str() });
+    if let Some(secret) = secret {
+        document["client_secret"] = json!(secret);
+    }
+    Ok(ok(StatusCode::OK, document))
 }

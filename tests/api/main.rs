@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod client_secrets;
 mod discovery;
 mod login;
 mod operations;
