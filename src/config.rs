@@ -117,8 +117,11 @@ impl Issuer {
             .unwrap_or_default()
     }
 
+    /// Schemes are case-insensitive (RFC 3986 §3.1): `HTTPS://` is https too.
     pub fn is_https(&self) -> bool {
-        self.0.starts_with("https://")
+        self.0
+            .get(..8)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
     }
 }
 
@@ -655,6 +658,14 @@ mod tests {
             config.wecom.redirect_url.as_str(),
             "https://example.com/sso/auth/wecom/callback"
         );
+    }
+
+    #[test]
+    fn an_issuer_scheme_in_capitals_is_still_https() {
+        let config = Config::from_pairs([("OIDC_ISSUER", "HTTPS://sso.example.com")]).unwrap();
+        assert!(config.issuer.is_https());
+        let config = Config::from_pairs([("OIDC_ISSUER", "http://localhost:8080")]).unwrap();
+        assert!(!config.issuer.is_https());
     }
 
     #[test]

@@ -44,21 +44,37 @@ pub struct Application {
 }
 
 impl Application {
+    /// Connects, migrates and loads the keys first, and only then binds `LISTEN_ADDR`: the port
+    /// accepts no connection before the provider can answer it.
     pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(&config.listen_addr)
-            .with_context(|| format!("cannot listen on {} (LISTEN_ADDR)", config.listen_addr))?;
-        Self::build_with(config, clock, BuildOptions::default(), listener).await
+        Self::build_on(config, clock, BuildOptions::default(), None).await
     }
 
     /// Builds on a listener bound beforehand, so that a caller can put the port in the issuer.
+    /// Connections made before the build finishes wait in the listener's backlog.
     pub async fn build_with(
         config: Config,
         clock: Arc<dyn Clock>,
         options: BuildOptions,
         listener: TcpListener,
     ) -> anyhow::Result<Self> {
+        Self::build_on(config, clock, options, Some(listener)).await
+    }
+
+    async fn build_on(
+        config: Config,
+        clock: Arc<dyn Clock>,
+        options: BuildOptions,
+        listener: Option<TcpListener>,
+    ) -> anyhow::Result<Self> {
         let store = Store::connect(&config.database).await?;
         let keys = Arc::new(KeyManager::load_or_create(store.clone(), &config, clock.now()).await?);
+        let listener = match listener {
+            Some(listener) => listener,
+            None => TcpListener::bind(&config.listen_addr).with_context(|| {
+                format!("cannot listen on {} (LISTEN_ADDR)", config.listen_addr)
+            })?,
+        };
         let wecom = match &config.wecom.credentials {
             Some(credentials) => Some(
                 crate::wecom::WeComClient::new(&config.wecom, credentials)
@@ -86,6 +102,11 @@ impl Application {
                 prefix.clone()
             },
             secure_cookies: config.issuer.is_https(),
+            cookie_prefix: match (config.issuer.is_https(), prefix.is_empty()) {
+                (true, true) => "__Host-",
+                (true, false) => "__Secure-",
+                (false, _) => "",
+            },
             provider: Provider {
                 store: store.clone(),
                 keys: Arc::clone(&keys),
@@ -103,12 +124,14 @@ impl Application {
         keys.spawn_reloader(Arc::clone(&clock), KEY_RELOAD_INTERVAL);
         spawn_purger(store.clone(), Arc::clone(&clock));
 
+        let hsts = config.issuer.is_https();
         let mut server = HttpServer::new(move || {
             let mut app = App::new()
                 .app_data(state.clone())
                 .app_data(admin.clone())
                 .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
-                .wrap(security_headers())
+                .wrap(from_fn(routes::shape::error_shape))
+                .wrap(security_headers(hsts))
                 .wrap(from_fn(log_request))
                 .service(
                     web::scope(&prefix)
@@ -147,9 +170,16 @@ impl Application {
 }
 
 /// Anti-framing, no referrer, no sniffing, and a strict CSP on every response; the form-post
-/// page sets its own CSP, which these defaults do not override.
-fn security_headers() -> DefaultHeaders {
-    DefaultHeaders::new()
+/// page sets its own CSP, which these defaults do not override. On an https issuer, HSTS too
+/// (RFC 6797): a browser that once reached the provider never tries plain http again. No
+/// `includeSubDomains`: other hosts of the domain are not the provider's to decide.
+fn security_headers(hsts: bool) -> DefaultHeaders {
+    let headers = if hsts {
+        DefaultHeaders::new().add((header::STRICT_TRANSPORT_SECURITY, "max-age=31536000"))
+    } else {
+        DefaultHeaders::new()
+    };
+    headers
         .add((header::X_FRAME_OPTIONS, "DENY"))
         .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .add((header::REFERRER_POLICY, "no-referrer"))

@@ -67,10 +67,7 @@ impl KeyManager {
         if keys.is_empty() {
             let key = generate(config.signing_alg, 1, now, sealer.as_ref())?;
             // Another replica may win this race; either way the table now holds generation 1.
-            store
-                .insert_signing_key(&key)
-                .await
-                .context("storing the first signing key")?;
+            insert_at_start_up(&store, &key).await?;
             keys = store.signing_keys().await.context("reading signing keys")?;
         }
         let set = build_key_set(&keys, sealer.as_ref(), retention, now)?;
@@ -329,4 +326,24 @@ fn thumbprint(public: &Jwk) -> anyhow::Result<String> {
         })
         .collect::<anyhow::Result<_>>()?;
     Ok(base64url(&sha256(serde_json::to_string(&map)?.as_bytes())))
+}
+
+/// Stores the first key. Replicas starting together on SQLite contend for its write lock, which
+/// a request would rather see as a quick 503; at start-up, waiting a little longer is right.
+async fn insert_at_start_up(store: &Store, key: &StoredKey) -> anyhow::Result<()> {
+    let mut attempt = 0;
+    loop {
+        match store.insert_signing_key(key).await {
+            Ok(_) => return Ok(()),
+            Err(crate::storage::StorageError::Unavailable(reason)) if attempt < 10 => {
+                attempt += 1;
+                tracing::debug!(
+                    reason,
+                    "database busy while storing the first key; retrying"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(err) => return Err(err).context("storing the first signing key"),
+        }
+    }
 }

@@ -6,8 +6,10 @@ mod helpers;
 
 mod client_secrets;
 mod discovery;
+mod fuzz;
 mod login;
 mod operations;
 mod relying_party;
+mod resilience;
 mod session;
 mod token;

@@ -460,6 +460,7 @@ async fn a_database_outage_answers_503_and_recovers_without_a_restart() {
     ))
     .await;
 
+    let started = std::time::Instant::now();
     assert_eq!(
         app.http
             .get(app.url("/readyz"))
@@ -469,6 +470,12 @@ async fn a_database_outage_answers_503_and_recovers_without_a_restart() {
             .status(),
         503
     );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(1),
+        "/readyz answers within a second: {:?}",
+        started.elapsed()
+    );
+    let started = std::time::Instant::now();
     let token = app
         .token_request(
             &client,
@@ -480,6 +487,11 @@ async fn a_database_outage_answers_503_and_recovers_without_a_restart() {
         )
         .await;
     assert_eq!(token.status(), 503);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(1),
+        "requests fail fast: {:?}",
+        started.elapsed()
+    );
     let body: Value = token.json().await.unwrap();
     assert_eq!(body["error"], "temporarily_unavailable");
     assert_eq!(
