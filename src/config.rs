@@ -60,6 +60,8 @@ const KNOWN_KEYS: &[&str] = &[
     "SESSION_TTL_SECS",
     "AUTH_REQUEST_TTL_SECS",
     "CLIENT_SECRET_CACHE_SECS",
+    "KEY_ACTIVATION_DELAY_SECS",
+    "KEY_ROTATION_DAYS",
 ];
 
 /// The whole configuration, passed to the application as state.
@@ -77,6 +79,16 @@ pub struct Config {
     pub lifetimes: Lifetimes,
     /// How long a client secret that verified is remembered (0 = verify with argon2 every time).
     pub client_secret_cache_ttl: Duration,
+    pub keys: KeySettings,
+}
+
+/// Signing-key rotation.
+#[derive(Debug, Clone, Copy)]
+pub struct KeySettings {
+    /// How long a rotated key is published before it signs (`KEY_ACTIVATION_DELAY_SECS`).
+    pub activation_delay: Duration,
+    /// Rotate by itself this often (`KEY_ROTATION_DAYS`); `None` = only by `keys rotate`.
+    pub rotate_every: Option<Duration>,
 }
 
 /// The public base URL; every endpoint lives under it, path prefix included.
@@ -527,6 +539,21 @@ impl Config {
             86_400,
         )?);
 
+        let default_delay = crate::keys::JWKS_MAX_AGE + crate::keys::KEY_RELOAD_INTERVAL;
+        let keys = KeySettings {
+            activation_delay: Duration::from_secs(parse_number(
+                &get,
+                "KEY_ACTIVATION_DELAY_SECS",
+                default_delay.as_secs(),
+                0,
+                7 * 86_400,
+            )?),
+            rotate_every: match parse_number(&get, "KEY_ROTATION_DAYS", 0, 0, 3650)? {
+                0 => None,
+                days => Some(Duration::from_secs(days * 86_400)),
+            },
+        };
+
         Ok(Config {
             issuer,
             listen_addr,
@@ -543,6 +570,7 @@ impl Config {
             },
             lifetimes,
             client_secret_cache_ttl,
+            keys,
         })
     }
 }

@@ -15,7 +15,7 @@ use serde_json::json;
 
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::keys::KeyManager;
+use crate::keys::{KeyManager, KEY_RELOAD_INTERVAL};
 use crate::oidc::client_auth::VerifiedSecrets;
 use crate::oidc::{discovery, Provider};
 use crate::pages::Pages;
@@ -25,8 +25,6 @@ use crate::storage::Store;
 
 /// The largest request body accepted anywhere (forms, admin JSON).
 const MAX_BODY_BYTES: usize = 64 * 1024;
-/// How often each replica re-reads the signing keys (a rotation elsewhere reaches it this fast).
-const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(60);
 /// How often expired codes, tokens, sessions and requests are deleted.
 const PURGE_INTERVAL: Duration = Duration::from_secs(300);
 

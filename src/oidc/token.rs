@@ -102,6 +102,14 @@ impl Provider {
         let credentials = PresentedCredentials::extract(authorization, params)?;
         let request = TokenRequest::parse(params)?;
         let client = self.authenticate_client(&credentials).await?;
+        // Checked before a code or refresh token is spent: see `keys` on why a replica may
+        // briefly have no key it is allowed to sign with.
+        if self.keys.current_kid().is_none() {
+            return Err(OAuthError::new(
+                ErrorCode::TemporarilyUnavailable,
+                "no signing key is ready on this server; try again shortly",
+            ));
+        }
         if !client.allows_grant(request.grant_type()) {
             return Err(OAuthError::new(
                 ErrorCode::UnauthorizedClient,

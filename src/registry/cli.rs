@@ -48,9 +48,14 @@ pub enum ClientCommand {
     /// List the registered clients.
     List,
     /// Remove a client and every code and token issued to it.
-    Delete { client_id: String },
+    Delete {
+        /// Generated ids may begin with `-`.
+        #[arg(allow_hyphen_values = true)]
+        client_id: String,
+    },
     /// Make a new secret for a confidential client and print it.
     RotateSecret {
+        #[arg(allow_hyphen_values = true)]
         client_id: String,
         /// Set this secret instead of generating one; stored with argon2id.
         #[arg(

@@ -7,6 +7,7 @@ mod helpers;
 mod client_secrets;
 mod discovery;
 mod fuzz;
+mod key_rotation;
 mod login;
 mod operations;
 mod relying_party;

@@ -259,39 +259,6 @@ fn shared(url: &str) -> TestDatabase {
 }
 
 #[tokio::test]
-async fn key_rotation_keeps_the_old_key_in_the_jwks_and_signs_with_the_new_one() {
-    let db = TestDatabase::create().await;
-    let config = Config::from_pairs([("DATABASE_URL", db.url.as_str())]).unwrap();
-    let clock = ManualClock::default();
-    let store = Store::connect(&config.database).await.unwrap();
-    let keys = KeyManager::load_or_create(store.clone(), &config, clock.now())
-        .await
-        .unwrap();
-    let old_kid = keys.current_kid();
-
-    let new_kid = keys.rotate(clock.now()).await.unwrap();
-
-    assert_ne!(old_kid, new_kid);
-    assert_eq!(keys.current_kid(), new_kid);
-    let jwks: Value = serde_json::from_str(&keys.jwks()).unwrap();
-    let kids: Vec<&str> = jwks["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["kid"].as_str().unwrap())
-        .collect();
-    assert!(
-        kids.contains(&old_kid.as_str()) && kids.contains(&new_kid.as_str()),
-        "{kids:?}"
-    );
-    // Once every ID token the old key signed has expired, it leaves the JWKS.
-    clock.advance(config.lifetimes.id_token.as_secs() as i64 + 301);
-    keys.reload(clock.now()).await.unwrap();
-    let jwks: Value = serde_json::from_str(&keys.jwks()).unwrap();
-    assert_eq!(jwks["keys"].as_array().unwrap().len(), 1);
-}
-
-#[tokio::test]
 async fn two_replicas_starting_together_on_an_empty_database_share_one_key() {
     let db = TestDatabase::create().await;
     let config = Config::from_pairs([("DATABASE_URL", db.url.as_str())]).unwrap();
