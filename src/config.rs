@@ -62,6 +62,7 @@ const KNOWN_KEYS: &[&str] = &[
     "CLIENT_SECRET_CACHE_SECS",
     "KEY_ACTIVATION_DELAY_SECS",
     "KEY_ROTATION_DAYS",
+    "AUDIT_RETENTION_DAYS",
 ];
 
 /// The whole configuration, passed to the application as state.
@@ -80,6 +81,8 @@ pub struct Config {
     /// How long a client secret that verified is remembered (0 = verify with argon2 every time).
     pub client_secret_cache_ttl: Duration,
     pub keys: KeySettings,
+    /// Audit rows older than this are deleted (`AUDIT_RETENTION_DAYS`); `None` keeps them all.
+    pub audit_retention: Option<Duration>,
 }
 
 /// Signing-key rotation.
@@ -554,6 +557,11 @@ impl Config {
             },
         };
 
+        let audit_retention = match parse_number(&get, "AUDIT_RETENTION_DAYS", 180, 0, 36_500)? {
+            0 => None,
+            days => Some(Duration::from_secs(days * 86_400)),
+        };
+
         Ok(Config {
             issuer,
             listen_addr,
@@ -571,6 +579,7 @@ impl Config {
             lifetimes,
             client_secret_cache_ttl,
             keys,
+            audit_retention,
         })
     }
 }

@@ -120,7 +120,7 @@ impl Application {
         });
 
         keys.spawn_reloader(Arc::clone(&clock), KEY_RELOAD_INTERVAL);
-        spawn_purger(store.clone(), Arc::clone(&clock));
+        spawn_purger(store.clone(), Arc::clone(&clock), config.audit_retention);
 
         let hsts = config.issuer.is_https();
         let mut server = HttpServer::new(move || {
@@ -217,15 +217,25 @@ async fn not_found() -> HttpResponse {
         .json(json!({ "error": "not_found", "error_description": "no such endpoint" }))
 }
 
-fn spawn_purger(store: Store, clock: Arc<dyn Clock>) {
+fn spawn_purger(store: Store, clock: Arc<dyn Clock>, audit_retention: Option<Duration>) {
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(PURGE_INTERVAL);
         loop {
             ticker.tick().await;
-            match store.purge_expired(clock.now()).await {
+            let now = clock.now();
+            match store.purge_expired(now).await {
                 Ok(0) => {}
                 Ok(removed) => tracing::debug!(removed, "expired rows purged"),
                 Err(err) => tracing::warn!(error = %err, "could not purge expired rows"),
+            }
+            if let Some(retention) = audit_retention {
+                match store.purge_audit(now - retention.as_secs() as i64).await {
+                    Ok(0) => {}
+                    Ok(removed) => {
+                        tracing::info!(removed, "audit rows past AUDIT_RETENTION_DAYS purged")
+                    }
+                    Err(err) => tracing::warn!(error = %err, "could not purge the audit log"),
+                }
             }
         }
     });

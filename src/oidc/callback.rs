@@ -86,9 +86,15 @@ impl Provider {
         {
             Ok(pending) => pending,
             Err(StorageError::NotFound) => {
+                // Counted, not written to the audit log: anyone can send these, and a row
+                // each would let them grow the database without end.
                 tracing::warn!("callback with an unknown, used or expired state");
-                self.audit(now, "sign_in", "refused", None, None, Some("state_unknown"))
-                    .await;
+                metrics::counter!(
+                    "wecom_oidc_logins_total",
+                    "result" => "refused",
+                    "reason" => "state_unknown"
+                )
+                .increment(1);
                 return Ok(CallbackOutcome::ShowError(Page::new(
                     PageKind::LoginExpired,
                 )));

@@ -31,7 +31,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::put().to(update))
             .route(web::delete().to(delete)),
     )
-    .route("/admin/clients/{client_id}/secret", web::post().to(rotate));
+    .route("/admin/clients/{client_id}/secret", web::post().to(rotate))
+    .service(web::resource("/admin/audit").route(web::get().to(audit)));
 }
 
 fn json_error(status: StatusCode, error: &str, description: &str) -> HttpResponse {
@@ -57,6 +58,8 @@ enum AdminError {
     NotJson,
     #[error("the body is not valid client metadata: {0}")]
     BadMetadata(String),
+    #[error("{0}")]
+    BadQuery(&'static str),
     #[error(transparent)]
     Registry(#[from] RegistryError),
 }
@@ -88,6 +91,9 @@ impl ResponseError for AdminError {
                 "invalid_request",
                 &description,
             ),
+            AdminError::BadQuery(_) => {
+                json_error(StatusCode::BAD_REQUEST, "invalid_request", &description)
+            }
             AdminError::BadMetadata(_) => json_error(
                 StatusCode::BAD_REQUEST,
                 "invalid_client_metadata",
@@ -287,4 +293,63 @@ async fn rotate(
         document["client_secret"] = json!(secret);
     }
     Ok(ok(StatusCode::OK, document))
+}
+
+/// The most rows one `GET /admin/audit` returns, and the default.
+const AUDIT_PAGE_MAX: i64 = 500;
+const AUDIT_PAGE_DEFAULT: i64 = 100;
+
+/// `GET /admin/audit?sub=&event=&since=&limit=&cursor=`: the audit log, newest first. A full page
+/// carries `next_cursor`; pass it as `cursor` for the next, older page.
+async fn audit(req: HttpRequest, context: web::Data<AdminContext>) -> AdminResult {
+    authorize(&req, &context)?;
+    let params = crate::oidc::Params::parse(req.query_string().as_bytes());
+    let number = |name: &str, problem: &'static str| -> Result<Option<i64>, AdminError> {
+        params
+            .get(name)
+            .map(|raw| {
+                raw.parse::<i64>()
+                    .map_err(|_| AdminError::BadQuery(problem))
+            })
+            .transpose()
+    };
+    let text = |name: &str| -> Result<Option<String>, AdminError> {
+        match params.get(name) {
+            Some(value) if value.len() > 256 || value.contains('\0') => Err(AdminError::BadQuery(
+                "sub and event are at most 256 characters",
+            )),
+            other => Ok(other.map(str::to_owned)),
+        }
+    };
+    let limit = number("limit", "limit must be a whole number")?.unwrap_or(AUDIT_PAGE_DEFAULT);
+    if !(1..=AUDIT_PAGE_MAX).contains(&limit) {
+        return Err(AdminError::BadQuery("limit must be from 1 to 500"));
+    }
+    let query = crate::storage::AuditQuery {
+        sub: text("sub")?,
+        event: text("event")?,
+        since: number("since", "since must be a Unix time in seconds")?,
+        before_id: number(
+            "cursor",
+            "cursor must be a next_cursor from an earlier page",
+        )?,
+        limit,
+    };
+    let rows = context.store.audit_page(&query).await?;
+    let next_cursor = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|(id, _)| id.to_string()))
+        .flatten();
+    let events: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|(_, e)| {
+            json!({
+                "at": e.at, "event": e.event, "outcome": e.outcome, "sub": e.sub,
+                "client_id": e.client_id, "reason": e.reason,
+            })
+        })
+        .collect();
+    Ok(ok(
+        StatusCode::OK,
+        json!({ "events": events, "next_cursor": next_cursor }),
+    ))
 }

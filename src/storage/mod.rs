@@ -19,7 +19,7 @@ use secrecy::ExposeSecret;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
-pub use audit::AuditEvent;
+pub use audit::{AuditEvent, AuditQuery};
 pub use codes::{CodeGrant, CodeRedemption};
 pub use requests::{PendingRequest, Session};
 pub use signing_keys::StoredKey;

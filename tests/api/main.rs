@@ -7,6 +7,7 @@ mod helpers;
 mod client_secrets;
 mod discovery;
 mod fuzz;
+mod housekeeping;
 mod key_rotation;
 mod login;
 mod operations;
