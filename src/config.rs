@@ -63,6 +63,7 @@ const KNOWN_KEYS: &[&str] = &[
     "KEY_ACTIVATION_DELAY_SECS",
     "KEY_ROTATION_DAYS",
     "AUDIT_RETENTION_DAYS",
+    "METRICS_ADDR",
 ];
 
 /// The whole configuration, passed to the application as state.
@@ -83,6 +84,8 @@ pub struct Config {
     pub keys: KeySettings,
     /// Audit rows older than this are deleted (`AUDIT_RETENTION_DAYS`); `None` keeps them all.
     pub audit_retention: Option<Duration>,
+    /// Where `/metrics` listens (`METRICS_ADDR`); `None` = no metrics.
+    pub metrics_addr: Option<String>,
 }
 
 /// Signing-key rotation.
@@ -562,6 +565,16 @@ impl Config {
             days => Some(Duration::from_secs(days * 86_400)),
         };
 
+        let metrics_addr = get("METRICS_ADDR");
+        if let Some(addr) = &metrics_addr {
+            if addr.parse::<std::net::SocketAddr>().is_err() {
+                return Err(invalid(
+                    "METRICS_ADDR",
+                    format!("expected host:port such as 0.0.0.0:9090, got {addr:?}"),
+                ));
+            }
+        }
+
         Ok(Config {
             issuer,
             listen_addr,
@@ -580,6 +593,7 @@ impl Config {
             client_secret_cache_ttl,
             keys,
             audit_retention,
+            metrics_addr,
         })
     }
 }

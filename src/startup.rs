@@ -37,6 +37,7 @@ pub struct BuildOptions {
 
 pub struct Application {
     port: u16,
+    metrics_port: Option<u16>,
     server: Server,
     store: Store,
 }
@@ -67,6 +68,17 @@ impl Application {
     ) -> anyhow::Result<Self> {
         let store = Store::connect(&config.database).await?;
         let keys = Arc::new(KeyManager::load_or_create(store.clone(), &config, clock.now()).await?);
+        let metrics = match &config.metrics_addr {
+            Some(addr) => {
+                let handle = crate::telemetry::recorder()?;
+                let listener = TcpListener::bind(addr)
+                    .with_context(|| format!("cannot listen on {addr} (METRICS_ADDR)"))?;
+                let port = listener.local_addr()?.port();
+                tokio::spawn(crate::telemetry::serve(listener, handle, store.clone())?);
+                Some(port)
+            }
+            None => None,
+        };
         let listener = match listener {
             Some(listener) => listener,
             None => TcpListener::bind(&config.listen_addr).with_context(|| {
@@ -130,6 +142,7 @@ impl Application {
                 .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
                 .wrap(from_fn(routes::shape::error_shape))
                 .wrap(security_headers(hsts))
+                .wrap(from_fn(crate::telemetry::record_request))
                 .wrap(from_fn(log_request))
                 .service(
                     web::scope(&prefix)
@@ -150,6 +163,7 @@ impl Application {
         }
         Ok(Self {
             port,
+            metrics_port: metrics,
             server: server.run(),
             store,
         })
@@ -157,6 +171,11 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The port `/metrics` listens on, when `METRICS_ADDR` is set.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_port
     }
 
     /// Serves until SIGTERM or Ctrl-C, then finishes the requests in flight (graceful shutdown).

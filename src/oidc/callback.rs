@@ -89,12 +89,7 @@ impl Provider {
                 // Counted, not written to the audit log: anyone can send these, and a row
                 // each would let them grow the database without end.
                 tracing::warn!("callback with an unknown, used or expired state");
-                metrics::counter!(
-                    "wecom_oidc_logins_total",
-                    "result" => "refused",
-                    "reason" => "state_unknown"
-                )
-                .increment(1);
+                crate::telemetry::login("refused", Some("state_unknown"));
                 return Ok(CallbackOutcome::ShowError(Page::new(
                     PageKind::LoginExpired,
                 )));

@@ -119,7 +119,8 @@ impl Provider {
                 ),
             ));
         }
-        match request {
+        let grant_type = request.grant_type().as_str();
+        let issued = match request {
             TokenRequest::AuthorizationCode {
                 code,
                 redirect_uri,
@@ -141,7 +142,12 @@ impl Provider {
                 self.refresh(&client, &refresh_token, scope.as_deref(), now)
                     .await
             }
+        };
+        if issued.is_ok() {
+            metrics::counter!("wecom_oidc_tokens_issued_total", "grant_type" => grant_type)
+                .increment(1);
         }
+        issued
     }
 
     async fn exchange_code(

@@ -208,6 +208,15 @@ impl Store {
         }
     }
 
+    /// Open and idle connections, and the most the pool opens: for the metrics.
+    pub fn pool_stats(&self) -> (u32, u32, u32) {
+        (
+            self.pool.size(),
+            u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+            self.pool.options().get_max_connections(),
+        )
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }

@@ -132,6 +132,8 @@ pub struct TestApp {
     pub clock: ManualClock,
     pub store: Store,
     pub simulator: Simulator,
+    /// Where `/metrics` answers, when the test set `METRICS_ADDR`.
+    pub metrics_port: Option<u16>,
     /// Held so that the database lives exactly as long as the application.
     db: TestDatabase,
 }
@@ -221,6 +223,7 @@ impl TestApp {
         )
         .await
         .expect("application builds");
+        let metrics_port = application.metrics_port();
         tokio::spawn(application.run_until_stopped());
         TestApp {
             issuer,
@@ -230,6 +233,7 @@ impl TestApp {
             clock,
             store,
             simulator,
+            metrics_port,
             db,
         }
     }

@@ -10,6 +10,7 @@ mod fuzz;
 mod housekeeping;
 mod key_rotation;
 mod login;
+mod metrics;
 mod operations;
 mod relying_party;
 mod resilience;
