@@ -64,6 +64,9 @@ const KNOWN_KEYS: &[&str] = &[
     "KEY_ROTATION_DAYS",
     "AUDIT_RETENTION_DAYS",
     "METRICS_ADDR",
+    "RATE_LIMIT_PER_MINUTE",
+    "AUTH_FAILURE_LIMIT_PER_MINUTE",
+    "TRUSTED_PROXIES",
 ];
 
 /// The whole configuration, passed to the application as state.
@@ -86,6 +89,8 @@ pub struct Config {
     pub audit_retention: Option<Duration>,
     /// Where `/metrics` listens (`METRICS_ADDR`); `None` = no metrics.
     pub metrics_addr: Option<String>,
+    /// Per-source abuse limits and the proxies whose forwarding headers are believed.
+    pub limits: crate::limits::LimitSettings,
 }
 
 /// Signing-key rotation.
@@ -575,6 +580,21 @@ impl Config {
             }
         }
 
+        let limits = crate::limits::LimitSettings {
+            per_minute: parse_number(&get, "RATE_LIMIT_PER_MINUTE", 1200, 0, 1_000_000)? as u32,
+            failures_per_minute: parse_number(
+                &get,
+                "AUTH_FAILURE_LIMIT_PER_MINUTE",
+                30,
+                0,
+                1_000_000,
+            )? as u32,
+            trusted_proxies: crate::limits::TrustedProxies::parse(
+                &get("TRUSTED_PROXIES").unwrap_or_default(),
+            )
+            .map_err(|e| invalid("TRUSTED_PROXIES", e))?,
+        };
+
         Ok(Config {
             issuer,
             listen_addr,
@@ -594,6 +614,7 @@ impl Config {
             keys,
             audit_retention,
             metrics_addr,
+            limits,
         })
     }
 }

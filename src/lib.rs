@@ -13,6 +13,7 @@ pub mod crypto;
 pub mod demo;
 pub mod domain;
 pub mod keys;
+pub mod limits;
 pub mod oidc;
 pub mod pages;
 pub mod registry;

@@ -64,6 +64,10 @@ fn describe(status: StatusCode) -> (&'static str, &'static str) {
             ("invalid_request", "the content type is not supported here")
         }
         StatusCode::NOT_FOUND => ("not_found", "no such resource"),
+        StatusCode::TOO_MANY_REQUESTS => (
+            "temporarily_unavailable",
+            "too many requests from this address; retry after the Retry-After delay",
+        ),
         StatusCode::SERVICE_UNAVAILABLE => (
             "temporarily_unavailable",
             "the service is temporarily unavailable; try again shortly",
@@ -94,6 +98,9 @@ fn reshape(
     let (code, description) = describe(status);
     let mut builder = HttpResponse::build(status);
     respond::no_store(&mut builder);
+    if let Some(retry_after) = original.get(header::RETRY_AFTER) {
+        builder.insert_header((header::RETRY_AFTER, retry_after.clone()));
+    }
     // RFC 9110 §15.5.6: a 405 names the methods the resource takes.
     if let Some(allow) = original.get(header::ALLOW) {
         builder.insert_header((header::ALLOW, allow.clone()));
@@ -103,7 +110,9 @@ fn reshape(
     match shape {
         Shape::Page => match state {
             Some(state) => {
-                let kind = if status == StatusCode::SERVICE_UNAVAILABLE {
+                let kind = if status == StatusCode::SERVICE_UNAVAILABLE
+                    || status == StatusCode::TOO_MANY_REQUESTS
+                {
                     PageKind::ServiceUnavailable
                 } else if status.is_server_error() {
                     PageKind::InternalError

@@ -9,6 +9,7 @@ mod discovery;
 mod fuzz;
 mod housekeeping;
 mod key_rotation;
+mod limits;
 mod login;
 mod metrics;
 mod operations;
