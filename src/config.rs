@@ -67,6 +67,7 @@ const KNOWN_KEYS: &[&str] = &[
     "RATE_LIMIT_PER_MINUTE",
     "AUTH_FAILURE_LIMIT_PER_MINUTE",
     "TRUSTED_PROXIES",
+    "WECOM_PROXY",
 ];
 
 /// The whole configuration, passed to the application as state.
@@ -235,6 +236,9 @@ pub struct WeComSettings {
     pub in_client_scope: InClientScope,
     pub auto_login_in_client: bool,
     pub groups_cache_ttl: Duration,
+    /// An http(s) proxy for the WeCom API calls only (`WECOM_PROXY`): WeCom answers only the
+    /// corporation's trusted IPs, which is often a fixed egress.
+    pub proxy: Option<Url>,
 }
 
 #[derive(Debug, Clone)]
@@ -488,7 +492,11 @@ impl Config {
                 ))
             }
         };
+        let proxy = get("WECOM_PROXY")
+            .map(|raw| parse_url("WECOM_PROXY", &raw))
+            .transpose()?;
         let wecom = WeComSettings {
+            proxy,
             credentials,
             redirect_url,
             api_base: base("WECOM_API_BASE", "https://qyapi.weixin.qq.com")?,

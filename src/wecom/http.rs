@@ -44,7 +44,13 @@ pub(super) struct Transport {
 
 impl Transport {
     pub(super) fn new(settings: &WeComSettings) -> Result<Self, WeComError> {
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if let Some(proxy) = &settings.proxy {
+            let proxy = reqwest::Proxy::all(proxy.as_str())
+                .map_err(|e| WeComError::Unreachable(format!("WECOM_PROXY: {}", describe(e))))?;
+            builder = builder.proxy(proxy);
+        }
+        let http = builder
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout)
             // WeCom's API never redirects; following a redirect would hand the token elsewhere.
@@ -138,6 +144,16 @@ impl Transport {
             WeComError::Unreachable(describe(err))
         }
     }
+}
+
+/// How a proxy URL is shown: scheme, host and port, never the credentials it may carry.
+pub fn proxy_display(proxy: &Url) -> String {
+    format!(
+        "{}://{}:{}",
+        proxy.scheme(),
+        proxy.host_str().unwrap_or(""),
+        proxy.port_or_known_default().unwrap_or(0)
+    )
 }
 
 /// `wecom_oidc_wecom_requests_total{api,errcode}` and the latency histogram. The API is the URL

@@ -17,6 +17,7 @@ mod answer;
 mod error;
 mod groups;
 mod http;
+pub use http::proxy_display;
 mod login;
 mod profile;
 mod token;

@@ -6,6 +6,7 @@ mod helpers;
 
 mod client_secrets;
 mod discovery;
+mod egress;
 mod fuzz;
 mod housekeeping;
 mod key_rotation;
