@@ -157,9 +157,27 @@ fn parse_registration(
 ) -> Result<(ClientRegistration, Option<ChosenSecret>), AdminError> {
     let mut document = parse_json_object(req, body)?;
     let chosen = take_chosen_secret(&mut document)?;
-    let registration = serde_json::from_value(serde_json::Value::Object(document))
-        .map_err(|e| AdminError::BadMetadata(e.to_string()))?;
+    let document = serde_json::Value::Object(document);
+    if holds_nul(&document) {
+        // Postgres cannot store a NUL byte in text; no metadata value has a use for one.
+        return Err(AdminError::BadMetadata(
+            "values must not contain NUL characters".to_owned(),
+        ));
+    }
+    let registration =
+        serde_json::from_value(document).map_err(|e| AdminError::BadMetadata(e.to_string()))?;
     Ok((registration, chosen))
+}
+
+fn holds_nul(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(text) => text.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(holds_nul),
+        serde_json::Value::Object(members) => members
+            .iter()
+            .any(|(key, value)| key.contains('\0') || holds_nul(value)),
+        _ => false,
+    }
 }
 
 /// Removes `client_secret` from the document and checks it.

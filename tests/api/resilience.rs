@@ -166,6 +166,14 @@ async fn a_nul_byte_in_a_client_id_is_a_4xx_at_every_endpoint() {
             "application/json",
         ),
         (
+            "admin create with NUL metadata",
+            app.http
+                .post(app.url("/admin/clients"))
+                .bearer_auth(ADMIN_TOKEN)
+                .json(&json!({"client_name": "a\u{0}b", "redirect_uris": ["https://x.example/cb"]})),
+            "application/json",
+        ),
+        (
             "admin delete",
             app.http
                 .delete(app.url("/admin/clients/a%00b"))
