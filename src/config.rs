@@ -741,6 +741,20 @@ mod tests {
     }
 
     #[test]
+    fn operations_settings_have_safe_defaults() {
+        let config = Config::from_pairs([]).unwrap();
+        assert_eq!(config.keys.activation_delay, Duration::from_secs(3660));
+        assert!(config.keys.rotate_every.is_none());
+        assert_eq!(
+            config.audit_retention,
+            Some(Duration::from_secs(180 * 86_400))
+        );
+        assert!(config.metrics_addr.is_none() && config.wecom.proxy.is_none());
+        assert_eq!(config.limits.per_minute, 1200);
+        assert_eq!(config.limits.failures_per_minute, 30);
+    }
+
+    #[test]
     fn an_issuer_scheme_in_capitals_is_still_https() {
         let config = Config::from_pairs([("OIDC_ISSUER", "HTTPS://sso.example.com")]).unwrap();
         assert!(config.issuer.is_https());
@@ -758,6 +772,12 @@ mod tests {
             ("SIGNING_ALG", "HS256"),
             ("ALLOWED_DOMAINS", "@example.com"),
             ("WECOM_AGENT_ID", "abc"),
+            ("METRICS_ADDR", "9090"),
+            ("TRUSTED_PROXIES", "10.0.0.0/99"),
+            ("WECOM_PROXY", "not a url"),
+            ("KEY_ACTIVATION_DELAY_SECS", "-1"),
+            ("AUDIT_RETENTION_DAYS", "forever"),
+            ("RATE_LIMIT_PER_MINUTE", "lots"),
         ] {
             let err = Config::from_pairs([(key, value)]).unwrap_err().to_string();
             assert!(err.contains(key), "{key}={value}: {err}");
