@@ -5,8 +5,9 @@
 //! - a request rate per endpoint group (`/authorize`, the WeCom callback, `/token`,
 //!   `/revoke` + `/introspect`, `/admin`), `RATE_LIMIT_PER_MINUTE`, generous by default so that
 //!   a whole office behind one NAT signs in freely;
-//! - a failure rate: failed client authentications (401 at `/token`, `/revoke`, `/introspect`)
-//!   and failed `/userinfo` calls, `AUTH_FAILURE_LIMIT_PER_MINUTE`. A source past it is refused
+//! - a failure rate: failed client authentications (401 at `/token`, `/revoke`, `/introspect`),
+//!   `AUTH_FAILURE_LIMIT_PER_MINUTE`, and failed `/userinfo` calls, at the general rate (expired
+//!   tokens are routine behind an office NAT). A source past one is refused at those endpoints
 //!   until its allowance refills. The limit is on the source, not on the client: the same
 //!   client keeps working from its own addresses while someone guesses its secret elsewhere.
 //!
@@ -141,13 +142,22 @@ impl Group {
         }
     }
 
-    /// Whose failures (401) count against the source's failure allowance.
-    fn counts_failures(self) -> bool {
-        matches!(
-            self,
-            Group::Token | Group::RevokeIntrospect | Group::Userinfo
-        )
+    /// Which failure allowance a 401 here counts against.
+    fn failure_kind(self) -> Option<Failure> {
+        match self {
+            Group::Token | Group::RevokeIntrospect => Some(Failure::ClientAuthentication),
+            Group::Userinfo => Some(Failure::Userinfo),
+            _ => None,
+        }
     }
+}
+
+/// The two failure allowances, kept apart so that expired tokens at `/userinfo` never block a
+/// source's client authentication, nor the reverse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Failure {
+    ClientAuthentication,
+    Userinfo,
 }
 
 /// The limits of one application; cheap to share.
@@ -156,9 +166,9 @@ pub struct Limits {
     trusted: TrustedProxies,
     /// One limiter per group (userinfo has only the failure limit).
     requests: Option<[(Group, DefaultKeyedRateLimiter<IpAddr>); 5]>,
-    failures: Option<DefaultKeyedRateLimiter<IpAddr>>,
-    /// Sources past their failure allowance, and until when.
-    blocked: moka::sync::Cache<IpAddr, Instant>,
+    failures: Vec<(Failure, DefaultKeyedRateLimiter<IpAddr>)>,
+    /// Sources past a failure allowance, and until when.
+    blocked: moka::sync::Cache<(IpAddr, Failure), Instant>,
 }
 
 /// `RATE_LIMIT_PER_MINUTE`, `AUTH_FAILURE_LIMIT_PER_MINUTE`, `TRUSTED_PROXIES`.
@@ -166,7 +176,8 @@ pub struct Limits {
 pub struct LimitSettings {
     /// Requests per minute per source and endpoint group; 0 = no limit.
     pub per_minute: u32,
-    /// Failed client authentications (and userinfo calls) per minute per source; 0 = no limit.
+    /// Failed client authentications per minute per source; 0 = no limit. (Failed userinfo
+    /// calls are limited at `per_minute`.)
     pub failures_per_minute: u32,
     pub trusted_proxies: TrustedProxies,
 }
@@ -184,8 +195,16 @@ impl Limits {
             ]
             .map(|group| (group, DefaultKeyedRateLimiter::keyed(quota)))
         });
-        let failures = NonZeroU32::new(settings.failures_per_minute)
-            .map(|n| DefaultKeyedRateLimiter::keyed(Quota::per_minute(n)));
+        let failures = [
+            (Failure::ClientAuthentication, settings.failures_per_minute),
+            (Failure::Userinfo, settings.per_minute),
+        ]
+        .into_iter()
+        .filter_map(|(kind, per_minute)| {
+            NonZeroU32::new(per_minute)
+                .map(|n| (kind, DefaultKeyedRateLimiter::keyed(Quota::per_minute(n))))
+        })
+        .collect();
         let limits = Arc::new(Self {
             prefix: prefix.to_owned(),
             trusted: settings.trusted_proxies.clone(),
@@ -203,8 +222,12 @@ impl Limits {
     /// How long the source must wait, when a request of `group` from it is over a limit.
     fn refused_for(&self, group: Group, source: IpAddr) -> Option<Duration> {
         let now = Instant::now();
-        if group.counts_failures() {
-            if let Some(until) = self.blocked.get(&source).filter(|until| *until > now) {
+        if let Some(kind) = group.failure_kind() {
+            if let Some(until) = self
+                .blocked
+                .get(&(source, kind))
+                .filter(|until| *until > now)
+            {
                 return Some(until - now);
             }
         }
@@ -216,14 +239,14 @@ impl Limits {
     }
 
     /// A failure from `source`; past the allowance, the source is refused until it refills.
-    fn record_failure(&self, source: IpAddr) {
-        let Some(failures) = &self.failures else {
+    fn record_failure(&self, source: IpAddr, kind: Failure) {
+        let Some((_, failures)) = self.failures.iter().find(|(k, _)| *k == kind) else {
             return;
         };
         if let Err(not_until) = failures.check_key(&source) {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
-            tracing::warn!(%source, wait_secs = wait.as_secs(), "too many failed authentications from this source; slowing it down");
-            self.blocked.insert(source, Instant::now() + wait);
+            tracing::warn!(%source, ?kind, wait_secs = wait.as_secs(), "too many failures from this source; slowing it down");
+            self.blocked.insert((source, kind), Instant::now() + wait);
         }
     }
 }
@@ -242,7 +265,7 @@ fn spawn_cleanup(limits: std::sync::Weak<Limits>) {
                 limiter.retain_recent();
                 limiter.shrink_to_fit();
             }
-            if let Some(failures) = &limits.failures {
+            for (_, failures) in &limits.failures {
                 failures.retain_recent();
                 failures.shrink_to_fit();
             }
@@ -283,8 +306,10 @@ pub async fn limit(
         return Ok(req.into_response(response).map_into_right_body());
     }
     let response = next.call(req).await?;
-    if group.counts_failures() && response.status() == actix_web::http::StatusCode::UNAUTHORIZED {
-        limits.record_failure(source);
+    if let Some(kind) = group.failure_kind() {
+        if response.status() == actix_web::http::StatusCode::UNAUTHORIZED {
+            limits.record_failure(source, kind);
+        }
     }
     Ok(response.map_into_left_body())
 }

@@ -109,3 +109,26 @@ async fn the_request_rate_limit_answers_429_in_each_endpoints_shape() {
         .unwrap()
         .starts_with("text/html"));
 }
+
+#[tokio::test]
+async fn failed_userinfo_calls_are_limited_apart_from_client_authentication() {
+    let app = TestApp::spawn_with(&[("RATE_LIMIT_PER_MINUTE", "10")]).await;
+    let client = app.confidential_client().await;
+    let secret = client.secret.clone().unwrap();
+
+    let mut last = 0;
+    for _ in 0..15 {
+        last = app.userinfo("expired-or-forged").await.status().as_u16();
+    }
+    assert_eq!(
+        last, 429,
+        "expired tokens past the allowance are slowed down"
+    );
+
+    let response = revoke_from(&app, &client, &secret, "ignored").await;
+    assert_eq!(
+        response.status(),
+        200,
+        "the same source still authenticates its client"
+    );
+}
