@@ -56,6 +56,14 @@ pub async fn run(
         ),
     )?;
 
+    let egress = match &settings.proxy {
+        Some(proxy) => format!(
+            "WeCom API calls go through the proxy {} (WECOM_PROXY); WeCom sees the proxy's address.",
+            crate::wecom::proxy_display(proxy)
+        ),
+        None => "WeCom API calls go out directly (no WECOM_PROXY); WeCom sees this host's egress address.".to_owned(),
+    };
+    report(out, true, "egress", &egress)?;
     let client = WeComClient::new(settings, credentials).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut all_ok = true;
     match client.check_credentials().await {

@@ -70,6 +70,14 @@ const KNOWN_KEYS: &[&str] = &[
     "GROUPS_ON_FAILURE",
     "BACKCHANNEL_LOGOUT_TIMEOUT_SECS",
     "REFRESH_REUSE_GRACE_SECS",
+    "KEY_ACTIVATION_DELAY_SECS",
+    "KEY_ROTATION_DAYS",
+    "AUDIT_RETENTION_DAYS",
+    "METRICS_ADDR",
+    "RATE_LIMIT_PER_MINUTE",
+    "AUTH_FAILURE_LIMIT_PER_MINUTE",
+    "TRUSTED_PROXIES",
+    "WECOM_PROXY",
 ];
 
 /// The whole configuration, passed to the application as state.
@@ -93,6 +101,22 @@ pub struct Config {
     /// How long after its rotation a refresh token may be presented again by the same client and
     /// still answer (two tabs or pods refreshing at once); later reuse revokes the grant.
     pub refresh_reuse_grace: Duration,
+    pub keys: KeySettings,
+    /// Audit rows older than this are deleted (`AUDIT_RETENTION_DAYS`); `None` keeps them all.
+    pub audit_retention: Option<Duration>,
+    /// Where `/metrics` listens (`METRICS_ADDR`); `None` = no metrics.
+    pub metrics_addr: Option<String>,
+    /// Per-source abuse limits and the proxies whose forwarding headers are believed.
+    pub limits: crate::limits::LimitSettings,
+}
+
+/// Signing-key rotation.
+#[derive(Debug, Clone, Copy)]
+pub struct KeySettings {
+    /// How long a rotated key is published before it signs (`KEY_ACTIVATION_DELAY_SECS`).
+    pub activation_delay: Duration,
+    /// Rotate by itself this often (`KEY_ROTATION_DAYS`); `None` = only by `keys rotate`.
+    pub rotate_every: Option<Duration>,
 }
 
 /// The public base URL; every endpoint lives under it, path prefix included.
@@ -133,8 +157,11 @@ impl Issuer {
             .unwrap_or_default()
     }
 
+    /// Schemes are case-insensitive (RFC 3986 §3.1): `HTTPS://` is https too.
     pub fn is_https(&self) -> bool {
-        self.0.starts_with("https://")
+        self.0
+            .get(..8)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
     }
 }
 
@@ -225,6 +252,9 @@ pub struct WeComSettings {
     pub in_client_scope: InClientScope,
     pub auto_login_in_client: bool,
     pub groups_cache_ttl: Duration,
+    /// An http(s) proxy for the WeCom API calls only (`WECOM_PROXY`): WeCom answers only the
+    /// corporation's trusted IPs, which is often a fixed egress.
+    pub proxy: Option<Url>,
     /// The event-callback channels; both `None` when events are not received.
     pub events: EventSettings,
 }
@@ -559,7 +589,11 @@ impl Config {
                 "event callbacks need WECOM_CORP_ID, WECOM_CORP_SECRET and WECOM_AGENT_ID",
             ));
         }
+        let proxy = get("WECOM_PROXY")
+            .map(|raw| parse_url("WECOM_PROXY", &raw))
+            .transpose()?;
         let wecom = WeComSettings {
+            proxy,
             credentials,
             redirect_url,
             api_base: base("WECOM_API_BASE", "https://qyapi.weixin.qq.com")?,
@@ -656,6 +690,50 @@ impl Config {
         )?);
         let refresh_reuse_grace =
             Duration::from_secs(parse_number(&get, "REFRESH_REUSE_GRACE_SECS", 3, 0, 60)?);
+        let default_delay = crate::keys::JWKS_MAX_AGE + crate::keys::KEY_RELOAD_INTERVAL;
+        let keys = KeySettings {
+            activation_delay: Duration::from_secs(parse_number(
+                &get,
+                "KEY_ACTIVATION_DELAY_SECS",
+                default_delay.as_secs(),
+                0,
+                7 * 86_400,
+            )?),
+            rotate_every: match parse_number(&get, "KEY_ROTATION_DAYS", 0, 0, 3650)? {
+                0 => None,
+                days => Some(Duration::from_secs(days * 86_400)),
+            },
+        };
+
+        let audit_retention = match parse_number(&get, "AUDIT_RETENTION_DAYS", 180, 0, 36_500)? {
+            0 => None,
+            days => Some(Duration::from_secs(days * 86_400)),
+        };
+
+        let metrics_addr = get("METRICS_ADDR");
+        if let Some(addr) = &metrics_addr {
+            if addr.parse::<std::net::SocketAddr>().is_err() {
+                return Err(invalid(
+                    "METRICS_ADDR",
+                    format!("expected host:port such as 0.0.0.0:9090, got {addr:?}"),
+                ));
+            }
+        }
+
+        let limits = crate::limits::LimitSettings {
+            per_minute: parse_number(&get, "RATE_LIMIT_PER_MINUTE", 1200, 0, 1_000_000)? as u32,
+            failures_per_minute: parse_number(
+                &get,
+                "AUTH_FAILURE_LIMIT_PER_MINUTE",
+                30,
+                0,
+                1_000_000,
+            )? as u32,
+            trusted_proxies: crate::limits::TrustedProxies::parse(
+                &get("TRUSTED_PROXIES").unwrap_or_default(),
+            )
+            .map_err(|e| invalid("TRUSTED_PROXIES", e))?,
+        };
 
         Ok(Config {
             issuer,
@@ -676,6 +754,10 @@ impl Config {
             client_secret_cache_ttl,
             backchannel_logout_timeout,
             refresh_reuse_grace,
+            keys,
+            audit_retention,
+            metrics_addr,
+            limits,
         })
     }
 }
@@ -815,6 +897,28 @@ mod tests {
     }
 
     #[test]
+    fn operations_settings_have_safe_defaults() {
+        let config = Config::from_pairs([]).unwrap();
+        assert_eq!(config.keys.activation_delay, Duration::from_secs(3660));
+        assert!(config.keys.rotate_every.is_none());
+        assert_eq!(
+            config.audit_retention,
+            Some(Duration::from_secs(180 * 86_400))
+        );
+        assert!(config.metrics_addr.is_none() && config.wecom.proxy.is_none());
+        assert_eq!(config.limits.per_minute, 1200);
+        assert_eq!(config.limits.failures_per_minute, 30);
+    }
+
+    #[test]
+    fn an_issuer_scheme_in_capitals_is_still_https() {
+        let config = Config::from_pairs([("OIDC_ISSUER", "HTTPS://sso.example.com")]).unwrap();
+        assert!(config.issuer.is_https());
+        let config = Config::from_pairs([("OIDC_ISSUER", "http://localhost:8080")]).unwrap();
+        assert!(!config.issuer.is_https());
+    }
+
+    #[test]
     fn bad_values_name_the_variable() {
         for (key, value) in [
             ("OIDC_ISSUER", "not a url"),
@@ -824,6 +928,12 @@ mod tests {
             ("SIGNING_ALG", "HS256"),
             ("ALLOWED_DOMAINS", "@example.com"),
             ("WECOM_AGENT_ID", "abc"),
+            ("METRICS_ADDR", "9090"),
+            ("TRUSTED_PROXIES", "10.0.0.0/99"),
+            ("WECOM_PROXY", "not a url"),
+            ("KEY_ACTIVATION_DELAY_SECS", "-1"),
+            ("AUDIT_RETENTION_DAYS", "forever"),
+            ("RATE_LIMIT_PER_MINUTE", "lots"),
         ] {
             let err = Config::from_pairs([(key, value)]).unwrap_err().to_string();
             assert!(err.contains(key), "{key}={value}: {err}");

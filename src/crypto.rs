@@ -1,4 +1,10 @@
-//! Random tokens, hashing, argon2id secrets, constant-time comparison and encryption at rest.
+//! Random tokens, hashing, client secrets, constant-time comparison and encryption at rest.
+//!
+//! Client secrets are stored in one of two forms. A secret the server generated carries 256 bits
+//! from the OS generator: nobody can guess it, so a slow hash adds nothing and its SHA-256 digest
+//! (`sha256$<hex>`) is stored and compared in constant time. A secret an administrator chose may
+//! be guessable, so it is stored as argon2id (`$argon2id$…`), like every secret made before
+//! generated secrets were digested.
 
 use aes_gcm::aead::{Aead, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -56,6 +62,47 @@ fn argon2() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
+/// How a server-generated secret's digest is marked in `clients.secret_hash`.
+const DIGEST_PREFIX: &str = "sha256$";
+
+/// The stored form of a secret the server generated (256 random bits): `sha256$<hex digest>`.
+pub fn digest_generated_secret(secret: &str) -> String {
+    format!("{DIGEST_PREFIX}{}", sha256_hex(secret))
+}
+
+/// True when verifying against `stored` costs argon2 (an administrator's secret or an old hash).
+pub fn is_slow_hash(stored: &str) -> bool {
+    stored.starts_with("$argon2")
+}
+
+/// Compares a presented secret with a stored `sha256$…` digest in constant time. Any other stored
+/// form is compared against a digest nobody matches, so the work is the same.
+pub fn verify_digest(secret: &str, stored: &str) -> bool {
+    let expected = stored
+        .strip_prefix(DIGEST_PREFIX)
+        .and_then(|hex_digest| hex::decode(hex_digest).ok())
+        .filter(|digest| digest.len() == 32);
+    let presented = sha256(secret.as_bytes());
+    match expected {
+        Some(digest) => constant_time_eq(&presented, &digest),
+        None => {
+            // Same work as a real comparison; the result is thrown away.
+            let _ = constant_time_eq(&presented, &[0u8; 32]);
+            false
+        }
+    }
+}
+
+/// Verifies a secret against whichever stored form it has. Slow for argon2id hashes: call it on
+/// the blocking pool when `is_slow_hash` says so.
+pub fn verify_secret(secret: &str, stored: &str) -> bool {
+    if is_slow_hash(stored) {
+        verify_argon2(secret, stored)
+    } else {
+        verify_digest(secret, stored)
+    }
+}
+
 /// Hashes a client secret into a PHC string (`$argon2id$v=19$m=7168,t=5,p=1$…`).
 pub fn hash_secret(secret: &str) -> Result<String, argon2::password_hash::Error> {
     let salt = SaltString::generate(&mut OsRng);
@@ -64,18 +111,18 @@ pub fn hash_secret(secret: &str) -> Result<String, argon2::password_hash::Error>
         .to_string())
 }
 
-/// Verifies a secret against its PHC string. Slow on purpose; call it on the blocking pool.
-pub fn verify_secret(secret: &str, phc: &str) -> bool {
+/// Verifies a secret against its argon2 PHC string. Slow on purpose; call it on the blocking pool.
+fn verify_argon2(secret: &str, phc: &str) -> bool {
     match PasswordHash::new(phc) {
         Ok(hash) => argon2().verify_password(secret.as_bytes(), &hash).is_ok(),
         Err(_) => false,
     }
 }
 
-/// A valid hash of nothing anyone knows: verifying against it costs what a real check costs, so an
-/// unknown client_id answers as slowly as a known one with a wrong secret.
+/// A digest of nothing anyone knows: checking an unknown client_id against it costs what checking
+/// a generated secret costs, so timing does not tell which clients exist.
 pub fn dummy_secret_hash() -> &'static str {
-    "$argon2id$v=19$m=7168,t=5,p=1$c29tZXNhbHRzb21lc2FsdA$Z1Yh3x7mFq9i7V4mHn1m8W7Qz6k1J7g2u0zYcH1Xo7s"
+    "sha256$0000000000000000000000000000000000000000000000000000000000000000"
 }
 
 /// AES-256-GCM sealing of private key material with a key derived from `KEY_ENCRYPTION_KEY`.
@@ -121,6 +168,18 @@ mod tests {
         assert!(!verify_secret("s3cret!", &hash));
         assert!(!verify_secret("s3cret", dummy_secret_hash()));
         assert!(!verify_secret("s3cret", "not a hash"));
+    }
+
+    #[test]
+    fn generated_secrets_are_stored_as_digests_and_compared_exactly() {
+        let secret = new_secret_token();
+        let stored = digest_generated_secret(&secret);
+        assert!(stored.starts_with("sha256$") && !is_slow_hash(&stored));
+        assert!(verify_secret(&secret, &stored));
+        assert!(!verify_secret(&format!("{secret}x"), &stored));
+        assert!(!verify_secret("", &stored));
+        assert!(!verify_secret(&secret, dummy_secret_hash()));
+        assert!(!verify_digest(&secret, "sha256$zz"));
     }
 
     #[test]

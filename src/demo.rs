@@ -123,7 +123,7 @@ pub async fn run() -> anyhow::Result<()> {
         "post_logout_redirect_uris": [home],
         "id_token_profile_claims": true,
     }))?;
-    let created = crate::registry::create_client(&store, registration, clock.now()).await?;
+    let created = crate::registry::create_client(&store, registration, None, clock.now()).await?;
     let client_secret = created
         .client_secret
         .ok_or_else(|| anyhow!("the demo client has no secret"))?;

@@ -135,8 +135,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             let keys = KeyManager::load_or_create(store, &config, clock.now()).await?;
             let kid = keys.rotate(clock.now()).await?;
             println!(
-                "new signing key: {kid} ({}); running replicas pick it up within a minute",
-                config.signing_alg.as_str()
+                "new signing key: {kid} ({}); published in the JWKS within a minute, signing in {} s (KEY_ACTIVATION_DELAY_SECS)",
+                config.signing_alg.as_str(),
+                config.keys.activation_delay.as_secs()
             );
         }
         Command::Client { command } => {

@@ -15,7 +15,7 @@ use serde_json::json;
 
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::keys::KeyManager;
+use crate::keys::{KeyManager, KEY_RELOAD_INTERVAL};
 use crate::oidc::backchannel::BackchannelSender;
 use crate::oidc::{discovery, Provider};
 use crate::pages::Pages;
@@ -26,8 +26,6 @@ use crate::wecom::events::EventReceiver;
 
 /// The largest request body accepted anywhere (forms, admin JSON).
 const MAX_BODY_BYTES: usize = 64 * 1024;
-/// How often each replica re-reads the signing keys (a rotation elsewhere reaches it this fast).
-const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(60);
 /// How often expired codes, tokens, sessions and requests are deleted.
 const PURGE_INTERVAL: Duration = Duration::from_secs(300);
 
@@ -40,6 +38,7 @@ pub struct BuildOptions {
 
 pub struct Application {
     port: u16,
+    metrics_port: Option<u16>,
     server: Server,
     store: Store,
     state: web::Data<AppState>,
@@ -60,21 +59,48 @@ impl MemberSweep {
 }
 
 impl Application {
+    /// Connects, migrates and loads the keys first, and only then binds `LISTEN_ADDR`: the port
+    /// accepts no connection before the provider can answer it.
     pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(&config.listen_addr)
-            .with_context(|| format!("cannot listen on {} (LISTEN_ADDR)", config.listen_addr))?;
-        Self::build_with(config, clock, BuildOptions::default(), listener).await
+        Self::build_on(config, clock, BuildOptions::default(), None).await
     }
 
     /// Builds on a listener bound beforehand, so that a caller can put the port in the issuer.
+    /// Connections made before the build finishes wait in the listener's backlog.
     pub async fn build_with(
         config: Config,
         clock: Arc<dyn Clock>,
         options: BuildOptions,
         listener: TcpListener,
     ) -> anyhow::Result<Self> {
+        Self::build_on(config, clock, options, Some(listener)).await
+    }
+
+    async fn build_on(
+        config: Config,
+        clock: Arc<dyn Clock>,
+        options: BuildOptions,
+        listener: Option<TcpListener>,
+    ) -> anyhow::Result<Self> {
         let store = Store::connect(&config.database).await?;
         let keys = Arc::new(KeyManager::load_or_create(store.clone(), &config, clock.now()).await?);
+        let metrics = match &config.metrics_addr {
+            Some(addr) => {
+                let handle = crate::telemetry::recorder()?;
+                let listener = TcpListener::bind(addr)
+                    .with_context(|| format!("cannot listen on {addr} (METRICS_ADDR)"))?;
+                let port = listener.local_addr()?.port();
+                tokio::spawn(crate::telemetry::serve(listener, handle, store.clone())?);
+                Some(port)
+            }
+            None => None,
+        };
+        let listener = match listener {
+            Some(listener) => listener,
+            None => TcpListener::bind(&config.listen_addr).with_context(|| {
+                format!("cannot listen on {} (LISTEN_ADDR)", config.listen_addr)
+            })?,
+        };
         let mut algs = vec![keys.signing_alg()];
         if !algs.contains(&config.signing_alg) {
             algs.push(config.signing_alg);
@@ -99,6 +125,11 @@ impl Application {
                 prefix.clone()
             },
             secure_cookies: config.issuer.is_https(),
+            cookie_prefix: match (config.issuer.is_https(), prefix.is_empty()) {
+                (true, true) => "__Host-",
+                (true, false) => "__Secure-",
+                (false, _) => "",
+            },
             provider: Provider::new(
                 config.clone(),
                 store.clone(),
@@ -114,18 +145,24 @@ impl Application {
         });
 
         keys.spawn_reloader(Arc::clone(&clock), KEY_RELOAD_INTERVAL);
-        spawn_purger(store.clone(), Arc::clone(&clock));
+        spawn_purger(store.clone(), Arc::clone(&clock), config.audit_retention);
         spawn_member_sweep(MemberSweep {
             state: state.clone(),
         });
 
         let state_handle = state.clone();
+        let hsts = config.issuer.is_https();
+        let limits = web::Data::from(crate::limits::Limits::new(&config.limits, &prefix));
         let mut server = HttpServer::new(move || {
             let mut app = App::new()
                 .app_data(state.clone())
                 .app_data(admin.clone())
+                .app_data(limits.clone())
                 .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
-                .wrap(security_headers())
+                .wrap(from_fn(crate::limits::limit))
+                .wrap(from_fn(routes::shape::error_shape))
+                .wrap(security_headers(hsts))
+                .wrap(from_fn(crate::telemetry::record_request))
                 .wrap(from_fn(log_request))
                 .service(
                     web::scope(&prefix)
@@ -146,6 +183,7 @@ impl Application {
         }
         Ok(Self {
             port,
+            metrics_port: metrics,
             server: server.run(),
             store,
             state: state_handle,
@@ -167,6 +205,11 @@ impl Application {
         self.state.provider.backchannel.clone()
     }
 
+    /// The port `/metrics` listens on, when `METRICS_ADDR` is set.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_port
+    }
+
     /// Serves until SIGTERM or Ctrl-C, then finishes the requests in flight (graceful shutdown).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
@@ -176,9 +219,16 @@ impl Application {
 }
 
 /// Anti-framing, no referrer, no sniffing, and a strict CSP on every response; the form-post
-/// page sets its own CSP, which these defaults do not override.
-fn security_headers() -> DefaultHeaders {
-    DefaultHeaders::new()
+/// page sets its own CSP, which these defaults do not override. On an https issuer, HSTS too
+/// (RFC 6797): a browser that once reached the provider never tries plain http again. No
+/// `includeSubDomains`: other hosts of the domain are not the provider's to decide.
+fn security_headers(hsts: bool) -> DefaultHeaders {
+    let headers = if hsts {
+        DefaultHeaders::new().add((header::STRICT_TRANSPORT_SECURITY, "max-age=31536000"))
+    } else {
+        DefaultHeaders::new()
+    };
+    headers
         .add((header::X_FRAME_OPTIONS, "DENY"))
         .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .add((header::REFERRER_POLICY, "no-referrer"))
@@ -218,15 +268,25 @@ async fn not_found() -> HttpResponse {
         .json(json!({ "error": "not_found", "error_description": "no such endpoint" }))
 }
 
-fn spawn_purger(store: Store, clock: Arc<dyn Clock>) {
+fn spawn_purger(store: Store, clock: Arc<dyn Clock>, audit_retention: Option<Duration>) {
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(PURGE_INTERVAL);
         loop {
             ticker.tick().await;
-            match store.purge_expired(clock.now()).await {
+            let now = clock.now();
+            match store.purge_expired(now).await {
                 Ok(0) => {}
                 Ok(removed) => tracing::debug!(removed, "expired rows purged"),
                 Err(err) => tracing::warn!(error = %err, "could not purge expired rows"),
+            }
+            if let Some(retention) = audit_retention {
+                match store.purge_audit(now - retention.as_secs() as i64).await {
+                    Ok(0) => {}
+                    Ok(removed) => {
+                        tracing::info!(removed, "audit rows past AUDIT_RETENTION_DAYS purged")
+                    }
+                    Err(err) => tracing::warn!(error = %err, "could not purge the audit log"),
+                }
             }
         }
     });

@@ -1,12 +1,26 @@
 //! Signing keys and the JWKS, and (in `client_jwt`) client assertions: the only user of josekit.
 //!
-//! Keys live in the database so that every replica signs with the same key. The newest generation
-//! signs; a rotated key stays in the JWKS until every ID token it signed has expired. Replicas
-//! re-read the table periodically, so a `keys rotate` run elsewhere reaches all of them.
+//! Keys live in the database so that every replica signs with the same key. Replicas re-read the
+//! table every `KEY_RELOAD_INTERVAL`, so a `keys rotate` run elsewhere reaches all of them.
+//!
+//! Rotation never breaks a relying party that caches the JWKS (`Cache-Control: max-age`):
+//!
+//! ```text
+//!  t0 rotate            t0 + delay                     t0 + delay + ID token lifetime + margin
+//!  |--- new key published, old key signs ---|--- new key signs, old key published ---|--- old key gone
+//! ```
+//!
+//! `delay` is `KEY_ACTIVATION_DELAY_SECS` (default: the JWKS cache lifetime plus the reload
+//! interval), so every cached JWKS holds the new key before any token it signed is seen. A
+//! replica also never signs with a key it has not itself published for `delay` (one that learned
+//! of a key late waits), and never with a retired key: in between it has no key to sign with and
+//! token requests get 503, which is safer than tokens nobody can verify. The first key of an
+//! empty table signs at once: no JWKS without it was ever served.
 
 pub mod client_jwt;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
@@ -25,16 +39,31 @@ use crate::storage::{Store, StoredKey};
 /// How long past an ID token's lifetime a retired key stays published, for clock skew and caches.
 const RETENTION_MARGIN: i64 = 300;
 
-/// The key that signs now and the JWKS document, built once per change of the key table.
+/// How long relying parties and proxies may cache the JWKS (`Cache-Control: max-age`), at most.
+pub const JWKS_MAX_AGE: Duration = Duration::from_secs(3600);
+
+/// How often each replica re-reads the signing keys (a rotation elsewhere reaches it this fast).
+pub const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The key that signs now and the JWKS document, built once per change of the key table or of
+/// which key may sign.
 struct KeySet {
-    kid: String,
+    /// `None` while no key may sign on this replica (see the module documentation).
+    kid: Option<String>,
     alg: SigningAlg,
-    signer: Box<dyn JwsSigner>,
+    signer: Option<Box<dyn JwsSigner>>,
     /// One verifier per published key, to check tokens this provider issued (id_token_hint).
     verifiers: Vec<(String, Box<dyn JwsVerifier>)>,
     jwks: Arc<String>,
-    /// Which rows this set was built from, to skip rebuilding when nothing changed.
-    fingerprint: Vec<(String, Option<i64>)>,
+    /// Which rows this set was built from and which signs, to skip rebuilding when nothing changed.
+    fingerprint: (Vec<(String, Option<i64>)>, Option<String>),
+}
+
+/// When a rotated key may start signing, and when keys rotate by themselves.
+#[derive(Debug, Clone, Copy)]
+struct Rotation {
+    activation_delay: i64,
+    every: Option<i64>,
 }
 
 pub struct KeyManager {
@@ -42,6 +71,10 @@ pub struct KeyManager {
     alg: SigningAlg,
     sealer: Option<Sealer>,
     retention: i64,
+    rotation: Rotation,
+    /// When this replica first published each key it learned of while running; keys it found
+    /// at start-up count from their creation (the other replicas published them meanwhile).
+    first_seen: std::sync::Mutex<HashMap<String, UnixTime>>,
     current: ArcSwap<KeySet>,
 }
 
@@ -49,6 +82,7 @@ impl std::fmt::Debug for KeyManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyManager")
             .field("kid", &self.current.load().kid)
+            .field("rotation", &self.rotation)
             .finish_non_exhaustive()
     }
 }
@@ -65,17 +99,21 @@ impl KeyManager {
             .as_ref()
             .map(|k| Sealer::new(k.expose_secret()));
         let retention = config.lifetimes.id_token.as_secs() as i64 + RETENTION_MARGIN;
+        let rotation = Rotation {
+            activation_delay: config.keys.activation_delay.as_secs() as i64,
+            every: config.keys.rotate_every.map(|d| d.as_secs() as i64),
+        };
         let mut keys = store.signing_keys().await.context("reading signing keys")?;
         if keys.is_empty() {
             let key = generate(config.signing_alg, 1, now, sealer.as_ref())?;
             // Another replica may win this race; either way the table now holds generation 1.
-            store
-                .insert_signing_key(&key)
-                .await
-                .context("storing the first signing key")?;
+            insert_at_start_up(&store, &key).await?;
             keys = store.signing_keys().await.context("reading signing keys")?;
         }
-        let set = build_key_set(&keys, sealer.as_ref(), retention, now)?;
+        let first_seen: HashMap<String, UnixTime> =
+            keys.iter().map(|k| (k.kid.clone(), k.created_at)).collect();
+        let signing = choose_signer(&keys, &first_seen, rotation.activation_delay, now);
+        let set = build_key_set(&keys, signing, sealer.as_ref(), retention, now)?;
         if set.alg != config.signing_alg {
             tracing::warn!(
                 current = set.alg.as_str(),
@@ -88,11 +126,14 @@ impl KeyManager {
             alg: config.signing_alg,
             sealer,
             retention,
+            rotation,
+            first_seen: std::sync::Mutex::new(first_seen),
             current: ArcSwap::from_pointee(set),
         })
     }
 
-    /// Adds a new signing key (generation + 1); the previous one is retired but still published.
+    /// Adds a new key (generation + 1), published at once; it signs from `now + delay`, when the
+    /// previous ones retire (and stay published until their tokens have expired).
     pub async fn rotate(&self, now: UnixTime) -> anyhow::Result<String> {
         let keys = self
             .store
@@ -101,27 +142,77 @@ impl KeyManager {
             .context("reading signing keys")?;
         let generation = keys.first().map(|k| k.generation).unwrap_or(0) + 1;
         let key = generate(self.alg, generation, now, self.sealer.as_ref())?;
-        if !self.store.insert_signing_key(&key).await? {
+        let activates_at = now + self.rotation.activation_delay;
+        if !self.store.insert_signing_key(&key, activates_at).await? {
             bail!("another rotation stored generation {generation} at the same moment; try again");
         }
         self.reload(now).await?;
         Ok(key.kid)
     }
 
-    /// Re-reads the key table and swaps in a new key set when it changed.
+    /// Re-reads the key table and swaps in a new key set when it, or the key that may sign at
+    /// `now`, changed.
     pub async fn reload(&self, now: UnixTime) -> anyhow::Result<()> {
         let keys = self
             .store
             .signing_keys()
             .await
             .context("reading signing keys")?;
-        let published = fingerprint(&keys, self.retention, now);
-        if published != self.current.load().fingerprint {
-            let set = build_key_set(&keys, self.sealer.as_ref(), self.retention, now)?;
-            tracing::info!(kid = %set.kid, "signing key set reloaded");
+        let first_seen = {
+            let mut first_seen = self
+                .first_seen
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            for key in &keys {
+                first_seen.entry(key.kid.clone()).or_insert(now);
+            }
+            first_seen.clone()
+        };
+        let signing = choose_signer(&keys, &first_seen, self.rotation.activation_delay, now);
+        let wanted = fingerprint(&keys, signing, self.retention, now);
+        if wanted != self.current.load().fingerprint {
+            let set = build_key_set(&keys, signing, self.sealer.as_ref(), self.retention, now)?;
+            match &set.kid {
+                Some(kid) => tracing::info!(%kid, "signing key set reloaded"),
+                None => tracing::warn!(
+                    "no signing key may sign on this replica yet: it learned of the newest key late; token requests get 503 until it has published it for KEY_ACTIVATION_DELAY_SECS"
+                ),
+            }
             self.current.store(Arc::new(set));
         }
         Ok(())
+    }
+
+    /// Rotates when `KEY_ROTATION_DAYS` is set and the newest key is that old. Replicas race
+    /// harmlessly: one rotation wins, the others find its key.
+    pub async fn rotate_if_due(&self, now: UnixTime) -> anyhow::Result<()> {
+        let Some(every) = self.rotation.every else {
+            return Ok(());
+        };
+        let keys = self
+            .store
+            .signing_keys()
+            .await
+            .context("reading signing keys")?;
+        if keys
+            .first()
+            .is_some_and(|newest| newest.created_at + every <= now)
+        {
+            match self.rotate(now).await {
+                Ok(kid) => tracing::info!(%kid, "signing key rotated (KEY_ROTATION_DAYS)"),
+                Err(err) => {
+                    tracing::debug!(error = %format!("{err:#}"), "automatic rotation lost a race")
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `max-age` for the JWKS: at most `JWKS_MAX_AGE`, and short enough that a cached copy is
+    /// refreshed before a rotated key starts signing.
+    pub fn jwks_max_age(&self) -> Duration {
+        let delay = Duration::from_secs(self.rotation.activation_delay.max(0) as u64);
+        JWKS_MAX_AGE.min(delay.saturating_sub(KEY_RELOAD_INTERVAL))
     }
 
     /// Reloads every `interval` until the task is dropped with the runtime.
@@ -136,6 +227,9 @@ impl KeyManager {
             ticker.tick().await;
             loop {
                 ticker.tick().await;
+                if let Err(err) = manager.rotate_if_due(clock.now()).await {
+                    tracing::warn!(error = %format!("{err:#}"), "could not check key rotation");
+                }
                 if let Err(err) = manager.reload(clock.now()).await {
                     tracing::warn!(error = %format!("{err:#}"), "could not reload signing keys");
                 }
@@ -152,7 +246,8 @@ impl KeyManager {
         self.current.load().alg
     }
 
-    pub fn current_kid(&self) -> String {
+    /// The key this replica signs with now; `None` while none may (see the module documentation).
+    pub fn current_kid(&self) -> Option<String> {
         self.current.load().kid.clone()
     }
 
@@ -191,50 +286,79 @@ impl KeyManager {
     /// cannot pass for another (`logout+jwt`: Back-Channel Logout 1.0 §2.4, RFC 8725 §3.11).
     pub fn sign_typed(&self, typ: &str, claims: Map<String, Value>) -> anyhow::Result<String> {
         let set = self.current.load();
+        let (Some(kid), Some(signer)) = (&set.kid, &set.signer) else {
+            bail!("no signing key may sign on this replica yet");
+        };
         let mut header = JwsHeader::new();
         header.set_token_type(typ);
-        header.set_key_id(&set.kid);
+        header.set_key_id(kid);
         let payload = JwtPayload::from_map(claims).map_err(|e| anyhow!("invalid claims: {e}"))?;
-        jwt::encode_with_signer(&payload, &header, set.signer.as_ref())
+        jwt::encode_with_signer(&payload, &header, signer.as_ref())
             .map_err(|e| anyhow!("signing failed: {e}"))
     }
 }
 
-/// Which keys are published at `now`: unretired ones and those retired less than `retention` ago.
+/// Which keys are published at `now`: unretired ones (a rotated key from the moment it is
+/// stored) and those retired less than `retention` ago.
 fn is_published(key: &StoredKey, retention: i64, now: UnixTime) -> bool {
     key.retired_at
         .is_none_or(|retired| retired + retention > now)
 }
 
-fn fingerprint(keys: &[StoredKey], retention: i64, now: UnixTime) -> Vec<(String, Option<i64>)> {
+/// The key this replica may sign with at `now`: the newest one not yet retired that it has
+/// published for `delay` and that everyone has had `delay` to learn of. A key with no older key
+/// signs at once (no JWKS without it was ever served).
+fn choose_signer<'k>(
+    keys: &'k [StoredKey],
+    first_seen: &HashMap<String, UnixTime>,
+    delay: i64,
+    now: UnixTime,
+) -> Option<&'k StoredKey> {
+    let oldest = keys.iter().map(|k| k.generation).min()?;
     keys.iter()
-        .filter(|k| is_published(k, retention, now))
-        .map(|k| (k.kid.clone(), k.retired_at))
-        .collect()
+        .filter(|k| k.retired_at.is_none_or(|retired| retired > now))
+        .find(|k| {
+            let seen = first_seen.get(&k.kid).copied().unwrap_or(now);
+            k.generation == oldest || k.created_at.max(seen) + delay <= now
+        })
+}
+
+fn fingerprint(
+    keys: &[StoredKey],
+    signing: Option<&StoredKey>,
+    retention: i64,
+    now: UnixTime,
+) -> (Vec<(String, Option<i64>)>, Option<String>) {
+    (
+        keys.iter()
+            .filter(|k| is_published(k, retention, now))
+            .map(|k| (k.kid.clone(), k.retired_at))
+            .collect(),
+        signing.map(|k| k.kid.clone()),
+    )
 }
 
 fn build_key_set(
     keys: &[StoredKey],
+    signing: Option<&StoredKey>,
     sealer: Option<&Sealer>,
     retention: i64,
     now: UnixTime,
 ) -> anyhow::Result<KeySet> {
-    let newest = keys
-        .iter()
-        .find(|k| k.retired_at.is_none())
-        .ok_or_else(|| anyhow!("the signing_keys table holds no active key"))?;
-    let alg = SigningAlg::parse(&newest.alg).ok_or_else(|| {
-        anyhow!(
-            "signing key {} has unsupported alg {}",
-            newest.kid,
-            newest.alg
-        )
-    })?;
-    let private = open_private_jwk(&newest.private_jwk, sealer)
-        .with_context(|| format!("reading the private part of signing key {}", newest.kid))?;
-    let signer: Box<dyn JwsSigner> = match alg {
-        SigningAlg::Rs256 => Box::new(RS256.signer_from_jwk(&private)?),
-        SigningAlg::Es256 => Box::new(ES256.signer_from_jwk(&private)?),
+    let signer: Option<Box<dyn JwsSigner>> = match signing {
+        Some(key) => {
+            let private = open_private_jwk(&key.private_jwk, sealer)
+                .with_context(|| format!("reading the private part of signing key {}", key.kid))?;
+            Some(match alg_of(key)? {
+                SigningAlg::Rs256 => Box::new(RS256.signer_from_jwk(&private)?),
+                SigningAlg::Es256 => Box::new(ES256.signer_from_jwk(&private)?),
+            })
+        }
+        None => None,
+    };
+    let alg = match signing.or(keys.first()) {
+        Some(key) => alg_of(key)?,
+        None => bail!("the signing_keys table is empty"),
     };
     let published: Vec<Value> = keys
         .iter()
@@ -254,13 +378,18 @@ fn build_key_set(
     }
     let jwks = serde_json::to_string(&serde_json::json!({ "keys": published }))?;
     Ok(KeySet {
-        kid: newest.kid.clone(),
+        kid: signing.map(|k| k.kid.clone()),
         alg,
         signer,
         verifiers,
         jwks: Arc::new(jwks),
-        fingerprint: fingerprint(keys, retention, now),
+        fingerprint: fingerprint(keys, signing, retention, now),
     })
+}
+
+fn alg_of(key: &StoredKey) -> anyhow::Result<SigningAlg> {
+    SigningAlg::parse(&key.alg)
+        .ok_or_else(|| anyhow!("signing key {} has unsupported alg {}", key.kid, key.alg))
 }
 
 fn open_private_jwk(stored: &str, sealer: Option<&Sealer>) -> anyhow::Result<Jwk> {
@@ -337,4 +466,24 @@ fn thumbprint(public: &Jwk) -> anyhow::Result<String> {
         })
         .collect::<anyhow::Result<_>>()?;
     Ok(base64url(&sha256(serde_json::to_string(&map)?.as_bytes())))
+}
+
+/// Stores the first key. Replicas starting together on SQLite contend for its write lock, which
+/// a request would rather see as a quick 503; at start-up, waiting a little longer is right.
+async fn insert_at_start_up(store: &Store, key: &StoredKey) -> anyhow::Result<()> {
+    let mut attempt = 0;
+    loop {
+        match store.insert_signing_key(key, key.created_at).await {
+            Ok(_) => return Ok(()),
+            Err(crate::storage::StorageError::Unavailable(reason)) if attempt < 10 => {
+                attempt += 1;
+                tracing::debug!(
+                    reason,
+                    "database busy while storing the first key; retrying"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(err) => return Err(err).context("storing the first signing key"),
+        }
+    }
 }

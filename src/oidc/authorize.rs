@@ -37,7 +37,8 @@ pub enum AuthorizeOutcome {
 }
 
 /// The longest `state` and `nonce` accepted; they are echoed and stored, so they are bounded.
-const MAX_ECHOED_LEN: usize = 2048;
+/// 1 KiB holds what relying parties send (random values, or a signed blob with a return URL).
+const MAX_ECHOED_LEN: usize = 1024;
 
 impl Provider {
     #[tracing::instrument(skip_all, fields(client_id = params.get("client_id")))]

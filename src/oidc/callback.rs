@@ -87,9 +87,10 @@ impl Provider {
         {
             Ok(pending) => pending,
             Err(StorageError::NotFound) => {
+                // Counted, not written to the audit log: anyone can send these, and a row
+                // each would let them grow the database without end.
                 tracing::warn!("callback with an unknown, used or expired state");
-                self.audit(now, "sign_in", "refused", None, None, Some("state_unknown"))
-                    .await;
+                crate::telemetry::login("refused", Some("state_unknown"));
                 return Ok(CallbackOutcome::ShowError(Page::new(
                     PageKind::LoginExpired,
                 )));

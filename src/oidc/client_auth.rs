@@ -2,10 +2,13 @@
 //! `client_secret_basic`, `client_secret_post`, or `none` for public clients. Client assertions
 //! (`client_secret_jwt`, `private_key_jwt`) are verified in `client_assertion`.
 //!
-//! argon2 makes a secret expensive to guess, and would make every token request of an honest
-//! client as expensive. So a secret that verified once is remembered as its SHA-256 digest,
-//! keyed by the client and its current hash: the same secret then costs a hash and a
-//! constant-time compare, while any other secret misses the cache and pays full argon2.
+//! A generated secret (256 random bits, stored as `sha256$…`) costs a digest and a constant-time
+//! compare: no queue, no cache. A secret an administrator chose is stored as argon2id, as were
+//! secrets made by older versions. argon2 makes such a secret expensive to guess, and would make
+//! every token request of an honest client as expensive, so one that verified once is remembered
+//! as its SHA-256 digest, keyed by the client and its current hash. argon2 work is bounded: a
+//! request waits `ARGON2_WAIT` at most for a slot, then gets 503 `temporarily_unavailable`, so a
+//! flood of wrong secrets cannot build an unbounded queue.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +19,10 @@ use moka::sync::Cache;
 use percent_encoding::percent_decode_str;
 use tokio::sync::Semaphore;
 
-use crate::crypto::{constant_time_eq, dummy_secret_hash, sha256, sha256_hex, verify_secret};
+use crate::crypto::{
+    constant_time_eq, dummy_secret_hash, is_slow_hash, sha256, sha256_hex, verify_digest,
+    verify_secret,
+};
 use crate::domain::{AuthMethod, RegisteredClient};
 use crate::storage::StorageError;
 
@@ -113,8 +119,12 @@ fn form_decode(raw: &str) -> String {
         .into_owned()
 }
 
-/// Digests of secrets that verified, keyed by client and current secret hash, and the limit on
-/// argon2 work in flight.
+/// How long a request waits for an argon2 slot before it is answered 503: long enough to ride
+/// out a burst of honest requests, short enough that a flood builds no queue.
+const ARGON2_WAIT: Duration = Duration::from_millis(500);
+
+/// Digests of argon2id-hashed secrets that verified, keyed by client and current secret hash, and
+/// the limit on argon2 work in flight.
 #[derive(Clone)]
 pub struct VerifiedSecrets {
     cache: Option<Cache<String, [u8; 32]>>,
@@ -186,42 +196,20 @@ impl Provider {
             | PresentedCredentials::Post { secret, .. } => {
                 // Confidential clients may use either secret method: relying parties differ in
                 // what they send by default, and both carry the same secret.
-                let hash = client
-                    .as_ref()
-                    .filter(|c| c.metadata.token_endpoint_auth_method.is_confidential())
-                    .and_then(|c| c.secret_hash.clone());
-                if let (Some(client), Some(hash)) = (&client, &hash) {
-                    if self.secrets.is_known(&client.client_id, hash, secret) {
-                        return Ok(client.clone());
+                let confidential = client.filter(|c| {
+                    c.metadata.token_endpoint_auth_method.is_confidential()
+                        && c.secret_hash.is_some()
+                });
+                let verified = match &confidential {
+                    Some(client) => self.verify_client_secret(client, secret).await?,
+                    None => {
+                        // Unknown clients are checked against a dummy digest, so timing does not
+                        // reveal which client ids exist (those with generated secrets, at least).
+                        verify_digest(secret, dummy_secret_hash())
                     }
-                }
-                let _permit = self
-                    .secrets
-                    .argon2_permits
-                    .acquire()
-                    .await
-                    .map_err(|e| OAuthError::from(anyhow::Error::new(e)))?;
-                // While this request waited, another may have verified the same secret.
-                if let (Some(client), Some(hash)) = (&client, &hash) {
-                    if self.secrets.is_known(&client.client_id, hash, secret) {
-                        return Ok(client.clone());
-                    }
-                }
-                // Unknown clients are checked against a dummy hash, so timing does not reveal
-                // which client ids exist.
-                let against = hash
-                    .clone()
-                    .unwrap_or_else(|| dummy_secret_hash().to_owned());
-                let presented = secret.clone();
-                let verified =
-                    tokio::task::spawn_blocking(move || verify_secret(&presented, &against))
-                        .await
-                        .map_err(|e| OAuthError::from(anyhow::Error::new(e)))?;
-                match (client, hash) {
-                    (Some(client), Some(hash)) if verified => {
-                        self.secrets.remember(&client.client_id, &hash, secret);
-                        Ok(client)
-                    }
+                };
+                match confidential {
+                    Some(client) if verified => Ok(client),
                     _ => {
                         tracing::warn!("client authentication failed");
                         Err(failure)
@@ -229,6 +217,47 @@ impl Provider {
                 }
             }
         }
+    }
+
+    /// Checks `secret` against the client's stored hash: a digest compare for a generated secret,
+    /// bounded argon2 (remembered once verified) for an administrator's or an old secret.
+    async fn verify_client_secret(
+        &self,
+        client: &RegisteredClient,
+        secret: &str,
+    ) -> Result<bool, OAuthError> {
+        let Some(hash) = client.secret_hash.as_deref() else {
+            return Ok(false);
+        };
+        if !is_slow_hash(hash) {
+            return Ok(verify_digest(secret, hash));
+        }
+        if self.secrets.is_known(&client.client_id, hash, secret) {
+            return Ok(true);
+        }
+        let _permit =
+            match tokio::time::timeout(ARGON2_WAIT, self.secrets.argon2_permits.acquire()).await {
+                Ok(permit) => permit.map_err(|e| OAuthError::from(anyhow::Error::new(e)))?,
+                Err(_) => {
+                    tracing::warn!("argon2 slots busy; client secret check refused");
+                    return Err(OAuthError::new(
+                        ErrorCode::TemporarilyUnavailable,
+                        "too many client authentications in progress; try again shortly",
+                    ));
+                }
+            };
+        // While this request waited, another may have verified the same secret.
+        if self.secrets.is_known(&client.client_id, hash, secret) {
+            return Ok(true);
+        }
+        let (presented, against) = (secret.to_owned(), hash.to_owned());
+        let verified = tokio::task::spawn_blocking(move || verify_secret(&presented, &against))
+            .await
+            .map_err(|e| OAuthError::from(anyhow::Error::new(e)))?;
+        if verified {
+            self.secrets.remember(&client.client_id, hash, secret);
+        }
+        Ok(verified)
     }
 }
 

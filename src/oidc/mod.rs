@@ -234,6 +234,9 @@ impl Provider {
         client_id: Option<&str>,
         reason: Option<&str>,
     ) {
+        if event == "sign_in" {
+            crate::telemetry::login(outcome, reason);
+        }
         let row = AuditEvent {
             at: now,
             event: event.to_owned(),

@@ -118,6 +118,14 @@ impl Provider {
         let credentials = PresentedCredentials::extract(authorization, params)?;
         let request = TokenRequest::parse(params)?;
         let client = self.authenticate_client_at(&credentials, now).await?;
+        // Checked before a code or refresh token is spent: see `keys` on why a replica may
+        // briefly have no key it is allowed to sign with.
+        if self.keys.current_kid().is_none() {
+            return Err(OAuthError::new(
+                ErrorCode::TemporarilyUnavailable,
+                "no signing key is ready on this server; try again shortly",
+            ));
+        }
         if !client.allows_grant(request.grant_type()) {
             return Err(OAuthError::new(
                 ErrorCode::UnauthorizedClient,
@@ -127,7 +135,8 @@ impl Provider {
                 ),
             ));
         }
-        match request {
+        let grant_type = request.grant_type().as_str();
+        let issued = match request {
             TokenRequest::AuthorizationCode {
                 code,
                 redirect_uri,
@@ -149,7 +158,12 @@ impl Provider {
                 self.refresh(&client, &refresh_token, scope.as_deref(), now)
                     .await
             }
+        };
+        if issued.is_ok() {
+            metrics::counter!("wecom_oidc_tokens_issued_total", "grant_type" => grant_type)
+                .increment(1);
         }
+        issued
     }
 
     async fn exchange_code(

@@ -6,7 +6,7 @@ use clap::Subcommand;
 
 use secrecy::SecretString;
 
-use super::{create_client, keep_jwt_secret, rotate_secret};
+use super::{create_client, keep_jwt_secret, rotate_secret, ChosenSecret};
 use crate::clock::UnixTime;
 use crate::domain::{AuthMethod, ClientRegistration, GrantType};
 use crate::storage::Store;
@@ -65,13 +65,35 @@ pub enum ClientCommand {
         /// private_key_jwt: the client's JWK Set as JSON.
         #[arg(long)]
         jwks: Option<String>,
+        /// Use this secret instead of generating one (to move a relying party from another
+        /// provider unchanged); stored with argon2id. Prefer the generated secret otherwise.
+        #[arg(
+            long = "client-secret",
+            env = "WECOM_OIDC_CLIENT_SECRET",
+            hide_env_values = true
+        )]
+        client_secret: Option<String>,
     },
     /// List the registered clients.
     List,
     /// Remove a client and every code and token issued to it.
-    Delete { client_id: String },
+    Delete {
+        /// Generated ids may begin with `-`.
+        #[arg(allow_hyphen_values = true)]
+        client_id: String,
+    },
     /// Make a new secret for a confidential client and print it.
-    RotateSecret { client_id: String },
+    RotateSecret {
+        #[arg(allow_hyphen_values = true)]
+        client_id: String,
+        /// Set this secret instead of generating one; stored with argon2id.
+        #[arg(
+            long = "client-secret",
+            env = "WECOM_OIDC_CLIENT_SECRET",
+            hide_env_values = true
+        )]
+        client_secret: Option<String>,
+    },
 }
 
 fn parse_auth_method(raw: &str) -> Result<AuthMethod, String> {
@@ -111,7 +133,12 @@ pub async fn run(
             groups_filter,
             jwks_uri,
             jwks,
+            client_secret,
         } => {
+            let chosen = client_secret
+                .as_deref()
+                .map(ChosenSecret::parse)
+                .transpose()?;
             let registration = ClientRegistration {
                 client_name: name,
                 redirect_uris,
@@ -135,11 +162,11 @@ pub async fn run(
                     .map_err(|e| anyhow::anyhow!("--jwks: expected a JWK Set as JSON ({e})"))?,
                 jwks_uri,
             };
-            let created = create_client(store, registration, now).await?;
+            let created = create_client(store, registration, chosen, now).await?;
             keep_jwt_secret(
                 store,
                 key_encryption_key,
-                &created.client.client_id,
+                &created.client,
                 created.client_secret.as_deref(),
             )
             .await?;
@@ -159,6 +186,9 @@ pub async fn run(
                         out,
                         "(private_key_jwt: no secret; the client signs with its key)"
                     )?
+                }
+                None if created.client.secret_hash.is_some() => {
+                    writeln!(out, "client_secret: (the one you chose)")?;
                 }
                 None => writeln!(out, "(public client: no secret; it must use PKCE)")?,
             }
@@ -186,11 +216,25 @@ pub async fn run(
                 .map_err(super::RegistryError::from)?;
             writeln!(out, "deleted {client_id}")?;
         }
-        ClientCommand::RotateSecret { client_id } => {
-            let secret = rotate_secret(store, &client_id, now).await?;
-            keep_jwt_secret(store, key_encryption_key, &client_id, Some(&secret)).await?;
+        ClientCommand::RotateSecret {
+            client_id,
+            client_secret,
+        } => {
+            let chosen = client_secret
+                .as_deref()
+                .map(ChosenSecret::parse)
+                .transpose()?;
+            let secret = rotate_secret(store, &client_id, chosen, now).await?;
+            let client = store
+                .get_client(&client_id)
+                .await
+                .map_err(super::RegistryError::from)?;
+            keep_jwt_secret(store, key_encryption_key, &client, secret.as_deref()).await?;
             writeln!(out, "client_id: {client_id}")?;
-            writeln!(out, "client_secret: {secret}")?;
+            match secret {
+                Some(secret) => writeln!(out, "client_secret: {secret}")?,
+                None => writeln!(out, "client_secret: (the one you chose)")?,
+            }
         }
     }
     Ok(())

@@ -7,7 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
-use super::{client_document, RegistryError};
+use super::{client_document, ChosenSecret, RegistryError};
 use crate::clock::Clock;
 use crate::crypto::{constant_time_eq, sha256};
 use crate::domain::ClientRegistration;
@@ -36,7 +36,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .route("/admin/clients/{client_id}/secret", web::post().to(rotate))
     .route("/admin/users/{sub}", web::get().to(show_member))
-    .route("/admin/users/{sub}/revoke", web::post().to(revoke_member));
+    .route("/admin/users/{sub}/revoke", web::post().to(revoke_member))
+    .service(web::resource("/admin/audit").route(web::get().to(audit)));
 }
 
 fn json_error(status: StatusCode, error: &str, description: &str) -> HttpResponse {
@@ -64,6 +65,8 @@ enum AdminError {
     BadMetadata(String),
     #[error("no member with this sub has signed in")]
     UnknownMember,
+    #[error("{0}")]
+    BadQuery(&'static str),
     #[error(transparent)]
     Registry(#[from] RegistryError),
 }
@@ -95,6 +98,9 @@ impl ResponseError for AdminError {
                 "invalid_request",
                 &description,
             ),
+            AdminError::BadQuery(_) => {
+                json_error(StatusCode::BAD_REQUEST, "invalid_request", &description)
+            }
             AdminError::BadMetadata(_) => json_error(
                 StatusCode::BAD_REQUEST,
                 "invalid_client_metadata",
@@ -153,8 +159,54 @@ fn authorize(req: &HttpRequest, context: &AdminContext) -> Result<(), AdminError
     }
 }
 
-/// Parses the body ourselves so that every failure gets the same JSON error shape.
-fn parse_registration(req: &HttpRequest, body: &[u8]) -> Result<ClientRegistration, AdminError> {
+/// Parses the body ourselves so that every failure gets the same JSON error shape. A
+/// `client_secret` member sets the secret instead of generating one.
+fn parse_registration(
+    req: &HttpRequest,
+    body: &[u8],
+) -> Result<(ClientRegistration, Option<ChosenSecret>), AdminError> {
+    let mut document = parse_json_object(req, body)?;
+    let chosen = take_chosen_secret(&mut document)?;
+    let document = serde_json::Value::Object(document);
+    if holds_nul(&document) {
+        // Postgres cannot store a NUL byte in text; no metadata value has a use for one.
+        return Err(AdminError::BadMetadata(
+            "values must not contain NUL characters".to_owned(),
+        ));
+    }
+    let registration =
+        serde_json::from_value(document).map_err(|e| AdminError::BadMetadata(e.to_string()))?;
+    Ok((registration, chosen))
+}
+
+fn holds_nul(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(text) => text.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(holds_nul),
+        serde_json::Value::Object(members) => members
+            .iter()
+            .any(|(key, value)| key.contains('\0') || holds_nul(value)),
+        _ => false,
+    }
+}
+
+/// Removes `client_secret` from the document and checks it.
+fn take_chosen_secret(
+    document: &mut serde_json::Map<String, serde_json::Value>,
+) -> Result<Option<ChosenSecret>, AdminError> {
+    match document.remove("client_secret") {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(secret)) => Ok(Some(ChosenSecret::parse(&secret)?)),
+        Some(_) => Err(AdminError::BadMetadata(
+            "client_secret must be a string".to_owned(),
+        )),
+    }
+}
+
+fn parse_json_object(
+    req: &HttpRequest,
+    body: &[u8],
+) -> Result<serde_json::Map<String, serde_json::Value>, AdminError> {
     let is_json = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -189,12 +241,13 @@ async fn create(
     body: web::Bytes,
 ) -> AdminResult {
     authorize(&req, &context)?;
-    let registration = parse_registration(&req, &body)?;
-    let created = super::create_client(&context.store, registration, context.clock.now()).await?;
+    let (registration, chosen) = parse_registration(&req, &body)?;
+    let created =
+        super::create_client(&context.store, registration, chosen, context.clock.now()).await?;
     super::keep_jwt_secret(
         &context.store,
         context.key_encryption_key.as_ref(),
-        &created.client.client_id,
+        &created.client,
         created.client_secret.as_deref(),
     )
     .await?;
@@ -222,13 +275,19 @@ async fn update(
     body: web::Bytes,
 ) -> AdminResult {
     authorize(&req, &context)?;
-    let registration = parse_registration(&req, &body)?;
-    let updated =
-        super::update_client(&context.store, &path, registration, context.clock.now()).await?;
+    let (registration, chosen) = parse_registration(&req, &body)?;
+    let updated = super::update_client(
+        &context.store,
+        &path,
+        registration,
+        chosen,
+        context.clock.now(),
+    )
+    .await?;
     super::keep_jwt_secret(
         &context.store,
         context.key_encryption_key.as_ref(),
-        &path,
+        &updated.client,
         updated.client_secret.as_deref(),
     )
     .await?;
@@ -249,23 +308,98 @@ async fn delete(
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// A new generated secret (shown once), or, with a JSON body `{"client_secret": "…"}`, the
+/// administrator's (not echoed).
 async fn rotate(
     req: HttpRequest,
     context: web::Data<AdminContext>,
     path: web::Path<String>,
+    body: web::Bytes,
 ) -> AdminResult {
     authorize(&req, &context)?;
-    let secret = super::rotate_secret(&context.store, &path, context.clock.now()).await?;
+    let chosen = if body.is_empty() {
+        None
+    } else {
+        let mut document = parse_json_object(&req, &body)?;
+        let chosen = take_chosen_secret(&mut document)?;
+        if let Some(unknown) = document.keys().next() {
+            return Err(AdminError::BadMetadata(format!(
+                "unknown field `{unknown}`; only client_secret may be sent"
+            )));
+        }
+        chosen
+    };
+    let secret = super::rotate_secret(&context.store, &path, chosen, context.clock.now()).await?;
     super::keep_jwt_secret(
         &context.store,
         context.key_encryption_key.as_ref(),
-        &path,
-        Some(&secret),
+        &context.store.get_client(&path).await?,
+        secret.as_deref(),
     )
     .await?;
+    let mut document = json!({ "client_id": path.as_str() });
+    if let Some(secret) = secret {
+        document["client_secret"] = json!(secret);
+    }
+    Ok(ok(StatusCode::OK, document))
+}
+
+/// The most rows one `GET /admin/audit` returns, and the default.
+const AUDIT_PAGE_MAX: i64 = 500;
+const AUDIT_PAGE_DEFAULT: i64 = 100;
+
+/// `GET /admin/audit?sub=&event=&since=&limit=&cursor=`: the audit log, newest first. A full page
+/// carries `next_cursor`; pass it as `cursor` for the next, older page.
+async fn audit(req: HttpRequest, context: web::Data<AdminContext>) -> AdminResult {
+    authorize(&req, &context)?;
+    let params = crate::oidc::Params::parse(req.query_string().as_bytes());
+    let number = |name: &str, problem: &'static str| -> Result<Option<i64>, AdminError> {
+        params
+            .get(name)
+            .map(|raw| {
+                raw.parse::<i64>()
+                    .map_err(|_| AdminError::BadQuery(problem))
+            })
+            .transpose()
+    };
+    let text = |name: &str| -> Result<Option<String>, AdminError> {
+        match params.get(name) {
+            Some(value) if value.len() > 256 || value.contains('\0') => Err(AdminError::BadQuery(
+                "sub and event are at most 256 characters",
+            )),
+            other => Ok(other.map(str::to_owned)),
+        }
+    };
+    let limit = number("limit", "limit must be a whole number")?.unwrap_or(AUDIT_PAGE_DEFAULT);
+    if !(1..=AUDIT_PAGE_MAX).contains(&limit) {
+        return Err(AdminError::BadQuery("limit must be from 1 to 500"));
+    }
+    let query = crate::storage::AuditQuery {
+        sub: text("sub")?,
+        event: text("event")?,
+        since: number("since", "since must be a Unix time in seconds")?,
+        before_id: number(
+            "cursor",
+            "cursor must be a next_cursor from an earlier page",
+        )?,
+        limit,
+    };
+    let rows = context.store.audit_page(&query).await?;
+    let next_cursor = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|(id, _)| id.to_string()))
+        .flatten();
+    let events: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|(_, e)| {
+            json!({
+                "at": e.at, "event": e.event, "outcome": e.outcome, "sub": e.sub,
+                "client_id": e.client_id, "reason": e.reason,
+            })
+        })
+        .collect();
     Ok(ok(
         StatusCode::OK,
-        json!({ "client_id": path.as_str(), "client_secret": secret }),
+        json!({ "events": events, "next_cursor": next_cursor }),
     ))
 }
 

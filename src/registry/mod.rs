@@ -4,14 +4,14 @@
 pub mod cli;
 pub mod http;
 
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
 use crate::clock::UnixTime;
-use crate::crypto::{hash_secret, new_secret_token, random_token};
+use crate::crypto::{digest_generated_secret, hash_secret, new_secret_token, random_token};
 use crate::domain::client::MetadataError;
 use crate::domain::{AuthMethod, ClientRegistration, RegisteredClient};
 use crate::storage::{StorageError, Store};
-use secrecy::SecretString;
 
 /// A client as registered, with its secret when one was just made (shown once, never stored).
 #[derive(Debug)]
@@ -48,28 +48,70 @@ impl From<StorageError> for RegistryError {
     }
 }
 
-/// A new secret and its argon2id hash; hashing is slow, so it runs on the blocking pool.
-async fn new_secret() -> Result<(String, String), RegistryError> {
-    let secret = new_secret_token();
-    let to_hash = secret.clone();
-    let hash = tokio::task::spawn_blocking(move || hash_secret(&to_hash))
-        .await
-        .map_err(|e| RegistryError::Unexpected(e.into()))?
-        .map_err(|e| RegistryError::Unexpected(anyhow::anyhow!("hashing the secret: {e}")))?;
-    Ok((secret, hash))
+/// Bounds on a secret an administrator chooses: short secrets are guessable even behind argon2,
+/// and a huge one is only a way to make hashing expensive.
+const CHOSEN_SECRET_CHARS: std::ops::RangeInclusive<usize> = 8..=512;
+
+/// A client secret set by an administrator (`client_secret` in the admin API, `--client-secret`
+/// on the command line), to move a relying party from another provider without touching its
+/// configuration. Stored with argon2id, since a person may have chosen it.
+#[derive(Debug)]
+pub struct ChosenSecret(SecretString);
+
+impl ChosenSecret {
+    pub fn parse(raw: &str) -> Result<Self, RegistryError> {
+        if !CHOSEN_SECRET_CHARS.contains(&raw.chars().count()) || raw.chars().any(char::is_control)
+        {
+            return Err(RegistryError::Invalid(MetadataError {
+                error: "invalid_client_metadata",
+                description: format!(
+                    "client_secret must be {} to {} printable characters",
+                    CHOSEN_SECRET_CHARS.start(),
+                    CHOSEN_SECRET_CHARS.end()
+                ),
+            }));
+        }
+        Ok(Self(SecretString::from(raw)))
+    }
+}
+
+/// The secret to store: a new generated one (returned, to be shown once, and stored as a
+/// digest), or the administrator's (not returned; argon2id on the blocking pool).
+async fn new_secret(
+    chosen: Option<ChosenSecret>,
+) -> Result<(Option<String>, String), RegistryError> {
+    match chosen {
+        None => {
+            let secret = new_secret_token();
+            let digest = digest_generated_secret(&secret);
+            Ok((Some(secret), digest))
+        }
+        Some(ChosenSecret(secret)) => {
+            let hash = tokio::task::spawn_blocking(move || hash_secret(secret.expose_secret()))
+                .await
+                .map_err(|e| RegistryError::Unexpected(e.into()))?
+                .map_err(|e| {
+                    RegistryError::Unexpected(anyhow::anyhow!("hashing the secret: {e}"))
+                })?;
+            Ok((None, hash))
+        }
+    }
 }
 
 pub async fn create_client(
     store: &Store,
     registration: ClientRegistration,
+    chosen_secret: Option<ChosenSecret>,
     now: UnixTime,
 ) -> Result<CreatedClient, RegistryError> {
     let metadata = registration
         .into_metadata()
         .map_err(RegistryError::Invalid)?;
     let (client_secret, secret_hash) = if metadata.token_endpoint_auth_method.uses_secret() {
-        let (secret, hash) = new_secret().await?;
-        (Some(secret), Some(hash))
+        let (secret, hash) = new_secret(chosen_secret).await?;
+        (secret, Some(hash))
+    } else if chosen_secret.is_some() {
+        return Err(RegistryError::PublicClient);
     } else {
         (None, None)
     };
@@ -87,12 +129,14 @@ pub async fn create_client(
     })
 }
 
-/// Replaces the metadata. A client that becomes confidential gets a new secret (returned); one
-/// that becomes public loses its secret; otherwise the secret is kept.
+/// Replaces the metadata. A client that becomes confidential gets a new secret (returned when
+/// generated); one that becomes public loses its secret; otherwise the secret is kept, unless the
+/// administrator sets one.
 pub async fn update_client(
     store: &Store,
     client_id: &str,
     registration: ClientRegistration,
+    chosen_secret: Option<ChosenSecret>,
     now: UnixTime,
 ) -> Result<CreatedClient, RegistryError> {
     let current = store.get_client(client_id).await?;
@@ -106,9 +150,14 @@ pub async fn update_client(
     let becomes_secret_jwt = metadata.token_endpoint_auth_method == AuthMethod::ClientSecretJwt
         && current.metadata.token_endpoint_auth_method != AuthMethod::ClientSecretJwt;
     let (client_secret, secret_change) = match (was_confidential, is_confidential) {
+        (_, false) if chosen_secret.is_some() => return Err(RegistryError::PublicClient),
+        (true, true) if chosen_secret.is_some() => {
+            let (secret, hash) = new_secret(chosen_secret).await?;
+            (secret, Some(Some(hash)))
+        }
         (false, true) | (true, true) if becomes_secret_jwt || !was_confidential => {
-            let (secret, hash) = new_secret().await?;
-            (Some(secret), Some(Some(hash)))
+            let (secret, hash) = new_secret(None).await?;
+            (secret, Some(Some(hash)))
         }
         (true, false) => (None, Some(None)),
         _ => (None, None),
@@ -127,16 +176,19 @@ pub async fn update_client(
     })
 }
 
+/// Replaces a confidential client's secret with a generated one (returned) or the
+/// administrator's (`None` returned).
 pub async fn rotate_secret(
     store: &Store,
     client_id: &str,
+    chosen_secret: Option<ChosenSecret>,
     now: UnixTime,
-) -> Result<String, RegistryError> {
+) -> Result<Option<String>, RegistryError> {
     let client = store.get_client(client_id).await?;
     if !client.metadata.token_endpoint_auth_method.uses_secret() {
         return Err(RegistryError::PublicClient);
     }
-    let (secret, hash) = new_secret().await?;
+    let (secret, hash) = new_secret(chosen_secret).await?;
     store.set_client_secret(client_id, &hash, now).await?;
     Ok(secret)
 }
@@ -146,11 +198,10 @@ pub async fn rotate_secret(
 pub async fn keep_jwt_secret(
     store: &Store,
     key_encryption_key: Option<&SecretString>,
-    client_id: &str,
+    client: &RegisteredClient,
     new_secret: Option<&str>,
 ) -> Result<(), RegistryError> {
-    let client = store.get_client(client_id).await?;
-    crate::oidc::client_assertion::keep_jwt_secret(store, key_encryption_key, &client, new_secret)
+    crate::oidc::client_assertion::keep_jwt_secret(store, key_encryption_key, client, new_secret)
         .await
         .map_err(RegistryError::Unexpected)
 }

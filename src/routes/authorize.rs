@@ -10,8 +10,9 @@ use crate::oidc::callback::CallbackOutcome;
 use crate::oidc::logout::{LogoutOutcome, LogoutRequest};
 use crate::oidc::{Params, BROWSER_COOKIE, SESSION_COOKIE};
 
-fn cookie_value(req: &HttpRequest, name: &str) -> Option<String> {
-    req.cookie(name).map(|c| c.value().to_owned())
+fn cookie_value(req: &HttpRequest, state: &AppState, name: &str) -> Option<String> {
+    req.cookie(&format!("{}{name}", state.cookie_prefix))
+        .map(|c| c.value().to_owned())
 }
 
 /// The parameters of a GET (query string) or a POST (form body), and whether it was a POST.
@@ -31,8 +32,8 @@ pub async fn authorize(
 ) -> HttpResponse {
     let (params, after_post) = request_params(&req, &body);
     let lang = lang_of(&req, params.get("ui_locales"));
-    let session_cookie = cookie_value(&req, SESSION_COOKIE);
-    let browser_cookie = cookie_value(&req, BROWSER_COOKIE);
+    let session_cookie = cookie_value(&req, &state, SESSION_COOKIE);
+    let browser_cookie = cookie_value(&req, &state, BROWSER_COOKIE);
     let browser = BrowserContext {
         session_cookie: session_cookie.as_deref(),
         browser_cookie: browser_cookie.as_deref(),
@@ -65,7 +66,7 @@ pub async fn authorize(
 pub async fn wecom_callback(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let params = Params::parse(req.query_string().as_bytes());
     let lang = lang_of(&req, None);
-    let browser_cookie = cookie_value(&req, BROWSER_COOKIE);
+    let browser_cookie = cookie_value(&req, &state, BROWSER_COOKIE);
     match state
         .provider
         .complete_login(&params, browser_cookie.as_deref(), state.clock.now())
@@ -91,7 +92,7 @@ pub async fn logout(
 ) -> HttpResponse {
     let (params, after_post) = request_params(&req, &body);
     let lang = lang_of(&req, params.get("ui_locales"));
-    let session_cookie = cookie_value(&req, SESSION_COOKIE);
+    let session_cookie = cookie_value(&req, &state, SESSION_COOKIE);
     let request = LogoutRequest {
         params: &params,
         session_cookie: session_cookie.as_deref(),

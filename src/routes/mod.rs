@@ -5,6 +5,7 @@ mod authorize;
 mod discovery;
 mod health;
 mod respond;
+pub mod shape;
 mod token;
 mod wecom_events;
 
@@ -41,6 +42,10 @@ pub struct AppState {
     /// Cookie attributes derived from the issuer.
     pub cookie_path: String,
     pub secure_cookies: bool,
+    /// `__Host-` on an https issuer without a path prefix, `__Secure-` on one with a prefix
+    /// (`__Host-` demands `Path=/`, which would send the cookies to every application on the
+    /// host), nothing on plain http.
+    pub cookie_prefix: &'static str,
 }
 
 /// Browser-based clients (public, with PKCE) call these endpoints from their own origin. They take
@@ -72,10 +77,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(authorize::authorize))
             .route(web::post().to(authorize::authorize)),
     )
-    .route(
-        WECOM_CALLBACK_PATH,
-        web::get().to(authorize::wecom_callback),
-    )
+    // A resource, not a bare route: other methods get a 405 (shaped by `shape`), not a 404.
+    .service(web::resource(WECOM_CALLBACK_PATH).route(web::get().to(authorize::wecom_callback)))
     .service(
         web::resource(WECOM_EVENTS_PATH)
             .route(web::get().to(wecom_events::verify))

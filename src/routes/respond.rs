@@ -121,7 +121,7 @@ pub fn cookie(
     value: String,
     max_age_secs: Option<i64>,
 ) -> Cookie<'static> {
-    let mut cookie = Cookie::build(name, value)
+    let mut cookie = Cookie::build(format!("{}{name}", state.cookie_prefix), value)
         .path(state.cookie_path.clone())
         .http_only(true)
         .secure(state.secure_cookies)

@@ -2,6 +2,19 @@
 //! code; never a secret, code or token.
 
 use super::{column, StorageResult, Store};
+use crate::clock::UnixTime;
+
+/// What `GET /admin/audit` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub sub: Option<String>,
+    pub event: Option<String>,
+    /// Rows at or after this Unix time.
+    pub since: Option<i64>,
+    /// The cursor: rows with a smaller id than this (the last row of the previous page).
+    pub before_id: Option<i64>,
+    pub limit: i64,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEvent {
@@ -29,6 +42,60 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes rows older than `before`, in small batches (see `delete_in_batches`).
+    pub async fn purge_audit(&self, before: UnixTime) -> StorageResult<u64> {
+        self.delete_in_batches("audit_log", &format!("at < {before}"))
+            .await
+    }
+
+    /// One page of the log, newest first: rows matching `query`, older than its cursor.
+    pub async fn audit_page(&self, query: &AuditQuery) -> StorageResult<Vec<(i64, AuditEvent)>> {
+        let mut conditions = Vec::new();
+        let mut text_binds: Vec<&str> = Vec::new();
+        let mut number_binds: Vec<i64> = Vec::new();
+        // Text placeholders first, then numbers: `$n` numbering follows that order.
+        if let Some(sub) = &query.sub {
+            text_binds.push(sub);
+            conditions.push(format!("sub = ${}", text_binds.len()));
+        }
+        if let Some(event) = &query.event {
+            text_binds.push(event);
+            conditions.push(format!("event = ${}", text_binds.len()));
+        }
+        let numbers_from = text_binds.len();
+        if let Some(since) = query.since {
+            number_binds.push(since);
+            conditions.push(format!("at >= ${}", numbers_from + number_binds.len()));
+        }
+        if let Some(before_id) = query.before_id {
+            number_binds.push(before_id);
+            conditions.push(format!("id < ${}", numbers_from + number_binds.len()));
+        }
+        number_binds.push(query.limit);
+        let limit_placeholder = numbers_from + number_binds.len();
+        let filter = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conditions.join(" AND "))
+        };
+        let sql = format!(
+            "SELECT id, at, event, outcome, sub, client_id, reason FROM audit_log {filter} ORDER BY id DESC LIMIT ${limit_placeholder}"
+        );
+        let mut statement = sqlx::query(&sql);
+        for text in text_binds {
+            statement = statement.bind(text);
+        }
+        for number in number_binds {
+            statement = statement.bind(number);
+        }
+        statement
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| Ok((column(row, "id")?, event_from_row(row)?)))
+            .collect()
+    }
+
     /// The newest `limit` rows, newest first.
     pub async fn recent_audit(&self, limit: i64) -> StorageResult<Vec<AuditEvent>> {
         sqlx::query(
@@ -38,16 +105,18 @@ impl Store {
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(|row| {
-            Ok(AuditEvent {
-                at: column(row, "at")?,
-                event: column(row, "event")?,
-                outcome: column(row, "outcome")?,
-                sub: column(row, "sub")?,
-                client_id: column(row, "client_id")?,
-                reason: column(row, "reason")?,
-            })
-        })
+        .map(event_from_row)
         .collect()
     }
+}
+
+fn event_from_row(row: &sqlx::any::AnyRow) -> StorageResult<AuditEvent> {
+    Ok(AuditEvent {
+        at: column(row, "at")?,
+        event: column(row, "event")?,
+        outcome: column(row, "outcome")?,
+        sub: column(row, "sub")?,
+        client_id: column(row, "client_id")?,
+        reason: column(row, "reason")?,
+    })
 }

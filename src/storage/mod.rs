@@ -20,7 +20,7 @@ use secrecy::ExposeSecret;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
-pub use audit::AuditEvent;
+pub use audit::{AuditEvent, AuditQuery};
 pub use codes::{CodeGrant, CodeRedemption};
 pub use requests::{MemberGrant, PendingRequest, Session};
 pub use signing_keys::StoredKey;
@@ -51,6 +51,24 @@ fn is_unavailable_state(code: &str) -> bool {
     code.starts_with("08") || code.starts_with("53") || code.starts_with("57") || code == "55000"
 }
 
+/// SQLite result codes for "another connection holds the lock" (SQLITE_BUSY, SQLITE_LOCKED and
+/// their extended codes): the database is busy, not broken, and the request may be retried.
+fn is_sqlite_busy(db: &dyn sqlx::error::DatabaseError) -> bool {
+    // Postgres SQLSTATEs are digits too (22021 & 0xff is 5): look only at SQLite's errors.
+    if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_none() {
+        return false;
+    }
+    let primary = db
+        .code()
+        .and_then(|c| c.parse::<i64>().ok())
+        .map(|c| c & 0xff);
+    matches!(primary, Some(5 | 6)) || db.message().contains("database is locked")
+}
+
+/// Postgres SQLSTATE 22021: a value the database cannot store as text (a NUL byte). No row can
+/// hold such a value, so a lookup by it finds nothing: answered as `NotFound`, never as a 500.
+const UNSTORABLE_CHARACTER: &str = "22021";
+
 impl From<sqlx::Error> for StorageError {
     fn from(err: sqlx::Error) -> Self {
         match &err {
@@ -62,6 +80,12 @@ impl From<sqlx::Error> for StorageError {
             sqlx::Error::Database(db) if db.is_unique_violation() => StorageError::Conflict,
             sqlx::Error::Database(db) if db.code().is_some_and(|c| is_unavailable_state(&c)) => {
                 StorageError::Unavailable(err.to_string())
+            }
+            sqlx::Error::Database(db) if is_sqlite_busy(db.as_ref()) => {
+                StorageError::Unavailable(err.to_string())
+            }
+            sqlx::Error::Database(db) if db.code().as_deref() == Some(UNSTORABLE_CHARACTER) => {
+                StorageError::NotFound
             }
             _ => StorageError::Unexpected(anyhow::Error::new(err)),
         }
@@ -90,6 +114,22 @@ pub struct Store {
 /// How long a replica may use a client row it read (a change elsewhere takes this long to reach it).
 pub const CLIENT_CACHE_TTL: Duration = Duration::from_secs(5);
 
+/// How long a request waits for a connection. While the database is away, sqlx keeps retrying
+/// to connect until this runs out: short, so requests fail fast with 503 instead of piling up.
+const POOL_ACQUIRE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// How long a SQLite writer waits for the lock held by another: long enough for the short
+/// transactions the provider makes, short enough to answer 503 well within a second when a
+/// long-held lock (a backup, a manual session) blocks writes.
+const SQLITE_BUSY_TIMEOUT_MS: u64 = 500;
+
+/// Rows deleted per statement by the purges: small enough that one statement holds SQLite's
+/// write lock for milliseconds.
+const PURGE_BATCH: u64 = 500;
+
+/// `/readyz` answers within a second whether or not the database does.
+const PING_DEADLINE: Duration = Duration::from_millis(900);
+
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -115,7 +155,7 @@ impl Store {
         let pool = AnyPoolOptions::new()
             .max_connections(settings.max_connections)
             .min_connections(0)
-            .acquire_timeout(Duration::from_secs(3))
+            .acquire_timeout(POOL_ACQUIRE_TIMEOUT)
             // A ping before every use doubles the round trips; a broken connection instead fails
             // its query (answered 503) and the pool replaces it.
             .test_before_acquire(false)
@@ -124,7 +164,7 @@ impl Store {
                     if backend == Backend::Sqlite {
                         // WAL lets readers run beside the one writer; the busy timeout makes
                         // concurrent writers wait instead of failing with SQLITE_BUSY.
-                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL;")
+                        conn.execute(format!("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA synchronous = NORMAL;").as_str())
                             .await?;
                     }
                     Ok(())
@@ -170,14 +210,34 @@ impl Store {
         }
     }
 
+    /// Open and idle connections, and the most the pool opens: for the metrics.
+    pub fn pool_stats(&self) -> (u32, u32, u32) {
+        (
+            self.pool.size(),
+            u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+            self.pool.options().get_max_connections(),
+        )
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }
 
     /// Whether the database answers; what `/readyz` asks. Connections that died while idle (the
     /// database restarted) fail once and are dropped by the pool, so a failure is retried over
-    /// every pooled connection before the database is declared unavailable.
+    /// every pooled connection before the database is declared unavailable — all within
+    /// `PING_DEADLINE`.
     pub async fn ping(&self) -> StorageResult<()> {
+        tokio::time::timeout(PING_DEADLINE, self.ping_until_answered())
+            .await
+            .unwrap_or_else(|_| {
+                Err(StorageError::Unavailable(
+                    "the database did not answer in time".to_owned(),
+                ))
+            })
+    }
+
+    async fn ping_until_answered(&self) -> StorageResult<()> {
         let attempts = self.pool.options().get_max_connections() + 1;
         let mut last = None;
         for _ in 0..attempts {
@@ -192,7 +252,9 @@ impl Store {
         Err(StorageError::Unavailable(last.unwrap_or_default()))
     }
 
-    /// Deletes what has expired; every replica may run it, the statements are idempotent.
+    /// Deletes what has expired; every replica may run it, the statements are idempotent. Rows
+    /// go in batches of `PURGE_BATCH`, each its own short statement, so that a large backlog
+    /// never holds SQLite's write lock long enough for a sign-in to time out behind it.
     pub async fn purge_expired(&self, now: UnixTime) -> StorageResult<u64> {
         let mut removed = 0;
         for table in [
@@ -204,19 +266,44 @@ impl Store {
             "revoked_grants",
             "client_assertion_jtis",
         ] {
-            removed += sqlx::query(&format!("DELETE FROM {table} WHERE expires_at < $1"))
-                .bind(now)
+            removed += self
+                .delete_in_batches(table, &format!("expires_at < {now}"))
+                .await?;
+        }
+        // Redeliveries of a WeCom event come within minutes; a day covers any retry schedule.
+        removed += self
+            .delete_in_batches("wecom_events", &format!("received_at < {}", now - 86_400))
+            .await?;
+        Ok(removed)
+    }
+
+    /// `DELETE FROM table WHERE condition`, `PURGE_BATCH` rows per statement, yielding between
+    /// statements so that other writers get the lock. `condition` is built from numbers only.
+    pub(crate) async fn delete_in_batches(
+        &self,
+        table: &str,
+        condition: &str,
+    ) -> StorageResult<u64> {
+        // The physical row id: every table has one, whatever its key.
+        let row_id = match self.backend {
+            Backend::Postgres => "ctid",
+            Backend::Sqlite => "rowid",
+        };
+        let statement = format!(
+            "DELETE FROM {table} WHERE {row_id} IN (SELECT {row_id} FROM {table} WHERE {condition} LIMIT {PURGE_BATCH})"
+        );
+        let mut removed = 0;
+        loop {
+            let batch = sqlx::query(&statement)
                 .execute(&self.pool)
                 .await?
                 .rows_affected();
+            removed += batch;
+            if batch < PURGE_BATCH {
+                return Ok(removed);
+            }
+            tokio::task::yield_now().await;
         }
-        // Redeliveries of a WeCom event come within minutes; a day covers any retry schedule.
-        removed += sqlx::query("DELETE FROM wecom_events WHERE received_at < $1")
-            .bind(now - 86_400)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        Ok(removed)
     }
 
     /// Records a WeCom event delivery by the digest of its decrypted message; `false` when it was

@@ -15,12 +15,16 @@ pub struct StoredKey {
 }
 
 impl Store {
-    /// Stores `key` as generation `key.generation` and retires every older key, in one
-    /// transaction. The unique generation makes concurrent inserts of the same generation (two
+    /// Stores `key` as generation `key.generation` and retires every older key at `retire_older_at`
+    /// (when the new key starts signing), in one transaction. The unique generation makes concurrent inserts of the same generation (two
     /// replicas starting on an empty database, two rotations at once) leave exactly one winner;
     /// the loser gets `false` and reads the winner's key.
     #[tracing::instrument(skip_all, fields(kid = %key.kid, generation = key.generation))]
-    pub async fn insert_signing_key(&self, key: &StoredKey) -> StorageResult<bool> {
+    pub async fn insert_signing_key(
+        &self,
+        key: &StoredKey,
+        retire_older_at: i64,
+    ) -> StorageResult<bool> {
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO signing_keys (kid, generation, alg, private_jwk, public_jwk, created_at, retired_at)
@@ -40,7 +44,7 @@ impl Store {
             sqlx::query(
                 "UPDATE signing_keys SET retired_at = $1 WHERE generation < $2 AND retired_at IS NULL",
             )
-            .bind(key.created_at)
+            .bind(retire_older_at)
             .bind(key.generation)
             .execute(&mut *tx)
             .await?;

@@ -44,7 +44,13 @@ pub(super) struct Transport {
 
 impl Transport {
     pub(super) fn new(settings: &WeComSettings) -> Result<Self, WeComError> {
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if let Some(proxy) = &settings.proxy {
+            let proxy = reqwest::Proxy::all(proxy.as_str())
+                .map_err(|e| WeComError::Unreachable(format!("WECOM_PROXY: {}", describe(e))))?;
+            builder = builder.proxy(proxy);
+        }
+        let http = builder
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout)
             // WeCom's API never redirects; following a redirect would hand the token elsewhere.
@@ -71,7 +77,9 @@ impl Transport {
     pub(super) async fn send(&self, request: &Request<'_>) -> Result<Answer, WeComError> {
         let mut delays = BUSY_BACKOFF.iter();
         loop {
+            let started = std::time::Instant::now();
             let result = self.exchange(request).await;
+            record(request.url.path(), &result, started.elapsed());
             let retry = match &result {
                 Err(WeComError::Api {
                     errcode: errcode @ (-1 | 45033),
@@ -136,6 +144,33 @@ impl Transport {
             WeComError::Unreachable(describe(err))
         }
     }
+}
+
+/// How a proxy URL is shown: scheme, host and port, never the credentials it may carry.
+pub fn proxy_display(proxy: &Url) -> String {
+    format!(
+        "{}://{}:{}",
+        proxy.scheme(),
+        proxy.host_str().unwrap_or(""),
+        proxy.port_or_known_default().unwrap_or(0)
+    )
+}
+
+/// `wecom_oidc_wecom_requests_total{api,errcode}` and the latency histogram. The API is the URL
+/// path (a fixed set); the errcode is WeCom's, or what went wrong before there was one.
+fn record(api: &str, result: &Result<Answer, WeComError>, elapsed: Duration) {
+    let errcode = match result {
+        Ok(_) => "0".to_owned(),
+        Err(WeComError::Api { errcode, .. }) => errcode.to_string(),
+        Err(WeComError::HttpStatus(status)) => format!("http_{status}"),
+        Err(WeComError::Timeout(_)) => "timeout".to_owned(),
+        Err(WeComError::Unreachable(_)) => "unreachable".to_owned(),
+        Err(_) => "invalid_response".to_owned(),
+    };
+    metrics::counter!("wecom_oidc_wecom_requests_total", "api" => api.to_owned(), "errcode" => errcode)
+        .increment(1);
+    metrics::histogram!("wecom_oidc_wecom_request_duration_seconds", "api" => api.to_owned())
+        .record(elapsed.as_secs_f64());
 }
 
 /// WeCom's errmsg is its own text and holds no secret, but a gateway in front of a private

@@ -18,6 +18,7 @@ mod error;
 pub mod events;
 mod groups;
 mod http;
+pub use http::proxy_display;
 mod login;
 mod profile;
 mod token;
@@ -220,12 +221,14 @@ impl WeComClient {
         let token = answer.id(&["access_token"]).ok_or_else(|| {
             WeComError::InvalidResponse("gettoken answered no access_token".into())
         })?;
-        // A missing or nonsensical lifetime is taken as the documented one.
+        // A missing or nonsensical lifetime is taken as the documented one; a huge one is
+        // clamped, so that no deadline computed from it can overflow.
         let lifetime = answer
             .number("expires_in")
             .and_then(|secs| u64::try_from(secs).ok())
             .filter(|secs| *secs > 0)
-            .map_or(DEFAULT_TOKEN_LIFETIME, Duration::from_secs);
+            .map_or(DEFAULT_TOKEN_LIFETIME, Duration::from_secs)
+            .min(token::MAX_LIFETIME);
         tracing::info!(
             expires_in = lifetime.as_secs(),
             "fetched a WeCom access token"

@@ -894,3 +894,27 @@ async fn no_error_or_log_line_shows_the_secret_a_token_a_code_or_a_ticket() {
         assert!(!all.contains(secret), "{secret} leaked:\n{all}");
     }
 }
+
+#[tokio::test]
+async fn a_huge_expires_in_is_clamped_and_the_token_still_works() {
+    let server = MockServer::start().await;
+    gettoken_request()
+        .respond_with(ok(
+            json!({"errcode": 0, "access_token": "tok1", "expires_in": 9_223_372_036_854_775_807_i64}),
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    user_get("tok1")
+        .respond_with(ok(zhangsan()))
+        .expect(2)
+        .mount(&server)
+        .await;
+    let client = client(&server);
+
+    for _ in 0..2 {
+        assert_eq!(client.member("zhangsan").await.unwrap().userid, "zhangsan");
+    }
+
+    server.verify().await;
+}

@@ -36,9 +36,14 @@ pub(super) struct TokenCache {
     fetches: AtomicU64,
 }
 
+/// The longest lifetime believed: WeCom documents 7200 s; a gateway claiming more (or a huge
+/// number) gets a day at most, so no arithmetic on it can overflow an `Instant`.
+pub(super) const MAX_LIFETIME: Duration = Duration::from_secs(86_400);
+
 /// How long a token with WeCom's `lifetime` is used: until five minutes before it expires, or
 /// until half its lifetime when that is short (odd deployments, tests).
 pub(super) fn usable_for(lifetime: Duration) -> Duration {
+    let lifetime = lifetime.min(MAX_LIFETIME);
     lifetime - MARGIN.min(lifetime / 2)
 }
 
@@ -118,7 +123,7 @@ impl TokenCache {
             Ok(Fetched { token, lifetime }) => {
                 // `now` is from before the request, so the token is dropped a little early,
                 // never late.
-                let refresh_at = now + usable_for(lifetime);
+                let refresh_at = now.checked_add(usable_for(lifetime)).unwrap_or(now);
                 *self.current.lock().unwrap_or_else(PoisonError::into_inner) = Some(Cached {
                     token: token.clone(),
                     refresh_at,
@@ -170,6 +175,11 @@ mod tests {
         );
         assert_eq!(usable_for(Duration::from_secs(10)), Duration::from_secs(5));
         assert_eq!(usable_for(Duration::ZERO), Duration::ZERO);
+        assert_eq!(
+            usable_for(Duration::MAX),
+            MAX_LIFETIME - MARGIN,
+            "a huge expires_in is clamped"
+        );
     }
 
     #[tokio::test]

@@ -137,6 +137,8 @@ pub struct TestApp {
     pub sweep: MemberSweep,
     /// The provider's back-channel logout sender: `wait_idle()` awaits its deliveries.
     pub backchannel: BackchannelSender,
+    /// Where `/metrics` answers, when the test set `METRICS_ADDR`.
+    pub metrics_port: Option<u16>,
     /// Held so that the database lives exactly as long as the application.
     db: TestDatabase,
 }
@@ -228,6 +230,7 @@ impl TestApp {
         .expect("application builds");
         let sweep = application.member_sweep();
         let backchannel = application.backchannel();
+        let metrics_port = application.metrics_port();
         tokio::spawn(application.run_until_stopped());
         TestApp {
             issuer,
@@ -239,6 +242,7 @@ impl TestApp {
             simulator,
             sweep,
             backchannel,
+            metrics_port,
             db,
         }
     }
