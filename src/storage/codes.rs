@@ -3,7 +3,7 @@
 
 use serde::{de::DeserializeOwned, Serialize};
 
-use super::{column, from_json, to_json, StorageResult, Store};
+use super::{column, from_json, to_json, Backend, StorageResult, Store};
 
 /// What a code was issued for; `D` is the protocol layer's details document.
 #[derive(Debug, Clone)]
@@ -37,17 +37,26 @@ impl Store {
         details: &D,
         expires_at: i64,
     ) -> StorageResult<()> {
-        sqlx::query(
-            "INSERT INTO authorization_codes (code_hash, grant_id, client_id, session_id, details, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(code_hash)
-        .bind(grant_id)
-        .bind(client_id)
-        .bind(session_id)
-        .bind(to_json(details)?)
-        .bind(expires_at)
-        .execute(&self.pool)
-        .await?;
+        let sql = match self.backend {
+            // Commits without waiting for the WAL flush (see `Store`'s "Commits that may be
+            // lost"): a code lost in a crash fails its exchange, and the person signs in again.
+            Backend::Postgres => {
+                "INSERT INTO authorization_codes (code_hash, grant_id, client_id, session_id, details, expires_at)
+                 SELECT $1, $2, $3, $4, $5, $6 WHERE set_config('synchronous_commit', 'off', true) = 'off'"
+            }
+            Backend::Sqlite => {
+                "INSERT INTO authorization_codes (code_hash, grant_id, client_id, session_id, details, expires_at) VALUES ($1, $2, $3, $4, $5, $6)"
+            }
+        };
+        sqlx::query(sql)
+            .bind(code_hash)
+            .bind(grant_id)
+            .bind(client_id)
+            .bind(session_id)
+            .bind(to_json(details)?)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -62,18 +71,33 @@ impl Store {
         client_id: &str,
         now: i64,
     ) -> StorageResult<CodeRedemption<D>> {
-        let row = sqlx::query(
-            "UPDATE authorization_codes SET used_at = $1
-             WHERE code_hash = $2 AND client_id = $3 AND used_at IS NULL
-               AND (session_id IS NULL
-                    OR EXISTS (SELECT 1 FROM sessions s WHERE s.id_hash = authorization_codes.session_id))
-             RETURNING grant_id, client_id, details, expires_at",
-        )
-        .bind(now)
-        .bind(code_hash)
-        .bind(client_id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let sql = match self.backend {
+            // The redemption may commit without waiting for the WAL flush: the tokens it leads
+            // to are stored by a durable commit before any is sent, which flushes this one with
+            // it. Lost in a crash, it was one whose tokens never reached the client, so the code
+            // is redeemable once more, exactly as if that exchange had not happened.
+            Backend::Postgres => {
+                "UPDATE authorization_codes SET used_at = $1
+                 WHERE code_hash = $2 AND client_id = $3 AND used_at IS NULL
+                   AND (session_id IS NULL
+                        OR EXISTS (SELECT 1 FROM sessions s WHERE s.id_hash = authorization_codes.session_id))
+                   AND set_config('synchronous_commit', 'off', true) = 'off'
+                 RETURNING grant_id, client_id, details, expires_at"
+            }
+            Backend::Sqlite => {
+                "UPDATE authorization_codes SET used_at = $1
+                 WHERE code_hash = $2 AND client_id = $3 AND used_at IS NULL
+                   AND (session_id IS NULL
+                        OR EXISTS (SELECT 1 FROM sessions s WHERE s.id_hash = authorization_codes.session_id))
+                 RETURNING grant_id, client_id, details, expires_at"
+            }
+        };
+        let row = sqlx::query(sql)
+            .bind(now)
+            .bind(code_hash)
+            .bind(client_id)
+            .fetch_optional(&self.pool)
+            .await?;
         if let Some(row) = row {
             return Ok(CodeRedemption::Redeemed(CodeGrant {
                 grant_id: column(&row, "grant_id")?,

@@ -101,6 +101,15 @@ pub enum Backend {
 }
 
 /// The connection pool and which backend is behind it. Cheap to clone.
+///
+/// Commits that may be lost: on Postgres, the rows whose loss in a crash costs a person at most
+/// a retry — pending authorization requests, authorization codes and their redemption — are
+/// written with `synchronous_commit` off for that one statement's transaction (`set_config(…,
+/// true)` inside the statement, so no extra round trip). Such a commit is flushed within a few
+/// hundred milliseconds by the WAL writer, or at once by the next durable commit, since the WAL
+/// is written in order. Sessions, users, tokens, revocations, clients, keys and the audit log stay
+/// durable before they are acknowledged. (SQLite runs in WAL mode with `synchronous = NORMAL`
+/// throughout: a commit survives a crash of the process, not necessarily of the machine.)
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: AnyPool,
