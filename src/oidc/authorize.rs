@@ -186,6 +186,13 @@ impl Provider {
         request.scope = granted.to_string();
         if let Some(raw) = params.get("claims") {
             match ClaimsRequest::parse(raw) {
+                Ok(claims) if claims.demands_an_acr() => {
+                    return fail(
+                        &request,
+                        ErrorCode::AccessDenied,
+                        "the essential acr requested cannot be met: no acr is asserted",
+                    )
+                }
                 Ok(claims) => request.claims = Some(claims),
                 Err(description) => return fail(&request, ErrorCode::InvalidRequest, description),
             }
@@ -244,9 +251,14 @@ impl Provider {
             None => None,
         };
         let fresh_login_required = prompt.contains(&"login");
-        if let Some(session) = session
-            .filter(|s| !fresh_login_required && max_age.is_none_or(|age| now - s.auth_time <= age))
-        {
+        // OIDC Core §5.5.1: a `sub` requested by value is answered only from that member's
+        // session; anyone else's means signing in again.
+        let required_sub = request.claims.as_ref().and_then(|c| c.required_sub());
+        if let Some(session) = session.filter(|s| {
+            !fresh_login_required
+                && max_age.is_none_or(|age| now - s.auth_time <= age)
+                && required_sub.is_none_or(|sub| sub == s.sub)
+        }) {
             if let Some(hint_sub) = params
                 .get("id_token_hint")
                 .and_then(|h| self.keys.subject_of_own_token(h))

@@ -135,6 +135,19 @@ impl Provider {
                 Refusal::new(PageKind::NoAccessToApplication, super::access::DENIED)
                     .of(&profile.sub()),
             ),
+            // OIDC Core §5.5.1: no token for another member than the `sub` the client named.
+            Ok(profile)
+                if request
+                    .claims
+                    .as_ref()
+                    .and_then(|c| c.required_sub())
+                    .is_some_and(|sub| sub != profile.sub()) =>
+            {
+                Err(
+                    Refusal::new(PageKind::DifferentMember, "not_the_requested_sub")
+                        .of(&profile.sub()),
+                )
+            }
             other => other,
         };
         match identified {

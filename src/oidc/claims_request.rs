@@ -3,6 +3,11 @@
 //! a client registered with a minimal ID token (`id_token_profile_claims: false`) names the few
 //! claims it wants in the ID token. Userinfo already answers every claim of the granted scopes,
 //! so a `userinfo` member changes nothing there.
+//!
+//! Two requests constrain the sign-in itself (§5.5.1): a `sub` with a `value` names the one
+//! member the client will accept, and an essential `acr` with `value`/`values` demands an
+//! authentication context. This provider asserts no `acr` (a WeCom scan has no levels), so such
+//! a demand can never be met.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -59,11 +64,48 @@ impl ClaimsRequest {
     pub fn wants_in_id_token(&self, claim: &str) -> bool {
         self.id_token.contains_key(claim)
     }
+
+    /// §5.5.1: the `sub` the client asked for by value; tokens may only be issued for that
+    /// member, whether the session already exists or the person signs in now.
+    pub fn required_sub(&self) -> Option<&str> {
+        self.id_token.get("sub")?.get("value")?.as_str()
+    }
+
+    /// §5.5.1.1: an essential `acr` with required values. No `acr` is ever asserted here, so
+    /// the outcome is a failed authentication, which the section requires the server to report.
+    pub fn demands_an_acr(&self) -> bool {
+        [&self.id_token, &self.userinfo].iter().any(|claims| {
+            claims.get("acr").is_some_and(|acr| {
+                acr.get("essential") == Some(&Value::Bool(true))
+                    && (acr.get("value").is_some() || acr.get("values").is_some())
+            })
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sub_by_value_and_an_essential_acr_are_recognised() {
+        let request = ClaimsRequest::parse(
+            r#"{"id_token": {"sub": {"value": "zhangsan"}, "acr": {"essential": true, "values": ["gold"]}}}"#,
+        )
+        .unwrap();
+        assert_eq!(request.required_sub(), Some("zhangsan"));
+        assert!(request.demands_an_acr());
+
+        let voluntary = ClaimsRequest::parse(
+            r#"{"id_token": {"sub": null, "acr": {"values": ["gold"]}}, "userinfo": {"acr": {"essential": true}}}"#,
+        )
+        .unwrap();
+        assert_eq!(voluntary.required_sub(), None);
+        assert!(
+            !voluntary.demands_an_acr(),
+            "voluntary, or no value demanded"
+        );
+    }
 
     #[test]
     fn the_parameter_is_parsed_as_oidc_core_5_5_describes() {

@@ -62,6 +62,9 @@ pub enum PageKind {
     DomainNotAllowed,
     /// The member is not in the client's `allowed_groups`.
     NoAccessToApplication,
+    /// The client asked (claims parameter, `sub` by value) for another member than the one who
+    /// signed in.
+    DifferentMember,
     WeComUnavailable,
     WeComMisconfigured,
     NotConfigured,
@@ -127,6 +130,7 @@ impl Page {
             | PageKind::OutsideVisibleRange
             | PageKind::DomainNotAllowed
             | PageKind::NoAccessToApplication
+            | PageKind::DifferentMember
             | PageKind::LoginCancelled => 403,
             PageKind::WeComUnavailable | PageKind::WeComMisconfigured => 502,
             PageKind::NotConfigured | PageKind::ServiceUnavailable => 503,
@@ -164,6 +168,8 @@ fn text(kind: PageKind, lang: Lang) -> (&'static str, &'static str, &'static str
         (DomainNotAllowed, Lang::En) => ("Cannot sign in", "Your email domain is not allowed to sign in here.", "Please contact your administrator."),
         (NoAccessToApplication, Lang::Zh) => ("没有访问权限", "您没有访问此应用的权限。", "如需使用，请联系该应用的管理员为你开通。"),
         (NoAccessToApplication, Lang::En) => ("No access", "You do not have access to this application.", "If you need it, ask the application's administrator to grant you access."),
+        (DifferentMember, Lang::Zh) => ("无法登录", "应用要求的是另一位成员的登录，而你登录的是其他账号。", "请返回应用，用应用要求的企业微信账号重新登录。"),
+        (DifferentMember, Lang::En) => ("Cannot sign in", "The application asked for a different member than the one who signed in.", "Go back to the application and sign in with the WeCom account it asked for."),
         (WeComUnavailable, Lang::Zh) => ("企业微信暂时不可用", "暂时无法连接企业微信。", "请稍后返回应用重试。"),
         (WeComUnavailable, Lang::En) => ("WeCom is unavailable", "WeCom could not be reached just now.", "Please go back to the application and try again in a moment."),
         (WeComMisconfigured, Lang::Zh) => ("登录服务配置有误", "登录服务与企业微信的对接配置有误，管理员已可在日志中看到原因。", "请联系 IT 管理员。"),

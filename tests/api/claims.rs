@@ -160,11 +160,16 @@ async fn restricted_client(app: &TestApp, allowed: &[&str]) -> TestClient {
     .await
 }
 
-/// Asserts the refusal page and its link back to the client.
+/// Asserts the "no access to this application" page and its link back to the client.
 async fn assert_refused(response: reqwest::Response) {
+    assert_refused_with(response, "您没有访问此应用的权限").await;
+}
+
+/// Asserts a refusal page saying `message`, and its link back to the client.
+async fn assert_refused_with(response: reqwest::Response, message: &str) {
     assert_eq!(response.status(), 403);
     let html = response.text().await.unwrap();
-    assert!(html.contains("您没有访问此应用的权限"), "{html}");
+    assert!(html.contains(message), "{html}");
     let back = html
         .split("href=\"")
         .nth(1)
@@ -331,6 +336,72 @@ async fn the_claims_parameter_places_claims_in_a_minimal_id_token_within_the_sco
         userinfo.get("phone_number").is_none(),
         "phone scope not granted"
     );
+}
+
+#[tokio::test]
+async fn a_sub_requested_by_value_gets_tokens_for_that_member_only() {
+    let app = TestApp::spawn().await;
+    let client = app.confidential_client().await;
+    assert!(app.sign_in(&client, "lisi", &[]).await.code.is_some());
+    let wants_zhangsan = json!({ "id_token": { "sub": { "value": "zhangsan" } } }).to_string();
+
+    // lisi's session does not answer for zhangsan: silently, that is login_required…
+    let back = app
+        .follow(&app.authorize_url(&client, &[("claims", &wants_zhangsan), ("prompt", "none")]))
+        .await;
+    assert_eq!(
+        query_param(&back, "error").as_deref(),
+        Some("login_required")
+    );
+    // …and otherwise WeCom's login, where zhangsan signs in.
+    let tokens = tokens_for(&app, &client, "ZhangSan", &[("claims", &wants_zhangsan)]).await;
+    assert_eq!(
+        jwt_claims(tokens["id_token"].as_str().unwrap())["sub"],
+        "zhangsan"
+    );
+    // zhangsan's own session now answers at once.
+    let again = app
+        .follow(&app.authorize_url(&client, &[("claims", &wants_zhangsan), ("prompt", "none")]))
+        .await;
+    assert!(query_param(&again, "code").is_some(), "{again}");
+
+    // Someone else scanning gets a page, and the client no code.
+    let other = app.with_fresh_browser();
+    let wecom = other
+        .follow(&other.authorize_url(&client, &[("claims", &wants_zhangsan)]))
+        .await;
+    let callback = other.wecom_approves(&wecom, &[("userid", "lisi")]).await;
+    let response = other.browser.get(&callback).send().await.unwrap();
+    assert_refused_with(response, "应用要求的是另一位成员的登录").await;
+    let audit = other.audit().await;
+    assert_eq!(audit[0].reason.as_deref(), Some("not_the_requested_sub"));
+    assert_eq!(audit[0].sub.as_deref(), Some("lisi"));
+}
+
+#[tokio::test]
+async fn an_essential_acr_that_cannot_be_met_fails_the_authentication() {
+    let app = TestApp::spawn().await;
+    let client = app.confidential_client().await;
+    let demands = json!({ "id_token": { "acr": { "essential": true, "values": ["urn:mace:incommon:iap:silver"] } } })
+        .to_string();
+
+    let back = app
+        .follow(&app.authorize_url(&client, &[("claims", &demands)]))
+        .await;
+
+    assert!(back.starts_with(&client.redirect_uri), "{back}");
+    assert_eq!(
+        query_param(&back, "error").as_deref(),
+        Some("access_denied")
+    );
+    assert_eq!(query_param(&back, "state").as_deref(), Some("rp-state-123"));
+    // Asked for voluntarily, it changes nothing.
+    let voluntary = json!({ "id_token": { "acr": { "values": ["silver"] } } }).to_string();
+    assert!(app
+        .sign_in(&client, "lisi", &[("claims", &voluntary)])
+        .await
+        .code
+        .is_some());
 }
 
 #[tokio::test]
