@@ -389,35 +389,26 @@ impl SimulatorControl {
     /// Disables a member (user/get then answers status 2) and sends `update_user` with Status 2
     /// plus, to the apps whose range holds the member, `unsubscribe` ("被禁用" \[D90240\]).
     pub async fn disable_member(&self, userid: &str) -> anyhow::Result<Vec<Delivery>> {
-        let requests = self.change_members(|state| {
-            let member = state
-                .directory
-                .member(userid)
-                .with_context(|| format!("no member {userid}"))?
-                .userid
-                .clone();
-            let apps = state.apps_seeing(&member);
-            state.directory.set_member_status(&member, 2);
-            Ok(vec![
-                (
-                    apps.clone(),
-                    SimEvent::UpdateUser {
-                        userid: member.clone(),
-                        new_userid: None,
-                        status: Some(2),
-                        department: None,
-                    },
-                ),
-                (apps, SimEvent::Unsubscribe { userid: member }),
-            ])
-        })?;
-        Ok(self.deliver_all(requests).await)
+        self.set_member_status(userid, 2, |userid| SimEvent::Unsubscribe { userid })
+            .await
     }
 
     /// Re-enables a member (user/get then answers status 1) and sends `update_user` with Status 1
     /// plus, to the apps whose range holds the member, `subscribe` (whether WeCom sends it on
     /// re-enabling is unconfirmed, §10.11).
     pub async fn enable_member(&self, userid: &str) -> anyhow::Result<Vec<Delivery>> {
+        self.set_member_status(userid, 1, |userid| SimEvent::Subscribe { userid })
+            .await
+    }
+
+    /// Sets a member's `status` and announces it: `update_user` with the new Status, then
+    /// `follow_up` (subscribe or unsubscribe) to the apps whose range holds the member.
+    async fn set_member_status(
+        &self,
+        userid: &str,
+        status: u8,
+        follow_up: fn(String) -> SimEvent,
+    ) -> anyhow::Result<Vec<Delivery>> {
         let requests = self.change_members(|state| {
             let member = state
                 .directory
@@ -426,18 +417,18 @@ impl SimulatorControl {
                 .userid
                 .clone();
             let apps = state.apps_seeing(&member);
-            state.directory.set_member_status(&member, 1);
+            state.directory.set_member_status(&member, status);
             Ok(vec![
                 (
                     apps.clone(),
                     SimEvent::UpdateUser {
                         userid: member.clone(),
                         new_userid: None,
-                        status: Some(1),
+                        status: Some(status),
                         department: None,
                     },
                 ),
-                (apps, SimEvent::Subscribe { userid: member }),
+                (apps, follow_up(member)),
             ])
         })?;
         Ok(self.deliver_all(requests).await)

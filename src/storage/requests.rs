@@ -12,6 +12,17 @@ pub struct PendingRequest<R> {
     pub expires_at: i64,
 }
 
+/// A `sessions` row read with all its columns.
+fn session_from_row(row: &sqlx::any::AnyRow) -> StorageResult<Session> {
+    Ok(Session {
+        id_hash: column(row, "id_hash")?,
+        sub: column(row, "sub")?,
+        auth_time: column(row, "auth_time")?,
+        expires_at: column(row, "expires_at")?,
+        amr: column::<Option<String>>(row, "amr")?.unwrap_or_default(),
+    })
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
     pub id_hash: String,
@@ -115,22 +126,13 @@ impl Store {
     /// The live session with this id, if any.
     pub async fn find_session(&self, id_hash: &str, now: i64) -> StorageResult<Option<Session>> {
         let row = sqlx::query(
-            "SELECT sub, auth_time, expires_at, amr FROM sessions WHERE id_hash = $1 AND expires_at > $2",
+            "SELECT id_hash, sub, auth_time, expires_at, amr FROM sessions WHERE id_hash = $1 AND expires_at > $2",
         )
         .bind(id_hash)
         .bind(now)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|row| {
-            Ok(Session {
-                id_hash: id_hash.to_owned(),
-                sub: column(&row, "sub")?,
-                auth_time: column(&row, "auth_time")?,
-                expires_at: column(&row, "expires_at")?,
-                amr: column::<Option<String>>(&row, "amr")?.unwrap_or_default(),
-            })
-        })
-        .transpose()
+        row.as_ref().map(session_from_row).transpose()
     }
 
     /// The live sessions of `sub`, newest first.
@@ -143,17 +145,7 @@ impl Store {
         .bind(now)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(Session {
-                    id_hash: column(row, "id_hash")?,
-                    sub: column(row, "sub")?,
-                    auth_time: column(row, "auth_time")?,
-                    expires_at: column(row, "expires_at")?,
-                    amr: column::<Option<String>>(row, "amr")?.unwrap_or_default(),
-                })
-            })
-            .collect()
+        rows.iter().map(session_from_row).collect()
     }
 
     /// The grants `sub` holds: one row per grant with a live access or refresh token.
