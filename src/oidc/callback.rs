@@ -164,17 +164,16 @@ impl Provider {
                     expires_at: now + self.config.lifetimes.session.as_secs() as i64,
                     amr: request.login_method.amr().to_owned(),
                 };
-                self.store.insert_session(&session).await?;
-                let redirect = self.issue_code(&request, &session, now).await?;
-                self.audit(
+                let (code, redirect) = self.mint_code(&request, &session, now);
+                let audit = super::audit_event(
                     now,
                     "sign_in",
                     "success",
                     Some(&sub),
                     Some(&request.client_id),
                     Some("wecom"),
-                )
-                .await;
+                );
+                self.store.start_session(&session, &code, &audit).await?;
                 Ok(CallbackOutcome::Redirect {
                     redirect,
                     session_cookie,

@@ -46,7 +46,7 @@ use crate::clock::UnixTime;
 use crate::config::Config;
 use crate::crypto::{new_secret_token, random_token, sha256_hex};
 use crate::keys::KeyManager;
-use crate::storage::{AuditEvent, Session, StorageError, Store};
+use crate::storage::{AuditEvent, NewCode, Session, StorageError, Store};
 use crate::wecom::WeComClient;
 pub use error::{ErrorCode, OAuthError};
 pub use params::Params;
@@ -194,6 +194,19 @@ impl Provider {
         session: &Session,
         now: UnixTime,
     ) -> Result<ClientRedirect, StorageError> {
+        let (code, redirect) = self.mint_code(request, session, now);
+        self.store.insert_code(&code).await?;
+        Ok(redirect)
+    }
+
+    /// A fresh code for `request` from `session`: the row to store, and the redirect that
+    /// carries the code to the client.
+    pub fn mint_code(
+        &self,
+        request: &AuthorizationRequest,
+        session: &Session,
+        now: UnixTime,
+    ) -> (NewCode<CodeDetails>, ClientRedirect) {
         let code = new_secret_token();
         let details = CodeDetails {
             sub: session.sub.clone(),
@@ -206,22 +219,20 @@ impl Provider {
             amr: session.amr.clone(),
             claims: request.claims.clone(),
         };
-        let expires_at = now + self.config.lifetimes.authorization_code.as_secs() as i64;
-        self.store
-            .insert_code(
-                &sha256_hex(&code),
-                &random_token(16),
-                &request.client_id,
-                Some(&session.id_hash),
-                &details,
-                expires_at,
-            )
-            .await?;
-        Ok(request
+        let stored = NewCode {
+            code_hash: sha256_hex(&code),
+            grant_id: random_token(16),
+            client_id: request.client_id.clone(),
+            session_id: Some(session.id_hash.clone()),
+            details,
+            expires_at: now + self.config.lifetimes.authorization_code.as_secs() as i64,
+        };
+        let redirect = request
             .reply()
             .with("code", Some(&code))
             .with("state", request.state.as_deref())
-            .with("iss", Some(self.issuer())))
+            .with("iss", Some(self.issuer()));
+        (stored, redirect)
     }
 
     /// Writes an audit row; a failure to write it is logged, never shown to the person.
@@ -234,17 +245,7 @@ impl Provider {
         client_id: Option<&str>,
         reason: Option<&str>,
     ) {
-        if event == "sign_in" {
-            crate::telemetry::login(outcome, reason);
-        }
-        let row = AuditEvent {
-            at: now,
-            event: event.to_owned(),
-            outcome: outcome.to_owned(),
-            sub: sub.map(str::to_owned),
-            client_id: client_id.map(str::to_owned),
-            reason: reason.map(str::to_owned),
-        };
+        let row = audit_event(now, event, outcome, sub, client_id, reason);
         if let Err(err) = self.store.record_audit(&row).await {
             tracing::error!(error = %err, event, outcome, "could not write the audit row");
         }
@@ -258,5 +259,27 @@ impl Provider {
             .max(lifetimes.access_token)
             .max(lifetimes.authorization_code)
             .as_secs() as i64
+    }
+}
+
+/// The audit row of an event, counted in the sign-in metrics as it is made.
+pub fn audit_event(
+    now: UnixTime,
+    event: &str,
+    outcome: &str,
+    sub: Option<&str>,
+    client_id: Option<&str>,
+    reason: Option<&str>,
+) -> AuditEvent {
+    if event == "sign_in" {
+        crate::telemetry::login(outcome, reason);
+    }
+    AuditEvent {
+        at: now,
+        event: event.to_owned(),
+        outcome: outcome.to_owned(),
+        sub: sub.map(str::to_owned),
+        client_id: client_id.map(str::to_owned),
+        reason: reason.map(str::to_owned),
     }
 }

@@ -26,19 +26,31 @@ pub struct AuditEvent {
     pub reason: Option<String>,
 }
 
+/// The insert of an audit row, with the values `AuditEvent::bind` gives.
+pub(super) const INSERT_AUDIT: &str = "INSERT INTO audit_log (at, event, outcome, sub, client_id, reason) VALUES ($1, $2, $3, $4, $5, $6)";
+
+impl AuditEvent {
+    /// Binds `at, event, outcome, sub, client_id, reason`, in that order.
+    pub(super) fn bind<'q>(
+        &'q self,
+        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+        query
+            .bind(self.at)
+            .bind(self.event.as_str())
+            .bind(self.outcome.as_str())
+            .bind(self.sub.as_deref())
+            .bind(self.client_id.as_deref())
+            .bind(self.reason.as_deref())
+    }
+}
+
 impl Store {
     pub async fn record_audit(&self, event: &AuditEvent) -> StorageResult<()> {
-        sqlx::query(
-            "INSERT INTO audit_log (at, event, outcome, sub, client_id, reason) VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(event.at)
-        .bind(&event.event)
-        .bind(&event.outcome)
-        .bind(&event.sub)
-        .bind(&event.client_id)
-        .bind(&event.reason)
-        .execute(&self.pool)
-        .await?;
+        event
+            .bind(sqlx::query(INSERT_AUDIT))
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 

@@ -26,17 +26,40 @@ pub enum CodeRedemption<D> {
     Unknown,
 }
 
+/// A code about to be stored: only its hash, bound to its client and, when a session issued
+/// it, to that session (so that it dies with it).
+#[derive(Debug, Clone)]
+pub struct NewCode<D> {
+    pub code_hash: String,
+    pub grant_id: String,
+    pub client_id: String,
+    pub session_id: Option<String>,
+    pub details: D,
+    pub expires_at: i64,
+}
+
+/// The plain insert of a code, with the values `NewCode::bind` gives.
+pub(super) const INSERT_CODE: &str = "INSERT INTO authorization_codes (code_hash, grant_id, client_id, session_id, details, expires_at) VALUES ($1, $2, $3, $4, $5, $6)";
+
+impl<D: Serialize> NewCode<D> {
+    /// Binds `code_hash, grant_id, client_id, session_id, details, expires_at`, in that order.
+    pub(super) fn bind<'q>(
+        &'q self,
+        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    ) -> StorageResult<sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>> {
+        Ok(query
+            .bind(self.code_hash.as_str())
+            .bind(self.grant_id.as_str())
+            .bind(self.client_id.as_str())
+            .bind(self.session_id.as_deref())
+            .bind(to_json(&self.details)?)
+            .bind(self.expires_at))
+    }
+}
+
 impl Store {
-    #[tracing::instrument(skip_all, fields(client_id))]
-    pub async fn insert_code<D: Serialize>(
-        &self,
-        code_hash: &str,
-        grant_id: &str,
-        client_id: &str,
-        session_id: Option<&str>,
-        details: &D,
-        expires_at: i64,
-    ) -> StorageResult<()> {
+    #[tracing::instrument(skip_all, fields(client_id = %code.client_id))]
+    pub async fn insert_code<D: Serialize>(&self, code: &NewCode<D>) -> StorageResult<()> {
         let sql = match self.backend {
             // Commits without waiting for the WAL flush (see `Store`'s "Commits that may be
             // lost"): a code lost in a crash fails its exchange, and the person signs in again.
@@ -44,19 +67,9 @@ impl Store {
                 "INSERT INTO authorization_codes (code_hash, grant_id, client_id, session_id, details, expires_at)
                  SELECT $1, $2, $3, $4, $5, $6 WHERE set_config('synchronous_commit', 'off', true) = 'off'"
             }
-            Backend::Sqlite => {
-                "INSERT INTO authorization_codes (code_hash, grant_id, client_id, session_id, details, expires_at) VALUES ($1, $2, $3, $4, $5, $6)"
-            }
+            Backend::Sqlite => INSERT_CODE,
         };
-        sqlx::query(sql)
-            .bind(code_hash)
-            .bind(grant_id)
-            .bind(client_id)
-            .bind(session_id)
-            .bind(to_json(details)?)
-            .bind(expires_at)
-            .execute(&self.pool)
-            .await?;
+        code.bind(sqlx::query(sql))?.execute(&self.pool).await?;
         Ok(())
     }
 

@@ -21,7 +21,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
 pub use audit::{AuditEvent, AuditQuery};
-pub use codes::{CodeGrant, CodeRedemption};
+pub use codes::{CodeGrant, CodeRedemption, NewCode};
 pub use requests::{MemberGrant, PendingRequest, Session};
 pub use signing_keys::StoredKey;
 pub use tokens::{AccessTokenRecord, RefreshRotation, RefreshTokenRecord};

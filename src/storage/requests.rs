@@ -2,7 +2,11 @@
 
 use serde::{de::DeserializeOwned, Serialize};
 
-use super::{column, from_json, to_json, Backend, StorageError, StorageResult, Store};
+use super::audit::INSERT_AUDIT;
+use super::codes::INSERT_CODE;
+use super::{
+    column, from_json, to_json, AuditEvent, Backend, NewCode, StorageError, StorageResult, Store,
+};
 
 /// A pending request as it was taken out of the store (already deleted there).
 #[derive(Debug)]
@@ -108,18 +112,60 @@ impl Store {
         })
     }
 
+    /// A WeCom sign-in's three writes: the new session, the code it issues at once and the
+    /// `sign_in` audit row. On Postgres they are one statement (data-modifying CTEs: one round
+    /// trip, one commit); on SQLite one transaction. The commit waits for the WAL flush: the
+    /// session must survive a crash, or the person would have to scan again.
     #[tracing::instrument(skip_all, fields(sub = %session.sub))]
-    pub async fn insert_session(&self, session: &Session) -> StorageResult<()> {
-        sqlx::query(
-            "INSERT INTO sessions (id_hash, sub, auth_time, expires_at, amr) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(&session.id_hash)
-        .bind(&session.sub)
-        .bind(session.auth_time)
-        .bind(session.expires_at)
-        .bind(&session.amr)
-        .execute(&self.pool)
-        .await?;
+    pub async fn start_session<D: Serialize>(
+        &self,
+        session: &Session,
+        code: &NewCode<D>,
+        audit: &AuditEvent,
+    ) -> StorageResult<()> {
+        match self.backend {
+            Backend::Postgres => {
+                let query = sqlx::query(
+                    "WITH new_code AS (
+                         INSERT INTO authorization_codes (code_hash, grant_id, client_id, session_id, details, expires_at)
+                         VALUES ($1, $2, $3, $4, $5, $6)),
+                     new_audit AS (
+                         INSERT INTO audit_log (at, event, outcome, sub, client_id, reason)
+                         VALUES ($7, $8, $9, $10, $11, $12))
+                     INSERT INTO sessions (id_hash, sub, auth_time, expires_at, amr) VALUES ($13, $14, $15, $16, $17)",
+                );
+                audit
+                    .bind(code.bind(query)?)
+                    .bind(&session.id_hash)
+                    .bind(&session.sub)
+                    .bind(session.auth_time)
+                    .bind(session.expires_at)
+                    .bind(&session.amr)
+                    .execute(&self.pool)
+                    .await?;
+            }
+            Backend::Sqlite => {
+                let mut transaction = self.pool.begin().await?;
+                sqlx::query(
+                    "INSERT INTO sessions (id_hash, sub, auth_time, expires_at, amr) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&session.id_hash)
+                .bind(&session.sub)
+                .bind(session.auth_time)
+                .bind(session.expires_at)
+                .bind(&session.amr)
+                .execute(&mut *transaction)
+                .await?;
+                code.bind(sqlx::query(INSERT_CODE))?
+                    .execute(&mut *transaction)
+                    .await?;
+                audit
+                    .bind(sqlx::query(INSERT_AUDIT))
+                    .execute(&mut *transaction)
+                    .await?;
+                transaction.commit().await?;
+            }
+        }
         Ok(())
     }
 

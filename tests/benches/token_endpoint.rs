@@ -35,7 +35,7 @@ use url::Url;
 use wecom_oidc::config::Config;
 use wecom_oidc::crypto::{random_token, sha256_hex};
 use wecom_oidc::oidc::CodeDetails;
-use wecom_oidc::storage::Store;
+use wecom_oidc::storage::{NewCode, Store};
 
 const ADMIN_TOKEN: &str = "bench-admin-token-0123456789";
 const REDIRECT_URI: &str = "http://127.0.0.1:9/callback";
@@ -380,14 +380,14 @@ async fn mint_codes(store: &Store, client_id: &str, count: usize) -> Vec<String>
         tasks.push(tokio::spawn(async move {
             for code in chunk {
                 store
-                    .insert_code(
-                        &sha256_hex(&code),
-                        &random_token(16),
-                        &client_id,
-                        None,
-                        &details,
-                        now + 3600,
-                    )
+                    .insert_code(&NewCode {
+                        code_hash: sha256_hex(&code),
+                        grant_id: random_token(16),
+                        client_id: client_id.clone(),
+                        session_id: None,
+                        details: details.clone(),
+                        expires_at: now + 3600,
+                    })
                     .await
                     .expect("insert code");
             }
