@@ -89,4 +89,9 @@ echo "== interop: provider $ISSUER, WeCom simulator $SIMULATOR"
 echo "== interop: Node (openid-client, passport)"
 (cd interop/node && npm ci --silent --no-audit --no-fund && node --test --test-reporter=spec)
 
+echo "== interop: Python (Authlib's Flask client)"
+python3 -m venv "$WORK/venv"
+"$WORK/venv/bin/pip" install --quiet --disable-pip-version-check -r interop/python/requirements.txt
+(cd interop/python && "$WORK/venv/bin/python" -m unittest -v test_authlib)
+
 echo "== interop: every check passed"
