@@ -33,6 +33,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+if [ "$node_major" -lt 20 ]; then
+  echo "interop: needs Node.js 20 or later (found: $(node --version 2>/dev/null || echo none))" >&2
+  exit 1
+fi
+
 if [ -z "${WECOM_OIDC_BIN:-}" ]; then
   echo "== interop: cargo build"
   cargo build --quiet --bin wecom-oidc
