@@ -100,4 +100,14 @@ python3 -m venv "$WORK/venv"
 "$WORK/venv/bin/pip" install --quiet --disable-pip-version-check -r interop/python/requirements.txt
 (cd interop/python && "$WORK/venv/bin/python" -m unittest -v test_authlib)
 
+echo "== interop: Ruby (GitLab's omniauth strategy)"
+if ruby -e 'require "omniauth_openid_connect"; require "rack/test"; require "minitest"' 2>/dev/null; then
+  ruby interop/ruby/gitlab_omniauth_test.rb --verbose
+elif [ -n "${INTEROP_REQUIRE_ALL:-}" ]; then
+  echo "interop: Ruby with ruby-omniauth-openid-connect and ruby-rack-test is required" >&2
+  exit 1
+else
+  echo "SKIPPED: needs ruby, ruby-omniauth-openid-connect and ruby-rack-test (Debian packages)"
+fi
+
 echo "== interop: every check passed"
