@@ -110,4 +110,14 @@ else
   echo "SKIPPED: needs ruby, ruby-omniauth-openid-connect and ruby-rack-test (Debian packages)"
 fi
 
+echo "== interop: Apache (mod_auth_openidc)"
+if command -v apache2 >/dev/null 2>&1 && [ -f /usr/lib/apache2/modules/mod_auth_openidc.so ]; then
+  (cd interop/apache && "$WORK/venv/bin/python" -m unittest -v test_mod_auth_openidc)
+elif [ -n "${INTEROP_REQUIRE_ALL:-}" ]; then
+  echo "interop: apache2-bin and libapache2-mod-auth-openidc are required" >&2
+  exit 1
+else
+  echo "SKIPPED: needs apache2-bin and libapache2-mod-auth-openidc (Debian packages)"
+fi
+
 echo "== interop: every check passed"
