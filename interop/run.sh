@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Interop check: real relying-party libraries, pinned in interop/*, sign in against wecom-oidc end
-# to end. Builds the binary, starts the WeCom simulator (sample corporation) and the provider on a
-# fresh SQLite file in a temporary directory on free loopback ports, installs each library from
-# its registry, runs the checks, and stops everything. Exits non-zero if any check fails.
+# Interop check: real relying-party libraries sign in against wecom-oidc end to end. Builds the
+# binary, starts the WeCom simulator (sample corporation) and the provider on a fresh SQLite file in
+# a temporary directory on free loopback ports, and runs, each against its own registered client:
+#   interop/node     openid-client, passport + its strategy, passport-oauth2 (npm ci, lock file)
+#   interop/python   Authlib's Flask client (pinned requirements, throw-away virtualenv)
+#   interop/ruby     GitLab's omniauth strategy   } Debian packages; skipped when missing unless
+#   interop/apache   Apache's mod_auth_openidc    } INTEROP_REQUIRE_ALL is set (CI sets it)
+# then stops everything. Exits non-zero if any check fails, printing the servers' logs.
 #
-#   bash interop/run.sh            # every check
+#   bash interop/run.sh
 #   WECOM_OIDC_BIN=path bash interop/run.sh   # use a binary already built
 set -euo pipefail
 cd "$(dirname "$0")/.."
