@@ -2,7 +2,8 @@
 // whose /login and /auth/callback are passport's `authenticate` middleware.
 //
 // 1. openid-client's own passport strategy. It sends PKCE only (no state, no nonce: it relies on
-//    PKCE when discovery advertises S256), a different request shape from the core API check.
+//    PKCE when discovery advertises S256) and, left to its default, client_secret_post: a
+//    different request shape from the core API check.
 // 2. passport-oauth2, the strategy Outline's OIDC plugin is built on, set up with the values of
 //    the README's Outline guide: explicit endpoints (no discovery), `state`, no PKCE, the client
 //    secret in the token request's body (client_secret_post), and the profile read from userinfo
@@ -72,7 +73,9 @@ test(`${versions}: an application's login and callback routes`, async (t) => {
   const config = await client.discovery(
     new URL(ISSUER),
     registered.client_id,
-    registered.client_secret, // client_secret_basic, the default
+    // No method named: the library's default, client_secret_post (registered the default way,
+    // client_secret_basic; the provider accepts either secret method from a confidential client).
+    registered.client_secret,
     undefined,
     { execute: [client.allowInsecureRequests] },
   )
