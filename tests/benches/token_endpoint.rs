@@ -17,6 +17,14 @@
 //!   (`pg_stat_database` of the benchmark's database, read when no backend holds unflushed stats);
 //! - peak resident memory of the provider.
 //!
+//! With `BENCH_SCENARIO=flood` (unset: both), instead: a correct confidential client's code
+//! exchanges from 127.0.0.2, p50/p99 and exchanges/s, without and then during a flood of wrong
+//! secrets for the same client id from another loopback address, with the default failure limit
+//! on; for a generated (digest) secret and an administrator's (argon2id) one. It prints how the
+//! flood was answered (401/429/503) and the CPU of the provider and of this load driver.
+//! `BENCH_FLOOD_CODES`, `BENCH_FLOOD_CONCURRENCY`, `BENCH_FLOODERS` and `BENCH_FLOOD_RATE_LIMIT`
+//! change the counts and `RATE_LIMIT_PER_MINUTE`.
+//!
 //! Run: `cargo bench --bench token_endpoint` (add `DATABASE_URL=postgres://…/postgres` for Postgres;
 //! a fresh database is created and dropped per algorithm). `BENCH_LOGINS`, `BENCH_CODES`,
 //! `BENCH_USERS` and `BENCH_ALGS` change the counts, the concurrency and the algorithms.
