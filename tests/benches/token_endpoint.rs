@@ -17,6 +17,14 @@
 //!   (`pg_stat_database` of the benchmark's database, read when no backend holds unflushed stats);
 //! - peak resident memory of the provider.
 //!
+//! With `BENCH_SCENARIO=flood` (unset: both), instead: a correct confidential client's code
+//! exchanges from 127.0.0.2, p50/p99 and exchanges/s, without and then during a flood of wrong
+//! secrets for the same client id from another loopback address, with the default failure limit
+//! on; for a generated (digest) secret and an administrator's (argon2id) one. It prints how the
+//! flood was answered (401/429/503) and the CPU of the provider and of this load driver.
+//! `BENCH_FLOOD_CODES`, `BENCH_FLOOD_CONCURRENCY`, `BENCH_FLOODERS` and `BENCH_FLOOD_RATE_LIMIT`
+//! change the counts and `RATE_LIMIT_PER_MINUTE`.
+//!
 //! Run: `cargo bench --bench token_endpoint` (add `DATABASE_URL=postgres://…/postgres` for Postgres;
 //! a fresh database is created and dropped per algorithm). `BENCH_LOGINS`, `BENCH_CODES`,
 //! `BENCH_USERS` and `BENCH_ALGS` change the counts, the concurrency and the algorithms.
@@ -24,9 +32,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::TcpListener;
+use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -190,6 +198,8 @@ struct Launch<'a> {
     simulator: &'a str,
     secret_cache_secs: &'a str,
     signing_alg: &'a str,
+    /// `RATE_LIMIT_PER_MINUTE`: "0" (off) except in the flood scenario.
+    rate_limit_per_minute: &'a str,
     /// Where the provider's log goes; the statement-counting run logs every statement.
     log: Option<&'a std::path::Path>,
 }
@@ -213,7 +223,7 @@ fn start_provider(port: u16, launch: &Launch<'_>) -> Process {
         .env("CLIENT_SECRET_CACHE_SECS", launch.secret_cache_secs)
         .env("SIGNING_ALG", launch.signing_alg)
         // The load driver is one source sending far more than any real relying party.
-        .env("RATE_LIMIT_PER_MINUTE", "0")
+        .env("RATE_LIMIT_PER_MINUTE", launch.rate_limit_per_minute)
         .stdout(Stdio::null());
     match launch.log {
         Some(path) => {
@@ -400,22 +410,40 @@ async fn mint_codes(store: &Store, client_id: &str, count: usize) -> Vec<String>
 }
 
 async fn register(http: &reqwest::Client, issuer: &str) -> (String, String) {
+    register_with(http, issuer, None).await
+}
+
+/// Registers a confidential client with a generated secret (stored as a digest), or with
+/// `chosen`, an administrator's secret (stored as argon2id; not echoed back).
+async fn register_with(
+    http: &reqwest::Client,
+    issuer: &str,
+    chosen: Option<&str>,
+) -> (String, String) {
+    let mut document = json!({ "client_name": "bench", "redirect_uris": [REDIRECT_URI] });
+    if let Some(secret) = chosen {
+        document["client_secret"] = json!(secret);
+    }
     let created: Value = http
         .post(format!("{issuer}/admin/clients"))
         .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({ "client_name": "bench", "redirect_uris": [REDIRECT_URI] }))
+        .json(&document)
         .send()
         .await
         .expect("admin API")
         .json()
         .await
         .expect("JSON");
-    (
-        created["client_id"].as_str().unwrap_or_default().to_owned(),
-        created["client_secret"]
+    let secret = match chosen {
+        Some(secret) => secret.to_owned(),
+        None => created["client_secret"]
             .as_str()
             .unwrap_or_default()
             .to_owned(),
+    };
+    (
+        created["client_id"].as_str().unwrap_or_default().to_owned(),
+        secret,
     )
 }
 
@@ -499,16 +527,20 @@ async fn logins(issuer: &str, client: &(String, String), total: usize, users: us
     .await
 }
 
+/// Code exchanges by `client` (`client_secret_basic`), `users` at a time, from the source
+/// address `from` (any loopback address works on Linux) or the default one.
 async fn exchanges(
     issuer: &str,
     codes: Vec<String>,
     client: &(String, String),
     users: usize,
+    from: Option<IpAddr>,
 ) -> Run {
     let count = codes.len();
     let codes = Arc::new(codes);
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(users)
+        .local_address(from)
         .build()
         .expect("client");
     let (issuer, client) = (issuer.to_owned(), client.clone());
@@ -534,6 +566,96 @@ async fn exchanges(
         }
     })
     .await
+}
+
+/// How a flood of wrong secrets was answered.
+#[derive(Default)]
+struct FloodTally {
+    unauthorized: AtomicUsize,
+    too_many: AtomicUsize,
+    unavailable: AtomicUsize,
+    other: AtomicUsize,
+}
+
+impl FloodTally {
+    fn total(&self) -> usize {
+        [
+            &self.unauthorized,
+            &self.too_many,
+            &self.unavailable,
+            &self.other,
+        ]
+        .iter()
+        .map(|c| c.load(Ordering::Relaxed))
+        .sum()
+    }
+
+    fn summary(&self, seconds: f64) -> String {
+        format!(
+            "{} requests ({:.0}/s): 401 {}, 429 {}, 503 {}, other {}",
+            self.total(),
+            self.total() as f64 / seconds.max(1e-9),
+            self.unauthorized.load(Ordering::Relaxed),
+            self.too_many.load(Ordering::Relaxed),
+            self.unavailable.load(Ordering::Relaxed),
+            self.other.load(Ordering::Relaxed)
+        )
+    }
+}
+
+/// `flooders` tasks, each sending code exchanges for `client_id` with a new wrong secret back to
+/// back from the source address `from`, not waiting for `Retry-After`, until `stop` is set.
+fn start_flood(
+    issuer: &str,
+    client_id: &str,
+    from: IpAddr,
+    flooders: usize,
+    stop: &Arc<AtomicBool>,
+    tally: &Arc<FloodTally>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(flooders)
+        .local_address(from)
+        .build()
+        .expect("client");
+    (0..flooders)
+        .map(|n| {
+            let (http, stop, tally) = (http.clone(), Arc::clone(stop), Arc::clone(tally));
+            let (url, client_id) = (format!("{issuer}/token"), client_id.to_owned());
+            tokio::spawn(async move {
+                let mut guess = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    guess += 1;
+                    let response = http
+                        .post(&url)
+                        .basic_auth(&client_id, Some(format!("wrong-secret-{n}-{guess}")))
+                        .form(&[
+                            ("grant_type", "authorization_code"),
+                            ("code", "not-a-code"),
+                            ("redirect_uri", REDIRECT_URI),
+                        ])
+                        .send()
+                        .await;
+                    let status = match response {
+                        // The body is read so the connection goes back to the pool.
+                        Ok(r) => {
+                            let status = r.status().as_u16();
+                            let _ = r.bytes().await;
+                            status
+                        }
+                        Err(_) => 0,
+                    };
+                    let counter = match status {
+                        401 => &tally.unauthorized,
+                        429 => &tally.too_many,
+                        503 => &tally.unavailable,
+                        _ => &tally.other,
+                    };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect()
 }
 
 /// Watches the Postgres server: the CPU of the backends serving the benchmark's database and of
@@ -696,6 +818,7 @@ impl Bench<'_> {
             simulator: self.simulator,
             secret_cache_secs: cache,
             signing_alg: self.alg,
+            rate_limit_per_minute: "0",
             log: None,
         }
     }
@@ -718,23 +841,36 @@ impl Bench<'_> {
         codes
     }
 
-    async fn run(&self) {
+    /// The scenarios asked for, on a fresh database.
+    async fn run(&self, throughput: bool, flood: bool) {
         let database = Database::fresh().await;
         let mut pg = match &database.postgres {
             Some((server, name)) => Some(PgMonitor::connect(server, name).await),
             None => None,
         };
+        if throughput {
+            self.throughput(&database, pg.as_mut()).await;
+        }
+        if flood {
+            self.flood(pg.as_mut(), &database).await;
+        }
+        drop(pg);
+        database.drop_it().await;
+    }
+
+    /// Readiness, logins, exchanges, statements, memory.
+    async fn throughput(&self, database: &Database, mut pg: Option<&mut PgMonitor>) {
         println!("\n== {} ==", self.alg);
 
         // First start: migrations and key generation included.
-        let (provider, issuer, ready) = self.start(&self.launch(&database, "600")).await;
+        let (provider, issuer, ready) = self.start(&self.launch(database, "600")).await;
         println!(
             "  ready, first start          {:>9.1} ms",
             ready.as_secs_f64() * 1000.0
         );
         let client = register(&self.http, &issuer).await;
         logins(&issuer, &client, 2 * self.users, self.users).await;
-        let codes = self.mint(&database, &client.0, self.codes).await;
+        let codes = self.mint(database, &client.0, self.codes).await;
 
         let measure = |label: &'static str, run: &Run, cpu: f64, pg: Option<(f64, f64)>| {
             println!(
@@ -767,7 +903,7 @@ impl Bench<'_> {
             let run = if phase == 0 {
                 logins(&issuer, &client, self.logins, self.users).await
             } else {
-                exchanges(&issuer, codes.clone(), &client, self.users).await
+                exchanges(&issuer, codes.clone(), &client, self.users, None).await
             };
             let cpu = provider.cpu_seconds() - cpu_before;
             let pg_cost = match (pg.as_mut(), pg_before) {
@@ -783,15 +919,15 @@ impl Bench<'_> {
         drop(provider);
 
         // A restart on the existing database, without the verified-secret cache.
-        let (provider, issuer, ready) = self.start(&self.launch(&database, "0")).await;
+        let (provider, issuer, ready) = self.start(&self.launch(database, "0")).await;
         println!(
             "  ready, restart              {:>9.1} ms",
             ready.as_secs_f64() * 1000.0
         );
         let few = (self.codes / 50).max(50);
-        let codes = self.mint(&database, &client.0, few).await;
+        let codes = self.mint(database, &client.0, few).await;
         let cpu_before = provider.cpu_seconds();
-        let run = exchanges(&issuer, codes, &client, self.users).await;
+        let run = exchanges(&issuer, codes, &client, self.users, None).await;
         measure(
             "exchanges, argon2 each",
             &run,
@@ -804,9 +940,7 @@ impl Bench<'_> {
         );
         drop(provider);
 
-        self.count_statements(&database, pg.as_mut(), &client).await;
-        drop(pg);
-        database.drop_it().await;
+        self.count_statements(database, pg, &client).await;
     }
 
     /// Statements (and on Postgres commits and rows) per login and per exchange, from three runs
@@ -838,7 +972,7 @@ impl Bench<'_> {
                     logins(&issuer, client, logins_n, self.users).await;
                 }
                 2 => {
-                    exchanges(&issuer, codes.clone(), client, self.users).await;
+                    exchanges(&issuer, codes.clone(), client, self.users, None).await;
                 }
                 _ => {}
             }
@@ -875,6 +1009,109 @@ impl Bench<'_> {
                 println!("    Postgres per {label}: {}", per.join(", "));
             }
         }
+    }
+
+    /// The flood scenario: a correct confidential client's code exchanges (`client_secret_basic`,
+    /// from 127.0.0.2), without and then during a flood of wrong secrets for the same client id
+    /// from another address, with the default failure limit on. Once for a client with a
+    /// generated secret (digest) and once for one with an administrator's secret (argon2id).
+    async fn flood(&self, mut pg: Option<&mut PgMonitor>, database: &Database) {
+        let codes_n = env_count("BENCH_FLOOD_CODES", 3000);
+        let concurrency = env_count("BENCH_FLOOD_CONCURRENCY", 4);
+        let flooders = env_count("BENCH_FLOODERS", 8);
+        // A closed-loop client from one address far exceeds the default 1200 requests a minute;
+        // AUTH_FAILURE_LIMIT_PER_MINUTE keeps its default.
+        let rate_limit =
+            std::env::var("BENCH_FLOOD_RATE_LIMIT").unwrap_or_else(|_| "1000000".into());
+        let mut launch = self.launch(database, "600");
+        launch.rate_limit_per_minute = &rate_limit;
+        let (provider, issuer, _) = self.start(&launch).await;
+        println!(
+            "\n== flood of wrong secrets ({}): correct client {concurrency} at a time from \
+             127.0.0.2, {flooders} flooders; RATE_LIMIT_PER_MINUTE={rate_limit}, \
+             AUTH_FAILURE_LIMIT_PER_MINUTE default ==",
+            self.alg
+        );
+        let kinds = [
+            (
+                "generated secret (digest)",
+                None,
+                Ipv4Addr::new(127, 0, 0, 3),
+            ),
+            (
+                "admin secret (argon2id)",
+                Some("bench-chosen-secret-0123456789"),
+                // A fresh flooding address: the first one's failure allowance is spent.
+                Ipv4Addr::new(127, 0, 0, 4),
+            ),
+        ];
+        let correct = Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)));
+        for (kind, chosen, flood_from) in kinds {
+            let client = register_with(&self.http, &issuer, chosen).await;
+            // Warm-up: connections, and the argon2id secret verified once and remembered.
+            let warm = self.mint(database, &client.0, 100).await;
+            exchanges(&issuer, warm, &client, concurrency, correct).await;
+            for flooding in [false, true] {
+                let codes = self.mint(database, &client.0, codes_n).await;
+                let stop = Arc::new(AtomicBool::new(false));
+                let tally = Arc::new(FloodTally::default());
+                let cpu_before = provider.cpu_seconds();
+                // The load driver (this process: correct client and flooders) shares the cores.
+                let driver_before = cpu_seconds_of(std::process::id());
+                let pg_before = match pg.as_deref_mut() {
+                    Some(pg) => Some(pg.sample().await),
+                    None => None,
+                };
+                let started = Instant::now();
+                let flood = if flooding {
+                    start_flood(
+                        &issuer,
+                        &client.0,
+                        IpAddr::V4(flood_from),
+                        flooders,
+                        &stop,
+                        &tally,
+                    )
+                } else {
+                    Vec::new()
+                };
+                let run = exchanges(&issuer, codes, &client, concurrency, correct).await;
+                stop.store(true, Ordering::Relaxed);
+                for task in flood {
+                    let _ = task.await;
+                }
+                let window = started.elapsed().as_secs_f64();
+                let cpu = provider.cpu_seconds() - cpu_before;
+                let driver = cpu_seconds_of(std::process::id()) - driver_before;
+                let pg_line = match (pg.as_deref_mut(), pg_before) {
+                    (Some(pg), Some(before)) => {
+                        let (backends, _) = pg_cpu(&before, &pg.sample().await);
+                        format!(", Postgres backends {backends:.2} s")
+                    }
+                    _ => String::new(),
+                };
+                println!(
+                    "  {kind}, {:<9} {} of {} in {:.2} s: {:.0}/s; latency p50 {:.1} ms, p99 {:.1} ms",
+                    if flooding { "flood:" } else { "no flood:" },
+                    run.ok,
+                    run.total,
+                    run.elapsed.as_secs_f64(),
+                    run.per_second(),
+                    run.percentile_ms(0.50),
+                    run.percentile_ms(0.99)
+                );
+                println!(
+                    "    provider CPU {cpu:.2} s in {window:.2} s ({:.2} cores; {:.3} ms per correct exchange){pg_line}; load driver {driver:.2} s; loadavg {}",
+                    cpu / window.max(1e-9),
+                    ms_per(cpu, run.ok),
+                    loadavg()
+                );
+                if flooding {
+                    println!("    flood from {flood_from}: {}", tally.summary(window));
+                }
+            }
+        }
+        drop(provider);
     }
 }
 
@@ -914,6 +1151,15 @@ async fn main() {
             .unwrap_or(1),
         loadavg()
     );
+    // BENCH_SCENARIO: `throughput` (readiness, logins, exchanges), `flood` (the correct client's
+    // latency under a flood of wrong secrets) or, by default, both.
+    let scenario = std::env::var("BENCH_SCENARIO").unwrap_or_default();
+    let throughput = scenario.is_empty() || scenario == "all" || scenario == "throughput";
+    let flood = scenario.is_empty() || scenario == "all" || scenario == "flood";
+    assert!(
+        throughput || flood,
+        "BENCH_SCENARIO must be throughput, flood or all, not {scenario:?}"
+    );
     for alg in algs.split(',').map(str::trim).filter(|a| !a.is_empty()) {
         Bench {
             http: http.clone(),
@@ -923,7 +1169,7 @@ async fn main() {
             logins: env_count("BENCH_LOGINS", 1000),
             codes: env_count("BENCH_CODES", 20_000),
         }
-        .run()
+        .run(throughput, flood)
         .await;
     }
 }
