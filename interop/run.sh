@@ -46,7 +46,7 @@ fi
 if [ -z "${WECOM_OIDC_BIN:-}" ]; then
   echo "== interop: cargo build"
   cargo build --quiet --bin wecom-oidc
-  WECOM_OIDC_BIN="$ROOT/target/debug/wecom-oidc"
+  WECOM_OIDC_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/wecom-oidc"
 fi
 
 free_port() {
