@@ -294,7 +294,7 @@ impl Provider {
                     )
                     .await;
                     return Ok(AuthorizeOutcome::Redirect(
-                        self.issue_code(&request, &session, now).await?,
+                        self.issue_code(&request, &session, &profile, now).await?,
                     ));
                 }
                 // The session has ended with the member's access: WeCom's own login follows,

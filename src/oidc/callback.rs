@@ -164,7 +164,7 @@ impl Provider {
                     expires_at: now + self.config.lifetimes.session.as_secs() as i64,
                     amr: request.login_method.amr().to_owned(),
                 };
-                let (code, redirect) = self.mint_code(&request, &session, now);
+                let (code, redirect) = self.mint_code(&request, &session, &profile, now);
                 let audit = super::audit_event(
                     now,
                     "sign_in",

@@ -143,6 +143,10 @@ pub struct CodeDetails {
     pub amr: String,
     #[serde(default)]
     pub claims: Option<claims_request::ClaimsRequest>,
+    /// The member's profile as the code was issued (seconds before its exchange), so that the
+    /// token endpoint signs the ID token's claims without reading the member again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<profile::UserProfile>,
 }
 
 impl Provider {
@@ -192,19 +196,21 @@ impl Provider {
         &self,
         request: &AuthorizationRequest,
         session: &Session,
+        profile: &profile::UserProfile,
         now: UnixTime,
     ) -> Result<ClientRedirect, StorageError> {
-        let (code, redirect) = self.mint_code(request, session, now);
+        let (code, redirect) = self.mint_code(request, session, profile, now);
         self.store.insert_code(&code).await?;
         Ok(redirect)
     }
 
-    /// A fresh code for `request` from `session`: the row to store, and the redirect that
-    /// carries the code to the client.
+    /// A fresh code for `request` from `session` of the member with `profile`: the row to store,
+    /// and the redirect that carries the code to the client.
     pub fn mint_code(
         &self,
         request: &AuthorizationRequest,
         session: &Session,
+        profile: &profile::UserProfile,
         now: UnixTime,
     ) -> (NewCode<CodeDetails>, ClientRedirect) {
         let code = new_secret_token();
@@ -218,6 +224,7 @@ impl Provider {
             session_id: Some(session.id_hash.clone()),
             amr: session.amr.clone(),
             claims: request.claims.clone(),
+            profile: Some(profile.clone()),
         };
         let stored = NewCode {
             code_hash: sha256_hex(&code),

@@ -100,6 +100,8 @@ struct GrantContext<'a> {
     nonce: Option<&'a str>,
     /// The `claims` parameter of the authorization request (not kept for refreshes).
     claims: Option<&'a ClaimsRequest>,
+    /// The member's profile when the grant already carries it (a code's); read otherwise.
+    profile: Option<&'a UserProfile>,
 }
 
 impl Provider {
@@ -244,6 +246,7 @@ impl Provider {
             amr: &details.amr,
             nonce: details.nonce.as_deref(),
             claims: details.claims.as_ref(),
+            profile: details.profile.as_ref(),
         };
         self.issue_tokens(context, now).await
     }
@@ -342,6 +345,8 @@ impl Provider {
             // OIDC Core §12.2: a refreshed ID token need not repeat the nonce.
             nonce: None,
             claims: None,
+            // Read now: a refresh must carry the profile as of the member's last check.
+            profile: None,
         };
         self.issue_tokens(context, now).await
     }
@@ -433,16 +438,20 @@ impl Provider {
         } else {
             None
         };
-        let profile = if grant.client.metadata.id_token_profile_claims
-            || grant.claims.is_some_and(|c| !c.id_token.is_empty())
+        let stored_profile;
+        let profile = if !grant.client.metadata.id_token_profile_claims
+            && grant.claims.is_none_or(|c| c.id_token.is_empty())
         {
-            match self.store.get_user::<UserProfile>(grant.sub).await {
+            None
+        } else if grant.profile.is_some() {
+            grant.profile
+        } else {
+            stored_profile = match self.store.get_user::<UserProfile>(grant.sub).await {
                 Ok(profile) => Some(profile),
                 Err(StorageError::NotFound) => None,
                 Err(other) => return Err(other.into()),
-            }
-        } else {
-            None
+            };
+            stored_profile.as_ref()
         };
         let sid = grant.session_id.as_deref().map(sid_of);
         let id_token = self.sign_id_token(
@@ -456,7 +465,7 @@ impl Provider {
                 sid: sid.as_deref(),
                 access_token: &access_token,
                 requested: grant.claims,
-                profile: profile.as_ref(),
+                profile,
             },
             now,
         )?;

@@ -379,6 +379,7 @@ async fn mint_codes(store: &Store, client_id: &str, count: usize) -> Vec<String>
         session_id: None,
         amr: "qr swk".into(),
         claims: None,
+        profile: None,
     };
     let chunks: Vec<Vec<String>> = codes
         .chunks(count.div_ceil(16).max(1))
