@@ -42,6 +42,7 @@ use serde_json::{json, Value};
 use url::Url;
 use wecom_oidc::config::Config;
 use wecom_oidc::crypto::{random_token, sha256_hex};
+use wecom_oidc::oidc::profile::UserProfile;
 use wecom_oidc::oidc::CodeDetails;
 use wecom_oidc::storage::{NewCode, Store};
 
@@ -365,9 +366,12 @@ async fn complete_login(
         .unwrap_or(false)
 }
 
-/// Stores `count` codes for `client_id` directly, as `/authorize` + the callback would.
+/// Stores `count` codes for `client_id` directly, as `/authorize` + the callback would: each
+/// carries the member's stored profile (wangwu signed in during the login phase, when there was
+/// one), as the callback's codes do.
 async fn mint_codes(store: &Store, client_id: &str, count: usize) -> Vec<String> {
     let now = wecom_oidc::clock::Clock::now(&wecom_oidc::clock::SystemClock);
+    let profile = store.get_user::<UserProfile>("wangwu").await.ok();
     let codes: Vec<String> = (0..count).map(|_| random_token(32)).collect();
     let details = CodeDetails {
         sub: "wangwu".into(),
@@ -379,7 +383,7 @@ async fn mint_codes(store: &Store, client_id: &str, count: usize) -> Vec<String>
         session_id: None,
         amr: "qr swk".into(),
         claims: None,
-        profile: None,
+        profile,
     };
     let chunks: Vec<Vec<String>> = codes
         .chunks(count.div_ceil(16).max(1))
