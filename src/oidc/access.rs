@@ -30,22 +30,6 @@ pub fn admits(metadata: &ClientMetadata, groups: Option<&[String]>) -> bool {
 }
 
 impl Provider {
-    /// [`admits`] for the stored profile of `sub`; a member without a profile is refused.
-    pub async fn admits_member(
-        &self,
-        client: &RegisteredClient,
-        sub: &str,
-    ) -> Result<bool, StorageError> {
-        if client.metadata.allowed_groups.is_empty() {
-            return Ok(true);
-        }
-        match self.store.get_user::<UserProfile>(sub).await {
-            Ok(profile) => Ok(admits(&client.metadata, profile.current_groups())),
-            Err(StorageError::NotFound) => Ok(false),
-            Err(other) => Err(other),
-        }
-    }
-
     /// [`admits`] for a profile just read from WeCom, before a code is issued for `client_id`.
     pub async fn admits_profile(
         &self,
@@ -76,14 +60,19 @@ impl Provider {
         Page::new(PageKind::NoAccessToApplication).back(back)
     }
 
-    /// At refresh: `invalid_grant` (RFC 6749 §5.2) once the member is no longer admitted.
+    /// At refresh: `invalid_grant` (RFC 6749 §5.2) once the member, whose stored profile is
+    /// `profile` (`None`: there is none, refused by a restricted client), is no longer admitted.
     pub async fn check_refresh_access(
         &self,
         client: &RegisteredClient,
         sub: &str,
+        profile: Option<&UserProfile>,
         now: UnixTime,
     ) -> Result<(), OAuthError> {
-        if self.admits_member(client, sub).await? {
+        if admits(
+            &client.metadata,
+            profile.and_then(UserProfile::current_groups),
+        ) {
             return Ok(());
         }
         self.audit_access_refused(&client.client_id, sub, now).await;

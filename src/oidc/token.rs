@@ -261,15 +261,19 @@ impl Provider {
         let token_hash = sha256_hex(refresh_token);
         // The member's standing is settled before the token is used up, so that a refresh
         // refused because WeCom cannot be reached can be retried with the same token.
-        if let Some((sub, checked_at)) = self
+        // The member's profile, as stored or as WeCom answered just now: it decides access and
+        // fills the refreshed ID token.
+        let mut member: Option<UserProfile> = None;
+        if let Some((sub, checked_at, stored)) = self
             .store
-            .refresh_token_holder(&token_hash, &client.client_id, now)
+            .refresh_token_holder::<UserProfile>(&token_hash, &client.client_id, now)
             .await?
         {
+            member = stored;
             let recheck_after = self.config.membership.recheck_after.as_secs() as i64;
             if now - checked_at >= recheck_after {
                 match self.confirm_member(&sub, now).await? {
-                    MemberCheck::Admitted(_) => {}
+                    MemberCheck::Admitted(fresh) => member = Some(*fresh),
                     MemberCheck::Revoked(_) => {
                         return Err(OAuthError::invalid_grant(
                             "the member's access has ended (WeCom)",
@@ -317,7 +321,17 @@ impl Provider {
                 "the grant has reached its maximum lifetime (GRANT_MAX_TTL_SECS); sign in again",
             ));
         }
-        self.check_refresh_access(client, &record.sub, now).await?;
+        // Within the reuse grace the token was already used, so the holder was not read.
+        let member = match member {
+            Some(profile) => Some(profile),
+            None => match self.store.get_user::<UserProfile>(&record.sub).await {
+                Ok(profile) => Some(profile),
+                Err(StorageError::NotFound) => None,
+                Err(other) => return Err(other.into()),
+            },
+        };
+        self.check_refresh_access(client, &record.sub, member.as_ref(), now)
+            .await?;
         let granted = ScopeSet::parse(&record.scope).0;
         // RFC 6749 §6: the new scope must not exceed the original grant.
         let scope = match scope {
@@ -345,8 +359,7 @@ impl Provider {
             // OIDC Core §12.2: a refreshed ID token need not repeat the nonce.
             nonce: None,
             claims: None,
-            // Read now: a refresh must carry the profile as of the member's last check.
-            profile: None,
+            profile: member.as_ref(),
         };
         self.issue_tokens(context, now).await
     }

@@ -190,16 +190,17 @@ impl Store {
         .transpose()
     }
 
-    /// The member holding a live, unused refresh token of `client_id`, and when WeCom last
-    /// confirmed them: what a refresh must know before it uses the token up.
-    pub async fn refresh_token_holder(
+    /// The member holding a live, unused refresh token of `client_id`, when WeCom last
+    /// confirmed them and their stored profile: what a refresh must know before it uses the
+    /// token up, read in the same round trip.
+    pub async fn refresh_token_holder<P: DeserializeOwned>(
         &self,
         token_hash: &str,
         client_id: &str,
         now: i64,
-    ) -> StorageResult<Option<(String, i64)>> {
+    ) -> StorageResult<Option<(String, i64, Option<P>)>> {
         let row = sqlx::query(
-            "SELECT r.sub, COALESCE(u.checked_at, 0) AS checked_at
+            "SELECT r.sub, COALESCE(u.checked_at, 0) AS checked_at, u.profile
              FROM refresh_tokens r LEFT JOIN users u ON u.sub = r.sub
              WHERE r.token_hash = $1 AND r.client_id = $2 AND r.used_at IS NULL AND r.expires_at > $3",
         )
@@ -208,8 +209,13 @@ impl Store {
         .bind(now)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|row| Ok((column(&row, "sub")?, column(&row, "checked_at")?)))
-            .transpose()
+        row.map(|row| {
+            let profile = column::<Option<String>>(&row, "profile")?
+                .map(|document| from_json(&document))
+                .transpose()?;
+            Ok((column(&row, "sub")?, column(&row, "checked_at")?, profile))
+        })
+        .transpose()
     }
 
     /// Marks the refresh token used in one conditional statement: of two concurrent uses, one wins.
