@@ -55,6 +55,8 @@ struct KeySet {
     /// One verifier per published key, to check tokens this provider issued (id_token_hint).
     verifiers: Vec<(String, Box<dyn JwsVerifier>)>,
     jwks: Arc<String>,
+    /// One browser sealer per stored key whose private part opens (see `seal_for_browser`).
+    browser_sealers: Vec<(String, Sealer)>,
     /// Which rows this set was built from and which signs, to skip rebuilding when nothing changed.
     fingerprint: (Vec<(String, Option<i64>)>, Option<String>),
 }
@@ -277,6 +279,34 @@ impl KeyManager {
             .map(str::to_owned)
     }
 
+    /// Seals `plaintext` for a cookie that only this provider can open: AES-256-GCM under a key
+    /// derived from the current signing key's private part, which every replica shares through
+    /// the key table (so any replica opens what another sealed). `<kid>.<sealed>`.
+    pub fn seal_for_browser(&self, plaintext: &[u8]) -> anyhow::Result<String> {
+        let set = self.current.load();
+        let Some(kid) = &set.kid else {
+            bail!("no signing key may seal on this replica yet");
+        };
+        let (_, sealer) = set
+            .browser_sealers
+            .iter()
+            .find(|(id, _)| id == kid)
+            .ok_or_else(|| anyhow!("the signing key {kid} has no browser sealer"))?;
+        let sealed = sealer
+            .seal(plaintext)
+            .map_err(|_| anyhow!("sealing failed"))?;
+        Ok(format!("{kid}.{sealed}"))
+    }
+
+    /// Opens what `seal_for_browser` sealed, with any key still in the table (one rotated out
+    /// since opens too). `None` for anything forged, altered or unknown.
+    pub fn open_from_browser(&self, sealed: &str) -> Option<Vec<u8>> {
+        let (kid, sealed) = sealed.split_once('.')?;
+        let set = self.current.load();
+        let (_, sealer) = set.browser_sealers.iter().find(|(id, _)| id == kid)?;
+        sealer.open(sealed).ok()
+    }
+
     /// Signs `claims` as a JWT with the current key (`typ: JWT`, `kid` set).
     pub fn sign(&self, claims: Map<String, Value>) -> anyhow::Result<String> {
         self.sign_typed("JWT", claims)
@@ -377,12 +407,22 @@ fn build_key_set(
         verifiers.push((key.kid.clone(), verifier));
     }
     let jwks = serde_json::to_string(&serde_json::json!({ "keys": published }))?;
+    // Keys whose private part this replica cannot open (KEY_ENCRYPTION_KEY changed since) seal
+    // nothing; the signing key's was opened above.
+    let browser_sealers = keys
+        .iter()
+        .filter_map(|k| {
+            let private = open_private_json(&k.private_jwk, sealer).ok()?;
+            Some((k.kid.clone(), browser_sealer(&private)))
+        })
+        .collect();
     Ok(KeySet {
         kid: signing.map(|k| k.kid.clone()),
         alg,
         signer,
         verifiers,
         jwks: Arc::new(jwks),
+        browser_sealers,
         fingerprint: fingerprint(keys, signing, retention, now),
     })
 }
@@ -392,8 +432,21 @@ fn alg_of(key: &StoredKey) -> anyhow::Result<SigningAlg> {
         .ok_or_else(|| anyhow!("signing key {} has unsupported alg {}", key.kid, key.alg))
 }
 
+/// The sealer for browser cookies that belongs to a key: its own AES key, derived from the
+/// private JWK with a label of its own, so it is never the key that seals anything else.
+fn browser_sealer(private_jwk_json: &str) -> Sealer {
+    Sealer::new(&format!("wecom-oidc browser seal v1\n{private_jwk_json}"))
+}
+
 fn open_private_jwk(stored: &str, sealer: Option<&Sealer>) -> anyhow::Result<Jwk> {
-    let json = if stored.starts_with(SEALED_PREFIX) {
+    Ok(Jwk::from_bytes(
+        open_private_json(stored, sealer)?.as_bytes(),
+    )?)
+}
+
+/// The private JWK's JSON as generated, opened with `KEY_ENCRYPTION_KEY` when sealed at rest.
+fn open_private_json(stored: &str, sealer: Option<&Sealer>) -> anyhow::Result<String> {
+    Ok(if stored.starts_with(SEALED_PREFIX) {
         let sealer = sealer.ok_or_else(|| {
             anyhow!("the key is encrypted at rest; set KEY_ENCRYPTION_KEY to the value it was sealed with")
         })?;
@@ -403,8 +456,7 @@ fn open_private_jwk(stored: &str, sealer: Option<&Sealer>) -> anyhow::Result<Jwk
         String::from_utf8(plain).context("the decrypted key is not UTF-8")?
     } else {
         stored.to_owned()
-    };
-    Ok(Jwk::from_bytes(json.as_bytes())?)
+    })
 }
 
 /// A fresh key pair as a storable row; `kid` is the RFC 7638 thumbprint of the public key.

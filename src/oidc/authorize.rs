@@ -2,13 +2,14 @@
 //! from the SSO session when it can, otherwise send the person to WeCom.
 
 use crate::clock::UnixTime;
-use crate::crypto::{new_secret_token, sha256_hex};
+use crate::crypto::sha256_hex;
 use crate::domain::{CodeChallenge, Scope, ScopeSet};
 use crate::pages::{Lang, Page, PageKind};
 use crate::storage::StorageError;
 use crate::wecom;
 
 use super::claims_request::ClaimsRequest;
+use super::login_state::Parked;
 use super::membership::MemberCheck;
 use super::{
     AuthorizationRequest, ClientRedirect, ErrorCode, LoginMethod, Params, Provider, ResponseMode,
@@ -29,11 +30,8 @@ pub enum AuthorizeOutcome {
     ShowError(Page),
     /// A code or an error for the client, at its verified redirect URI.
     Redirect(ClientRedirect),
-    /// Off to WeCom; `new_browser_cookie` is set when the browser had no binding cookie yet.
-    RedirectToWeCom {
-        url: String,
-        new_browser_cookie: Option<String>,
-    },
+    /// Off to WeCom, with the cookie that keeps the sign-in (see `login_state`).
+    RedirectToWeCom { url: String, parked: Parked },
 }
 
 /// The longest `state` and `nonce` accepted; they are echoed and stored, so they are bounded.
@@ -330,31 +328,18 @@ impl Provider {
             )));
         };
 
-        // The state sent to WeCom is a fresh random id; only its hash is stored, bound to a cookie
-        // of this browser (login CSRF protection, RFC 9700 §4.7.1).
-        // WeCom documents `state` as `[a-zA-Z0-9]`, at most 128 bytes: 256 random bits in hex.
+        // The state sent to WeCom is a fresh random id naming the sign-in this browser keeps
+        // (`login_state`: login CSRF protection, RFC 9700 §4.7.1). WeCom documents `state` as
+        // `[a-zA-Z0-9]`, at most 128 bytes: 256 random bits in hex.
         let wecom_state = crate::crypto::random_hex(32);
-        let (browser_secret, new_browser_cookie) = match browser.browser_cookie {
-            Some(existing) if existing.len() >= 32 => (existing.to_owned(), None),
-            _ => {
-                let fresh = new_secret_token();
-                (fresh.clone(), Some(fresh))
-            }
-        };
         let settings = &self.config.wecom;
         let in_client =
             settings.auto_login_in_client && browser.user_agent.is_some_and(wecom::is_wecom_client);
         if in_client {
             request.login_method = LoginMethod::InClient;
         }
-        let expires_at = now + self.config.lifetimes.auth_request.as_secs() as i64;
-        self.store
-            .insert_pending_request(
-                &sha256_hex(&wecom_state),
-                &sha256_hex(&browser_secret),
-                &request,
-                expires_at,
-            )
+        let parked = self
+            .park_request(&request, &wecom_state, browser.browser_cookie, now)
             .await?;
 
         let url = if in_client {
@@ -369,7 +354,7 @@ impl Provider {
         };
         Ok(AuthorizeOutcome::RedirectToWeCom {
             url: url.to_string(),
-            new_browser_cookie,
+            parked,
         })
     }
 }

@@ -1,15 +1,25 @@
-//! The WeCom callback: consume the pending request once, learn who signed in from the WeCom API,
-//! admit or refuse them, keep their profile, open the SSO session and issue the code.
+//! The WeCom callback: find the sign-in it completes (`login_state`), learn who signed in from
+//! the WeCom API, admit or refuse them, keep their profile, open the SSO session, consume the
+//! state and issue the code.
 
 use crate::clock::UnixTime;
-use crate::crypto::{constant_time_eq, new_secret_token, sha256_hex};
+use crate::crypto::{new_secret_token, sha256_hex};
 use crate::pages::{Page, PageKind};
-use crate::storage::{Session, StorageError};
+use crate::storage::{ConsumedState, Session, SignIn, StorageError};
 use crate::wecom::{FailureCategory, Identity, WeComClient, WeComError};
 
+use super::login_state::Unparked;
 use super::membership::{current_groups, status_refusal};
 use super::profile::{subject_of, UserProfile};
-use super::{AuthorizationRequest, ClientRedirect, ErrorCode, Params, Provider};
+use super::{ClientRedirect, ErrorCode, Params, Provider};
+
+/// The cookies the callback reads: the sealed sign-in named after the state (`login_state`),
+/// and the browser's binding cookie for a sign-in kept as a row.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CallbackCookies<'a> {
+    pub login_cookie: Option<&'a str>,
+    pub browser_cookie: Option<&'a str>,
+}
 
 #[derive(Debug)]
 pub enum CallbackOutcome {
@@ -70,23 +80,24 @@ impl Provider {
     pub async fn complete_login(
         &self,
         params: &Params,
-        browser_cookie: Option<&str>,
+        cookies: CallbackCookies<'_>,
         now: UnixTime,
     ) -> Result<CallbackOutcome, StorageError> {
+        let CallbackCookies {
+            login_cookie,
+            browser_cookie,
+        } = cookies;
         let Some(state) = params.get("state") else {
             return Ok(CallbackOutcome::ShowError(
                 Page::new(PageKind::BadRequest).detail("state is missing"),
             ));
         };
-        // Taking the request deletes it: a replayed, forged or second delivery of this callback
-        // finds nothing and can never produce a second code.
-        let pending = match self
-            .store
-            .take_pending_request::<AuthorizationRequest>(&sha256_hex(state))
-            .await
+        let request = match self
+            .unpark_request(state, login_cookie, browser_cookie, now)
+            .await?
         {
-            Ok(pending) => pending,
-            Err(StorageError::NotFound) => {
+            Unparked::Found(request) => request,
+            Unparked::Unknown => {
                 // Counted, not written to the audit log: anyone can send these, and a row
                 // each would let them grow the database without end.
                 tracing::warn!("callback with an unknown, used or expired state");
@@ -95,48 +106,41 @@ impl Provider {
                     PageKind::LoginExpired,
                 )));
             }
-            Err(other) => return Err(other),
+            // Not audited either: a sealed request can be sent again and again once expired.
+            Unparked::Expired(request) => {
+                tracing::info!(client_id = %request.client_id, "callback after the sign-in expired");
+                crate::telemetry::login("refused", Some("state_expired"));
+                return Ok(CallbackOutcome::ShowError(Page::new(
+                    PageKind::LoginExpired,
+                )));
+            }
+            // Someone else's login delivered to this browser is the login CSRF RFC 9700 §4.7
+            // warns of. Taking the stored request deleted it, so this is audited once at most.
+            Unparked::OtherBrowser(request) => {
+                tracing::warn!(client_id = %request.client_id, "callback state belongs to another browser");
+                self.audit(
+                    now,
+                    "sign_in",
+                    "refused",
+                    None,
+                    Some(&request.client_id),
+                    Some("browser_mismatch"),
+                )
+                .await;
+                return Ok(CallbackOutcome::ShowError(Page::new(
+                    PageKind::LoginExpired,
+                )));
+            }
         };
-        let request = pending.request;
-        let bound_to_this_browser = browser_cookie.is_some_and(|cookie| {
-            constant_time_eq(
-                sha256_hex(cookie).as_bytes(),
-                pending.browser_hash.as_bytes(),
-            )
-        });
-        // Someone else's login delivered to this browser is the login CSRF RFC 9700 §4.7 warns
-        // of; an expired one is simply too late. Either way the person starts again.
-        let stale = if !bound_to_this_browser {
-            tracing::warn!(client_id = %request.client_id, "callback state belongs to another browser");
-            Some("browser_mismatch")
-        } else if pending.expires_at <= now {
-            Some("state_expired")
-        } else {
-            None
-        };
-        if let Some(reason) = stale {
-            self.audit(
-                now,
-                "sign_in",
-                "refused",
-                None,
-                Some(&request.client_id),
-                Some(reason),
-            )
-            .await;
-            return Ok(CallbackOutcome::ShowError(Page::new(
-                PageKind::LoginExpired,
-            )));
-        }
 
         let identified = match self.identify_member(params, now).await? {
             // Per-application access (oidc::access), checked before any code exists.
-            Ok(profile) if !self.admits_profile(&request.client_id, &profile).await? => Err(
+            Ok((profile, _)) if !self.admits_profile(&request.client_id, &profile).await? => Err(
                 Refusal::new(PageKind::NoAccessToApplication, super::access::DENIED)
                     .of(&profile.sub()),
             ),
             // OIDC Core §5.5.1: no token for another member than the `sub` the client named.
-            Ok(profile)
+            Ok((profile, _))
                 if request
                     .claims
                     .as_ref()
@@ -151,11 +155,18 @@ impl Provider {
             other => other,
         };
         match identified {
-            Ok(profile) => {
-                let sub = self
-                    .store
-                    .save_member(&profile.sub(), &profile.sub(), &profile, now)
-                    .await?;
+            Ok((profile, stored_sub)) => {
+                // A member seen before gets their profile updated in the session's own
+                // statement below; a first sign-in's row is written first, for its `sub`.
+                let (sub, profile_update) = match stored_sub {
+                    Some(sub) => (sub, Some(&profile)),
+                    None => (
+                        self.store
+                            .save_member(&profile.sub(), &profile.sub(), &profile, now)
+                            .await?,
+                        None,
+                    ),
+                };
                 let session_cookie = new_secret_token();
                 let session = Session {
                     id_hash: sha256_hex(&session_cookie),
@@ -173,7 +184,31 @@ impl Provider {
                     Some(&request.client_id),
                     Some("wecom"),
                 );
-                self.store.start_session(&session, &code, &audit).await?;
+                let state_hash = sha256_hex(state);
+                let consumed = ConsumedState {
+                    state_hash: &state_hash,
+                    expires_at: now + self.config.lifetimes.auth_request.as_secs() as i64,
+                };
+                let sign_in = SignIn {
+                    state: consumed,
+                    profile_update,
+                    session: &session,
+                    code: &code,
+                    audit: &audit,
+                };
+                match self.store.start_session(&sign_in).await {
+                    Ok(()) => {}
+                    // The state was consumed by an earlier delivery of this callback: nothing
+                    // of this one was written.
+                    Err(StorageError::Conflict) => {
+                        tracing::warn!(client_id = %request.client_id, "callback replayed with its sign-in cookie");
+                        crate::telemetry::login("refused", Some("state_used"));
+                        return Ok(CallbackOutcome::ShowError(Page::new(
+                            PageKind::LoginExpired,
+                        )));
+                    }
+                    Err(other) => return Err(other),
+                }
                 Ok(CallbackOutcome::Redirect {
                     redirect,
                     session_cookie,
@@ -199,13 +234,14 @@ impl Provider {
         }
     }
 
-    /// Who signed in at WeCom, as a merged profile, or why they may not sign in. Nothing is
-    /// written to the store here, so a refusal leaves nothing half-done.
+    /// Who signed in at WeCom, as a merged profile with the `sub` of their stored row (`None` on
+    /// a first sign-in), or why they may not sign in. Nothing is written to the store here, so a
+    /// refusal leaves nothing half-done.
     async fn identify_member(
         &self,
         params: &Params,
         now: UnixTime,
-    ) -> Result<Result<UserProfile, Refusal>, StorageError> {
+    ) -> Result<Result<(UserProfile, Option<String>), Refusal>, StorageError> {
         let Some(wecom) = &self.wecom else {
             return Ok(Err(Refusal::new(
                 PageKind::NotConfigured,
@@ -267,7 +303,10 @@ impl Provider {
             },
             None => None,
         };
-        let previous = previous.map(|stored| stored.profile);
+        let (stored_sub, previous) = match previous {
+            Some(stored) => (Some(stored.sub), Some(stored.profile)),
+            None => (None, None),
+        };
         let groups = match current_groups(wecom, self, &member, previous.as_ref(), now).await {
             Ok(groups) => groups,
             Err(err) => return Ok(Err(wecom_refusal(wecom, &err, "groups").of(&sub))),
@@ -280,6 +319,6 @@ impl Provider {
             )
             .of(&sub)));
         }
-        Ok(Ok(profile))
+        Ok(Ok((profile, stored_sub)))
     }
 }

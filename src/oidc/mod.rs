@@ -6,7 +6,7 @@
 //!  ─────────────          ──────────                                   ─────
 //!  GET /authorize ──────▶ authorize::authorize
 //!                         ├─ SSO session alive → code ──▶ redirect_uri
-//!                         └─ else store pending request ─────────────▶ QR page / in-client OAuth
+//!                         └─ else seal the request in a cookie ──────▶ QR page / in-client OAuth
 //!                                                                        │ member scans / consents
 //!                         callback::complete_login ◀── /auth/wecom/callback?code&state
 //!                         ├─ getuserinfo, user/get, getuserdetail, groups ◀──▶ WeCom API
@@ -29,6 +29,7 @@ pub mod discovery;
 pub mod error;
 pub mod id_token;
 pub mod introspection;
+pub mod login_state;
 pub mod logout;
 pub mod membership;
 pub mod params;

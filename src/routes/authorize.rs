@@ -6,7 +6,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use super::respond::{self, header_str, lang_of};
 use super::AppState;
 use crate::oidc::authorize::{AuthorizeOutcome, BrowserContext};
-use crate::oidc::callback::CallbackOutcome;
+use crate::oidc::callback::{CallbackCookies, CallbackOutcome};
+use crate::oidc::login_state::{login_cookie_name, Parked};
 use crate::oidc::logout::{LogoutOutcome, LogoutRequest};
 use crate::oidc::{Params, BROWSER_COOKIE, SESSION_COOKIE};
 
@@ -49,13 +50,26 @@ pub async fn authorize(
         Ok(AuthorizeOutcome::Redirect(reply)) => {
             respond::to_client(&state, &reply, after_post, Vec::new())
         }
-        Ok(AuthorizeOutcome::RedirectToWeCom {
-            url,
-            new_browser_cookie,
-        }) => {
+        Ok(AuthorizeOutcome::RedirectToWeCom { url, parked }) => {
             let mut builder = respond::redirect(&url, after_post);
-            if let Some(value) = new_browser_cookie {
-                builder.cookie(respond::cookie(&state, BROWSER_COOKIE, value, None));
+            match parked {
+                Parked::Cookie { name, value } => {
+                    let max_age = state.provider.config.lifetimes.auth_request.as_secs() as i64;
+                    builder.cookie(respond::callback_cookie(
+                        &state,
+                        &name,
+                        value,
+                        Some(max_age),
+                    ));
+                }
+                Parked::Row {
+                    new_browser_cookie: Some(value),
+                } => {
+                    builder.cookie(respond::cookie(&state, BROWSER_COOKIE, value, None));
+                }
+                Parked::Row {
+                    new_browser_cookie: None,
+                } => {}
             }
             builder.finish()
         }
@@ -66,10 +80,19 @@ pub async fn authorize(
 pub async fn wecom_callback(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let params = Params::parse(req.query_string().as_bytes());
     let lang = lang_of(&req, None);
+    let login_cookie_name = params.get("state").map(login_cookie_name);
+    let login_cookie = login_cookie_name.as_deref().and_then(|name| {
+        req.cookie(&respond::callback_cookie_name(&state, name))
+            .map(|c| c.value().to_owned())
+    });
     let browser_cookie = cookie_value(&req, &state, BROWSER_COOKIE);
-    match state
+    let cookies = CallbackCookies {
+        login_cookie: login_cookie.as_deref(),
+        browser_cookie: browser_cookie.as_deref(),
+    };
+    let mut response = match state
         .provider
-        .complete_login(&params, browser_cookie.as_deref(), state.clock.now())
+        .complete_login(&params, cookies, state.clock.now())
         .await
     {
         Ok(CallbackOutcome::ShowError(page)) => respond::page(&state.pages, &page, lang),
@@ -82,7 +105,14 @@ pub async fn wecom_callback(req: HttpRequest, state: web::Data<AppState>) -> Htt
             respond::to_client(&state, &redirect, false, vec![cookie])
         }
         Err(err) => respond::storage_failure_page(&state.pages, err, lang),
+    };
+    // The sign-in is over, whatever its outcome: the browser need not keep it.
+    if let (Some(name), Some(_)) = (&login_cookie_name, &login_cookie) {
+        if let Err(err) = response.add_cookie(&respond::callback_cookie_removal(&state, name)) {
+            tracing::warn!(error = %err, "could not clear the sign-in cookie");
+        }
     }
+    response
 }
 
 pub async fn logout(

@@ -117,12 +117,68 @@ pub fn to_client(
 
 pub fn cookie(
     state: &AppState,
-    name: &'static str,
+    name: &str,
     value: String,
     max_age_secs: Option<i64>,
 ) -> Cookie<'static> {
-    let mut cookie = Cookie::build(format!("{}{name}", state.cookie_prefix), value)
-        .path(state.cookie_path.clone())
+    let name = format!("{}{name}", state.cookie_prefix);
+    build_cookie(state, name, state.cookie_path.clone(), value, max_age_secs)
+}
+
+pub fn removal_cookie(state: &AppState, name: &str) -> Cookie<'static> {
+    let mut cookie = cookie(state, name, String::new(), None);
+    cookie.make_removal();
+    cookie
+}
+
+/// A cookie sent back to the WeCom callback only, not with every request to the provider (a
+/// pending sign-in: `oidc::login_state`). `__Host-` demands `Path=/` (RFC 6265bis §4.1.3.2), so
+/// over HTTPS it is a `__Secure-` cookie.
+pub fn callback_cookie(
+    state: &AppState,
+    name: &str,
+    value: String,
+    max_age_secs: Option<i64>,
+) -> Cookie<'static> {
+    let path = format!(
+        "{}{}",
+        state.cookie_path.trim_end_matches('/'),
+        super::WECOM_CALLBACK_PATH
+    );
+    build_cookie(
+        state,
+        callback_cookie_name(state, name),
+        path,
+        value,
+        max_age_secs,
+    )
+}
+
+pub fn callback_cookie_removal(state: &AppState, name: &str) -> Cookie<'static> {
+    let mut cookie = callback_cookie(state, name, String::new(), None);
+    cookie.make_removal();
+    cookie
+}
+
+/// The full name of a `callback_cookie`, prefix included.
+pub fn callback_cookie_name(state: &AppState, name: &str) -> String {
+    let prefix = if state.secure_cookies {
+        "__Secure-"
+    } else {
+        ""
+    };
+    format!("{prefix}{name}")
+}
+
+fn build_cookie(
+    state: &AppState,
+    name: String,
+    path: String,
+    value: String,
+    max_age_secs: Option<i64>,
+) -> Cookie<'static> {
+    let mut cookie = Cookie::build(name, value)
+        .path(path)
         .http_only(true)
         .secure(state.secure_cookies)
         // Lax: the cookie must come along on the top-level GET back from WeCom and from the
@@ -132,12 +188,6 @@ pub fn cookie(
     if let Some(age) = max_age_secs {
         cookie.set_max_age(actix_web::cookie::time::Duration::seconds(age));
     }
-    cookie
-}
-
-pub fn removal_cookie(state: &AppState, name: &'static str) -> Cookie<'static> {
-    let mut cookie = cookie(state, name, String::new(), None);
-    cookie.make_removal();
     cookie
 }
 

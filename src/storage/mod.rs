@@ -22,7 +22,7 @@ use sqlx::{AnyPool, Executor};
 
 pub use audit::{AuditEvent, AuditQuery};
 pub use codes::{CodeGrant, CodeRedemption, NewCode};
-pub use requests::{MemberGrant, PendingRequest, Session};
+pub use requests::{ConsumedState, MemberGrant, PendingRequest, Session, SignIn};
 pub use signing_keys::StoredKey;
 pub use tokens::{AccessTokenRecord, RefreshRotation, RefreshTokenRecord};
 pub use users::MemberRecord;
@@ -268,6 +268,7 @@ impl Store {
         let mut removed = 0;
         for table in [
             "auth_requests",
+            "consumed_login_states",
             "sessions",
             "authorization_codes",
             "access_tokens",

@@ -1,4 +1,5 @@
-//! Pending authorization requests (the WeCom round trip's state) and single sign-on sessions.
+//! Pending authorization requests too large for a cookie (see `oidc::login_state`), consumed
+//! WeCom states, and single sign-on sessions.
 
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -25,6 +26,27 @@ fn session_from_row(row: &sqlx::any::AnyRow) -> StorageResult<Session> {
         expires_at: column(row, "expires_at")?,
         amr: column::<Option<String>>(row, "amr")?.unwrap_or_default(),
     })
+}
+
+/// The WeCom state a sign-in completes, remembered until `expires_at` (when the request it named
+/// has expired anyway) so that it completes once.
+#[derive(Debug, Clone, Copy)]
+pub struct ConsumedState<'a> {
+    pub state_hash: &'a str,
+    pub expires_at: i64,
+}
+
+/// Everything a completed WeCom sign-in writes at once.
+#[derive(Debug)]
+pub struct SignIn<'a, D, P> {
+    /// Consumed here, so that the sign-in completes once.
+    pub state: ConsumedState<'a>,
+    /// The profile WeCom just confirmed, for a member whose row exists (`session.sub`'s); a
+    /// first sign-in's row is written before, with its profile, by `save_member`.
+    pub profile_update: Option<&'a P>,
+    pub session: &'a Session,
+    pub code: &'a NewCode<D>,
+    pub audit: &'a AuditEvent,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,21 +134,34 @@ impl Store {
         })
     }
 
-    /// A WeCom sign-in's three writes: the new session, the code it issues at once and the
-    /// `sign_in` audit row. On Postgres they are one statement (data-modifying CTEs: one round
-    /// trip, one commit); on SQLite one transaction. The commit waits for the WAL flush: the
-    /// session must survive a crash, or the person would have to scan again.
-    #[tracing::instrument(skip_all, fields(sub = %session.sub))]
-    pub async fn start_session<D: Serialize>(
+    /// A WeCom sign-in's writes (see `SignIn`). On Postgres they are one statement
+    /// (data-modifying CTEs: one round trip, one commit, and a unique violation anywhere writes
+    /// none of it); on SQLite one transaction. The commit waits for the WAL flush: the session
+    /// must survive a crash, or the person would have to scan again. `Conflict` when the state
+    /// was consumed already: a replayed callback.
+    #[tracing::instrument(skip_all, fields(sub = %sign_in.session.sub))]
+    pub async fn start_session<D: Serialize, P: Serialize>(
         &self,
-        session: &Session,
-        code: &NewCode<D>,
-        audit: &AuditEvent,
+        sign_in: &SignIn<'_, D, P>,
     ) -> StorageResult<()> {
+        let SignIn {
+            state,
+            profile_update,
+            session,
+            code,
+            audit,
+        } = sign_in;
+        let profile = profile_update.map(to_json).transpose()?;
         match self.backend {
             Backend::Postgres => {
+                // `$20 IS NOT NULL`: a first sign-in's profile was stored with its row.
                 let query = sqlx::query(
-                    "WITH new_code AS (
+                    "WITH consumed AS (
+                         INSERT INTO consumed_login_states (state_hash, expires_at) VALUES ($18, $19)),
+                     member AS (
+                         UPDATE users SET profile = $20, updated_at = $15, checked_at = $15
+                         WHERE sub = $14 AND $20 IS NOT NULL),
+                     new_code AS (
                          INSERT INTO authorization_codes (code_hash, grant_id, client_id, session_id, details, expires_at)
                          VALUES ($1, $2, $3, $4, $5, $6)),
                      new_audit AS (
@@ -141,11 +176,31 @@ impl Store {
                     .bind(session.auth_time)
                     .bind(session.expires_at)
                     .bind(&session.amr)
+                    .bind(state.state_hash)
+                    .bind(state.expires_at)
+                    .bind(profile)
                     .execute(&self.pool)
                     .await?;
             }
             Backend::Sqlite => {
                 let mut transaction = self.pool.begin().await?;
+                sqlx::query(
+                    "INSERT INTO consumed_login_states (state_hash, expires_at) VALUES ($1, $2)",
+                )
+                .bind(state.state_hash)
+                .bind(state.expires_at)
+                .execute(&mut *transaction)
+                .await?;
+                if let Some(profile) = profile {
+                    sqlx::query(
+                        "UPDATE users SET profile = $1, updated_at = $2, checked_at = $2 WHERE sub = $3",
+                    )
+                    .bind(profile)
+                    .bind(session.auth_time)
+                    .bind(&session.sub)
+                    .execute(&mut *transaction)
+                    .await?;
+                }
                 sqlx::query(
                     "INSERT INTO sessions (id_hash, sub, auth_time, expires_at, amr) VALUES ($1, $2, $3, $4, $5)",
                 )

@@ -445,3 +445,16 @@ pub fn parse_callback(url: &str) -> Callback {
         iss: query_param(url, "iss"),
     }
 }
+
+/// Authorization parameters (`state`, `nonce`, `claims`) that together are too large for the
+/// sign-in cookie, so the request is kept as a row.
+pub fn too_large_for_a_cookie() -> Vec<(&'static str, String)> {
+    let claims = json!({ "userinfo": (0..150)
+        .map(|i| (format!("x_claim_{i:03}"), Value::Null))
+        .collect::<serde_json::Map<_, _>>() });
+    vec![
+        ("state", "s".repeat(1024)),
+        ("nonce", "n".repeat(1024)),
+        ("claims", claims.to_string()),
+    ]
+}

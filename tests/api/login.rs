@@ -3,9 +3,13 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use wecom_oidc::clock::Clock;
 use wecom_oidc::simulator::{Fault, FaultKind};
+use wecom_oidc::storage::{AuditEvent, ConsumedState, NewCode, Session, SignIn, StorageError};
 
-use crate::helpers::{location, parse_callback, query_param, TestApp, TestClient, WECOM_UA};
+use crate::helpers::{
+    location, parse_callback, query_param, too_large_for_a_cookie, TestApp, TestClient, WECOM_UA,
+};
 
 /// Starts a login and returns WeCom's URL (the browser now holds the binding cookie).
 async fn start_login(app: &TestApp, client: &TestClient) -> String {
@@ -279,7 +283,7 @@ async fn forged_missing_and_replayed_state_never_issue_a_code() {
 }
 
 #[tokio::test]
-async fn a_callback_in_another_browser_is_refused_and_consumes_the_state() {
+async fn a_callback_in_another_browser_is_refused_and_the_sign_in_stays_its_own_browsers() {
     let app = TestApp::spawn().await;
     let client = app.confidential_client().await;
     let wecom = start_login(&app, &client).await;
@@ -290,11 +294,198 @@ async fn a_callback_in_another_browser_is_refused_and_consumes_the_state() {
     assert_eq!(
         response.status(),
         400,
-        "login CSRF: the state is bound to the browser that started it"
+        "login CSRF: the sign-in is bound to the browser that started it"
     );
+    assert!(response
+        .text()
+        .await
+        .unwrap()
+        .contains("已经使用过或已过期"));
 
     let own = app.browser.get(&callback).send().await.unwrap();
-    assert_eq!(own.status(), 400, "the state is gone after any failure");
+    assert_eq!(
+        own.status(),
+        302,
+        "the browser that started it completes it"
+    );
+    assert!(query_param(&location(&own), "code").is_some());
+}
+
+#[tokio::test]
+async fn a_callback_replayed_with_its_sign_in_cookie_issues_no_second_code() {
+    let app = TestApp::spawn().await;
+    let client = app.confidential_client().await;
+    let authorize = app
+        .browser
+        .get(app.authorize_url(&client, &[]))
+        .send()
+        .await
+        .unwrap();
+    let login_cookie = sign_in_cookie(&authorize).expect("the sign-in travels in a cookie");
+    let callback = app
+        .wecom_approves(&location(&authorize), &[("userid", "wangwu")])
+        .await;
+    let first = app.browser.get(&callback).send().await.unwrap();
+    assert_eq!(first.status(), 302);
+    assert!(
+        first.headers().get_all("set-cookie").iter().any(|c| c
+            .to_str()
+            .unwrap()
+            .starts_with(&format!("{}=;", login_cookie.0))),
+        "the browser is told to forget the finished sign-in"
+    );
+
+    let replay = crate::helpers::browser()
+        .get(&callback)
+        .header("Cookie", format!("{}={}", login_cookie.0, login_cookie.1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        replay.status(),
+        400,
+        "a replay, cookie and all, issues nothing"
+    );
+    let signed_in = app
+        .audit()
+        .await
+        .iter()
+        .filter(|e| e.event == "sign_in" && e.outcome == "success")
+        .count();
+    assert_eq!(signed_in, 1);
+}
+
+/// The name and value of the sign-in cookie a response sets.
+fn sign_in_cookie(response: &reqwest::Response) -> Option<(String, String)> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .find_map(|c| {
+            let (pair, _) = c.to_str().ok()?.split_once(';')?;
+            let (name, value) = pair.split_once('=')?;
+            name.starts_with("wecom_oidc_login_")
+                .then(|| (name.to_owned(), value.to_owned()))
+        })
+}
+
+#[tokio::test]
+async fn a_wecom_state_opens_one_session_only() {
+    let app = TestApp::spawn().await;
+    let client = app.confidential_client().await;
+    let first = app.sign_in(&client, "wangwu", &[]).await;
+    assert!(first.code.is_some());
+    let now = app.clock.now();
+    let consumed = ConsumedState {
+        state_hash: "a-state-hash",
+        expires_at: now + 600,
+    };
+    let attempt = |n: u8| {
+        let session = Session {
+            id_hash: format!("session-{n}"),
+            sub: "wangwu".into(),
+            auth_time: now,
+            expires_at: now + 3600,
+            amr: "qr swk".into(),
+        };
+        let code = NewCode {
+            code_hash: format!("code-{n}"),
+            grant_id: format!("grant-{n}"),
+            client_id: client.id.clone(),
+            session_id: Some(session.id_hash.clone()),
+            details: json!({}),
+            expires_at: now + 60,
+        };
+        let audit = wecom_oidc::oidc::audit_event(now, "sign_in", "success", None, None, None);
+        (session, code, audit)
+    };
+
+    fn sign_in<'a>(
+        state: ConsumedState<'a>,
+        (session, code, audit): &'a (Session, NewCode<Value>, AuditEvent),
+    ) -> SignIn<'a, Value, Value> {
+        SignIn {
+            state,
+            profile_update: None,
+            session,
+            code,
+            audit,
+        }
+    }
+
+    let first = attempt(1);
+    app.store
+        .start_session(&sign_in(consumed, &first))
+        .await
+        .unwrap();
+    let second = attempt(2);
+    let again = app.store.start_session(&sign_in(consumed, &second)).await;
+
+    assert!(matches!(again, Err(StorageError::Conflict)), "{again:?}");
+    assert!(
+        app.store
+            .find_session("session-2", now)
+            .await
+            .unwrap()
+            .is_none(),
+        "nothing of the second attempt was written"
+    );
+    assert!(app
+        .store
+        .find_session("session-1", now)
+        .await
+        .unwrap()
+        .is_some());
+}
+
+#[tokio::test]
+async fn sign_ins_started_in_two_tabs_both_complete() {
+    let app = TestApp::spawn().await;
+    let client = app.confidential_client().await;
+    let first = start_login(&app, &client).await;
+    let second = start_login(&app, &client).await;
+
+    for (wecom, member) in [(second, "lisi"), (first, "wangwu")] {
+        let callback = app.wecom_approves(&wecom, &[("userid", member)]).await;
+        let response = app.browser.get(&callback).send().await.unwrap();
+        assert_eq!(response.status(), 302, "{member}'s tab completes");
+        assert!(query_param(&location(&response), "code").is_some());
+    }
+}
+
+#[tokio::test]
+async fn a_request_too_large_for_a_cookie_waits_in_the_store_bound_to_its_browser() {
+    let app = TestApp::spawn().await;
+    let client = app.confidential_client().await;
+    let large = too_large_for_a_cookie();
+    let large: Vec<(&str, &str)> = large.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let state = large[0].1.to_owned();
+
+    let authorize = app
+        .browser
+        .get(app.authorize_url(&client, &large))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        sign_in_cookie(&authorize).is_none(),
+        "too large for a cookie"
+    );
+    let callback = app
+        .wecom_approves(&location(&authorize), &[("userid", "wangwu")])
+        .await;
+    let response = app.browser.get(&callback).send().await.unwrap();
+    assert_eq!(response.status(), 302);
+    assert_eq!(
+        query_param(&location(&response), "state"),
+        Some(state.clone())
+    );
+
+    let again = [&large[..], &[("prompt", "login")]].concat();
+    let wecom = app.follow(&app.authorize_url(&client, &again)).await;
+    let callback = app.wecom_approves(&wecom, &[("userid", "wangwu")]).await;
+    let victim = crate::helpers::browser();
+    assert_eq!(victim.get(&callback).send().await.unwrap().status(), 400);
     assert_eq!(
         app.audit()
             .await
@@ -316,9 +507,14 @@ async fn an_expired_state_is_refused() {
     let response = app.browser.get(&callback).send().await.unwrap();
 
     assert_eq!(response.status(), 400);
-    assert_eq!(
-        app.audit().await[0].reason.as_deref(),
-        Some("state_expired")
+    assert!(response
+        .text()
+        .await
+        .unwrap()
+        .contains("已经使用过或已过期"));
+    assert!(
+        app.audit().await.is_empty(),
+        "nothing written for a sign-in that anyone holding it can send again"
     );
 }
 

@@ -9,7 +9,7 @@ use wecom_oidc::clock::{Clock, ManualClock};
 use wecom_oidc::config::Config;
 use wecom_oidc::startup::Application;
 
-use crate::helpers::{TestApp, TestDatabase, ADMIN_TOKEN};
+use crate::helpers::{too_large_for_a_cookie, TestApp, TestDatabase, ADMIN_TOKEN};
 
 #[tokio::test]
 async fn the_port_is_not_bound_until_the_database_is_ready() {
@@ -260,11 +260,16 @@ async fn userinfo_refuses_other_methods_with_a_bearer_challenge() {
     assert_eq!(body["error"], "invalid_request");
 }
 
-/// The `Set-Cookie` the authorization endpoint sends for the browser binding.
-async fn browser_cookie(app: &TestApp, authorize_base: &str) -> String {
+/// The `Set-Cookie` the authorization endpoint sends: the sealed sign-in, for the callback only.
+async fn sign_in_cookie(app: &TestApp, authorize_base: &str) -> String {
+    authorize_cookie(app, authorize_base, &[]).await
+}
+
+/// The `Set-Cookie` the authorization endpoint sends for a request with `extra` parameters.
+async fn authorize_cookie(app: &TestApp, authorize_base: &str, extra: &[(&str, &str)]) -> String {
     let client = app.confidential_client().await;
     let url = app
-        .authorize_url(&client, &[])
+        .authorize_url(&client, extra)
         .replacen(&app.url("/authorize"), authorize_base, 1);
     let response = app.http.get(url).send().await.unwrap();
     assert!(response.status().is_redirection());
@@ -272,17 +277,33 @@ async fn browser_cookie(app: &TestApp, authorize_base: &str) -> String {
 }
 
 #[tokio::test]
-async fn an_https_issuer_gets_host_prefixed_secure_cookies_and_hsts() {
+async fn an_https_issuer_gets_prefixed_secure_cookies_and_hsts() {
     // Capitals on purpose: the scheme is case-insensitive.
     let app = TestApp::spawn_with(&[("OIDC_ISSUER", "HTTPS://sso.example.com")]).await;
 
-    let cookie = browser_cookie(&app, &app.url("/authorize")).await;
+    let cookie = sign_in_cookie(&app, &app.url("/authorize")).await;
 
-    assert!(cookie.starts_with("__Host-wecom_oidc_browser="), "{cookie}");
+    // Not `__Host-`, which demands `Path=/`: this cookie goes to the callback only.
+    assert!(cookie.starts_with("__Secure-wecom_oidc_login_"), "{cookie}");
     let attributes: Vec<&str> = cookie.split("; ").collect();
     assert!(
-        attributes.contains(&"Secure") && attributes.contains(&"Path=/"),
+        attributes.contains(&"Secure")
+            && attributes.contains(&"HttpOnly")
+            && attributes.contains(&"SameSite=Lax")
+            && attributes.contains(&"Path=/auth/wecom/callback"),
         "{cookie}"
+    );
+    // A request too large for a cookie is kept as a row, bound by a cookie for the whole site.
+    let large = too_large_for_a_cookie();
+    let large: Vec<(&str, &str)> = large.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let binding = authorize_cookie(&app, &app.url("/authorize"), &large).await;
+    assert!(
+        binding.starts_with("__Host-wecom_oidc_browser="),
+        "{binding}"
+    );
+    assert!(
+        binding.contains("; Path=/;") || binding.ends_with("; Path=/"),
+        "{binding}"
     );
     let discovery = app
         .http
@@ -305,14 +326,11 @@ async fn a_path_prefixed_https_issuer_gets_secure_prefixed_cookies_on_its_path()
     )
     .await;
 
-    let cookie = browser_cookie(&app, &app.url("/authorize")).await;
+    let cookie = sign_in_cookie(&app, &app.url("/authorize")).await;
 
+    assert!(cookie.starts_with("__Secure-wecom_oidc_login_"), "{cookie}");
     assert!(
-        cookie.starts_with("__Secure-wecom_oidc_browser="),
-        "{cookie}"
-    );
-    assert!(
-        cookie.contains("Path=/sso") && cookie.contains("Secure"),
+        cookie.contains("Path=/sso/auth/wecom/callback") && cookie.contains("Secure"),
         "{cookie}"
     );
 }
@@ -321,9 +339,10 @@ async fn a_path_prefixed_https_issuer_gets_secure_prefixed_cookies_on_its_path()
 async fn a_plain_http_issuer_gets_no_hsts_and_unprefixed_cookies() {
     let app = TestApp::spawn().await;
 
-    let cookie = browser_cookie(&app, &app.url("/authorize")).await;
+    let cookie = sign_in_cookie(&app, &app.url("/authorize")).await;
 
-    assert!(cookie.starts_with("wecom_oidc_browser="), "{cookie}");
+    assert!(cookie.starts_with("wecom_oidc_login_"), "{cookie}");
+    assert!(!cookie.contains("Secure"), "{cookie}");
     let jwks = app.http.get(app.url("/jwks")).send().await.unwrap();
     assert!(!jwks.headers().contains_key(STRICT_TRANSPORT_SECURITY));
 }
