@@ -15,6 +15,7 @@ pub mod domain;
 pub mod keys;
 pub mod limits;
 pub mod oidc;
+pub mod outbound;
 pub mod pages;
 pub mod registry;
 pub mod routes;

@@ -82,6 +82,7 @@ impl Application {
         options: BuildOptions,
         listener: Option<TcpListener>,
     ) -> anyhow::Result<Self> {
+        crate::outbound::prepare();
         let store = Store::connect(&config.database).await?;
         let keys = Arc::new(KeyManager::load_or_create(store.clone(), &config, clock.now()).await?);
         let metrics = match &config.metrics_addr {

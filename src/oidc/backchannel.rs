@@ -115,7 +115,7 @@ impl BackchannelSender {
         issuer: &str,
         timeout: Duration,
     ) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
+        let http = crate::outbound::client_builder()?
             // BCL §2.5 names the URI to post to; a redirect could carry the token elsewhere.
             .redirect(reqwest::redirect::Policy::none())
             .timeout(timeout)

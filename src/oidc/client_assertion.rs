@@ -135,7 +135,7 @@ pub struct ClientKeys {
 impl ClientKeys {
     pub fn new() -> anyhow::Result<Self> {
         Ok(Self {
-            http: reqwest::Client::builder()
+            http: crate::outbound::client_builder()?
                 .timeout(JWKS_TIMEOUT)
                 .redirect(reqwest::redirect::Policy::none())
                 .build()?,

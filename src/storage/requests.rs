@@ -3,8 +3,6 @@
 
 use serde::{de::DeserializeOwned, Serialize};
 
-use super::audit::INSERT_AUDIT;
-use super::codes::INSERT_CODE;
 use super::{
     column, from_json, to_json, AuditEvent, Backend, NewCode, StorageError, StorageResult, Store,
 };
@@ -136,7 +134,7 @@ impl Store {
 
     /// A WeCom sign-in's writes (see `SignIn`). On Postgres they are one statement
     /// (data-modifying CTEs: one round trip, one commit, and a unique violation anywhere writes
-    /// none of it); on SQLite one transaction. The commit waits for the WAL flush: the session
+    /// none of it); on SQLite one transaction of five statements sent at once. The commit waits for the WAL flush: the session
     /// must survive a crash, or the person would have to scan again. `Conflict` when the state
     /// was consumed already: a replayed callback.
     #[tracing::instrument(skip_all, fields(sub = %sign_in.session.sub))]
@@ -152,72 +150,55 @@ impl Store {
             audit,
         } = sign_in;
         let profile = profile_update.map(to_json).transpose()?;
+        // The same five writes, numbered alike. `$20 IS NOT NULL`: a first sign-in's profile
+        // was stored with its row.
+        let sql = match self.backend {
+            Backend::Postgres => {
+                "WITH consumed AS (
+                     INSERT INTO consumed_login_states (state_hash, expires_at) VALUES ($18, $19)),
+                 member AS (
+                     UPDATE users SET profile = $20, updated_at = $15, checked_at = $15
+                     WHERE sub = $14 AND $20 IS NOT NULL),
+                 new_code AS (
+                     INSERT INTO authorization_codes (code_hash, grant_id, client_id, session_id, details, expires_at)
+                     VALUES ($1, $2, $3, $4, $5, $6)),
+                 new_audit AS (
+                     INSERT INTO audit_log (at, event, outcome, sub, client_id, reason)
+                     VALUES ($7, $8, $9, $10, $11, $12))
+                 INSERT INTO sessions (id_hash, sub, auth_time, expires_at, amr) VALUES ($13, $14, $15, $16, $17)"
+            }
+            // Several statements in one call: sqlx runs them one after the other on the
+            // connection's thread, binding each `$n` from the one argument list, so the write
+            // lock is held for one hand-off to that thread, not five.
+            Backend::Sqlite => {
+                "INSERT INTO consumed_login_states (state_hash, expires_at) VALUES ($18, $19);
+                 UPDATE users SET profile = $20, updated_at = $15, checked_at = $15
+                 WHERE sub = $14 AND $20 IS NOT NULL;
+                 INSERT INTO authorization_codes (code_hash, grant_id, client_id, session_id, details, expires_at)
+                 VALUES ($1, $2, $3, $4, $5, $6);
+                 INSERT INTO audit_log (at, event, outcome, sub, client_id, reason)
+                 VALUES ($7, $8, $9, $10, $11, $12);
+                 INSERT INTO sessions (id_hash, sub, auth_time, expires_at, amr) VALUES ($13, $14, $15, $16, $17)"
+            }
+        };
+        let query = audit
+            .bind(code.bind(sqlx::query(sql))?)
+            .bind(&session.id_hash)
+            .bind(&session.sub)
+            .bind(session.auth_time)
+            .bind(session.expires_at)
+            .bind(&session.amr)
+            .bind(state.state_hash)
+            .bind(state.expires_at)
+            .bind(profile);
         match self.backend {
             Backend::Postgres => {
-                // `$20 IS NOT NULL`: a first sign-in's profile was stored with its row.
-                let query = sqlx::query(
-                    "WITH consumed AS (
-                         INSERT INTO consumed_login_states (state_hash, expires_at) VALUES ($18, $19)),
-                     member AS (
-                         UPDATE users SET profile = $20, updated_at = $15, checked_at = $15
-                         WHERE sub = $14 AND $20 IS NOT NULL),
-                     new_code AS (
-                         INSERT INTO authorization_codes (code_hash, grant_id, client_id, session_id, details, expires_at)
-                         VALUES ($1, $2, $3, $4, $5, $6)),
-                     new_audit AS (
-                         INSERT INTO audit_log (at, event, outcome, sub, client_id, reason)
-                         VALUES ($7, $8, $9, $10, $11, $12))
-                     INSERT INTO sessions (id_hash, sub, auth_time, expires_at, amr) VALUES ($13, $14, $15, $16, $17)",
-                );
-                audit
-                    .bind(code.bind(query)?)
-                    .bind(&session.id_hash)
-                    .bind(&session.sub)
-                    .bind(session.auth_time)
-                    .bind(session.expires_at)
-                    .bind(&session.amr)
-                    .bind(state.state_hash)
-                    .bind(state.expires_at)
-                    .bind(profile)
-                    .execute(&self.pool)
-                    .await?;
+                query.execute(&self.pool).await?;
             }
             Backend::Sqlite => {
+                // A failure part-way rolls the whole sign-in back with the transaction.
                 let mut transaction = self.pool.begin().await?;
-                sqlx::query(
-                    "INSERT INTO consumed_login_states (state_hash, expires_at) VALUES ($1, $2)",
-                )
-                .bind(state.state_hash)
-                .bind(state.expires_at)
-                .execute(&mut *transaction)
-                .await?;
-                if let Some(profile) = profile {
-                    sqlx::query(
-                        "UPDATE users SET profile = $1, updated_at = $2, checked_at = $2 WHERE sub = $3",
-                    )
-                    .bind(profile)
-                    .bind(session.auth_time)
-                    .bind(&session.sub)
-                    .execute(&mut *transaction)
-                    .await?;
-                }
-                sqlx::query(
-                    "INSERT INTO sessions (id_hash, sub, auth_time, expires_at, amr) VALUES ($1, $2, $3, $4, $5)",
-                )
-                .bind(&session.id_hash)
-                .bind(&session.sub)
-                .bind(session.auth_time)
-                .bind(session.expires_at)
-                .bind(&session.amr)
-                .execute(&mut *transaction)
-                .await?;
-                code.bind(sqlx::query(INSERT_CODE))?
-                    .execute(&mut *transaction)
-                    .await?;
-                audit
-                    .bind(sqlx::query(INSERT_AUDIT))
-                    .execute(&mut *transaction)
-                    .await?;
+                query.execute(&mut *transaction).await?;
                 transaction.commit().await?;
             }
         }

@@ -44,7 +44,8 @@ pub(super) struct Transport {
 
 impl Transport {
     pub(super) fn new(settings: &WeComSettings) -> Result<Self, WeComError> {
-        let mut builder = reqwest::Client::builder();
+        let mut builder = crate::outbound::client_builder()
+            .map_err(|e| WeComError::Unreachable(format!("{e:#}")))?;
         if let Some(proxy) = &settings.proxy {
             let proxy = reqwest::Proxy::all(proxy.as_str())
                 .map_err(|e| WeComError::Unreachable(format!("WECOM_PROXY: {}", describe(e))))?;

@@ -27,7 +27,8 @@
 //!
 //! Run: `cargo bench --bench token_endpoint` (add `DATABASE_URL=postgres://…/postgres` for Postgres;
 //! a fresh database is created and dropped per algorithm). `BENCH_LOGINS`, `BENCH_CODES`,
-//! `BENCH_USERS` and `BENCH_ALGS` change the counts, the concurrency and the algorithms.
+//! `BENCH_USERS` and `BENCH_ALGS` change the counts, the concurrency and the algorithms;
+//! `BENCH_DB_CONNECTIONS` the provider's pool size (default: the provider's own default).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -213,7 +214,6 @@ fn start_provider(port: u16, launch: &Launch<'_>) -> Process {
         .env("OIDC_ISSUER", format!("http://127.0.0.1:{port}"))
         .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
         .env("DATABASE_URL", launch.database_url)
-        .env("DATABASE_MAX_CONNECTIONS", "16")
         .env("ADMIN_TOKEN", ADMIN_TOKEN)
         .env("WECOM_CORP_ID", "wwsim0000000001")
         .env("WECOM_CORP_SECRET", "sim-secret-1000002")
@@ -226,6 +226,10 @@ fn start_provider(port: u16, launch: &Launch<'_>) -> Process {
         // The load driver is one source sending far more than any real relying party.
         .env("RATE_LIMIT_PER_MINUTE", launch.rate_limit_per_minute)
         .stdout(Stdio::null());
+    // Unset: the provider's own default pool size, as deployed.
+    if let Ok(connections) = std::env::var("BENCH_DB_CONNECTIONS") {
+        command.env("DATABASE_MAX_CONNECTIONS", connections);
+    }
     match launch.log {
         Some(path) => {
             let file = std::fs::File::create(path).expect("log file");
