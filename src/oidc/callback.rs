@@ -92,11 +92,14 @@ impl Provider {
                 Page::new(PageKind::BadRequest).detail("state is missing"),
             ));
         };
-        let request = match self
+        let (request, request_expires_at) = match self
             .unpark_request(state, login_cookie, browser_cookie, now)
             .await?
         {
-            Unparked::Found(request) => request,
+            Unparked::Found {
+                request,
+                expires_at,
+            } => (request, expires_at),
             Unparked::Unknown => {
                 // Counted, not written to the audit log: anyone can send these, and a row
                 // each would let them grow the database without end.
@@ -187,7 +190,7 @@ impl Provider {
                 let state_hash = sha256_hex(state);
                 let consumed = ConsumedState {
                     state_hash: &state_hash,
-                    expires_at: now + self.config.lifetimes.auth_request.as_secs() as i64,
+                    expires_at: request_expires_at,
                 };
                 let sign_in = SignIn {
                     state: consumed,

@@ -30,13 +30,14 @@ pub fn login_cookie_name(state: &str) -> String {
     format!("{LOGIN_COOKIE_PREFIX}{}", &sha256_hex(state)[..16])
 }
 
-/// What the cookie holds, sealed.
+/// What the cookie holds, sealed: `R` is the request, borrowed when sealing and owned when
+/// opened.
 #[derive(Serialize, Deserialize)]
-struct SealedLogin {
+struct SealedLogin<R> {
     /// The hash of the WeCom state this sign-in answers to: a cookie is good for its own only.
     state_hash: String,
     expires_at: UnixTime,
-    request: AuthorizationRequest,
+    request: R,
 }
 
 /// Where authorize left the request, for the response to carry.
@@ -50,7 +51,11 @@ pub enum Parked {
 
 /// What the callback found for its state.
 pub enum Unparked {
-    Found(AuthorizationRequest),
+    /// Waiting, and until when: the state is remembered as consumed that long.
+    Found {
+        request: AuthorizationRequest,
+        expires_at: UnixTime,
+    },
     /// Nothing for this state in this browser: unknown, used, or another browser's.
     Unknown,
     /// A genuine request of this browser, after its lifetime: `client_id` for the audit row.
@@ -72,7 +77,7 @@ impl Provider {
         let sealed = SealedLogin {
             state_hash: sha256_hex(state),
             expires_at,
-            request: request.clone(),
+            request,
         };
         let plaintext = serde_json::to_vec(&sealed).map_err(anyhow::Error::from)?;
         let value = self.keys.seal_for_browser(&plaintext)?;
@@ -112,13 +117,18 @@ impl Provider {
         let state_hash = sha256_hex(state);
         if let Some(sealed) = login_cookie
             .and_then(|value| self.keys.open_from_browser(value))
-            .and_then(|plain| serde_json::from_slice::<SealedLogin>(&plain).ok())
+            .and_then(|plain| {
+                serde_json::from_slice::<SealedLogin<AuthorizationRequest>>(&plain).ok()
+            })
             .filter(|sealed| constant_time_eq(sealed.state_hash.as_bytes(), state_hash.as_bytes()))
         {
             return Ok(if sealed.expires_at <= now {
                 Unparked::Expired(sealed.request)
             } else {
-                Unparked::Found(sealed.request)
+                Unparked::Found {
+                    request: sealed.request,
+                    expires_at: sealed.expires_at,
+                }
             });
         }
         let pending = match self
@@ -141,7 +151,10 @@ impl Provider {
         } else if pending.expires_at <= now {
             Unparked::Expired(pending.request)
         } else {
-            Unparked::Found(pending.request)
+            Unparked::Found {
+                request: pending.request,
+                expires_at: pending.expires_at,
+            }
         })
     }
 }

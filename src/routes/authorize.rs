@@ -12,8 +12,12 @@ use crate::oidc::logout::{LogoutOutcome, LogoutRequest};
 use crate::oidc::{Params, BROWSER_COOKIE, SESSION_COOKIE};
 
 fn cookie_value(req: &HttpRequest, state: &AppState, name: &str) -> Option<String> {
-    req.cookie(&format!("{}{name}", state.cookie_prefix))
-        .map(|c| c.value().to_owned())
+    named_cookie(req, &format!("{}{name}", state.cookie_prefix))
+}
+
+/// The value of the cookie whose full name (prefix included) is `full_name`.
+fn named_cookie(req: &HttpRequest, full_name: &str) -> Option<String> {
+    req.cookie(full_name).map(|c| c.value().to_owned())
 }
 
 /// The parameters of a GET (query string) or a POST (form body), and whether it was a POST.
@@ -81,10 +85,9 @@ pub async fn wecom_callback(req: HttpRequest, state: web::Data<AppState>) -> Htt
     let params = Params::parse(req.query_string().as_bytes());
     let lang = lang_of(&req, None);
     let login_cookie_name = params.get("state").map(login_cookie_name);
-    let login_cookie = login_cookie_name.as_deref().and_then(|name| {
-        req.cookie(&respond::callback_cookie_name(&state, name))
-            .map(|c| c.value().to_owned())
-    });
+    let login_cookie = login_cookie_name
+        .as_deref()
+        .and_then(|name| named_cookie(&req, &respond::callback_cookie_name(&state, name)));
     let browser_cookie = cookie_value(&req, &state, BROWSER_COOKIE);
     let cookies = CallbackCookies {
         login_cookie: login_cookie.as_deref(),
