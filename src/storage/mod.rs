@@ -126,6 +126,8 @@ pub const CLIENT_CACHE_TTL: Duration = Duration::from_secs(5);
 /// How long a request waits for a connection. While the database is away, sqlx keeps retrying
 /// to connect until this runs out: short, so requests fail fast with 503 instead of piling up.
 const POOL_ACQUIRE_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long start-up keeps trying to open the SQLite file (see `Store::connect`).
+const SQLITE_STARTUP_PATIENCE: Duration = Duration::from_secs(10);
 
 /// How long a SQLite writer waits for the lock held by another: long enough for the short
 /// transactions the provider makes, short enough to answer 503 well within a second when a
@@ -161,7 +163,7 @@ impl Store {
             });
         }
         let options = AnyConnectOptions::from_str(&url).context("DATABASE_URL is not valid")?;
-        let pool = AnyPoolOptions::new()
+        let pool_options = AnyPoolOptions::new()
             .max_connections(settings.max_connections)
             .min_connections(0)
             .acquire_timeout(POOL_ACQUIRE_TIMEOUT)
@@ -179,9 +181,20 @@ impl Store {
                     Ok(())
                 })
             })
-            .connect_with(options)
-            .await
-            .context("cannot connect to the database (DATABASE_URL)")?;
+;
+        // Opening a SQLite file is local: when it takes longer than a request may wait, the
+        // machine is busy (or another process holds the file a moment), not the store gone, so
+        // start-up keeps trying for a while. A Postgres that does not answer fails at once.
+        let started = std::time::Instant::now();
+        let pool = loop {
+            match pool_options.clone().connect_with(options.clone()).await {
+                Err(sqlx::Error::PoolTimedOut)
+                    if backend == Backend::Sqlite
+                        && started.elapsed() < SQLITE_STARTUP_PATIENCE => {}
+                other => break other,
+            }
+        }
+        .context("cannot connect to the database (DATABASE_URL)")?;
         let store = Self {
             pool,
             backend,
