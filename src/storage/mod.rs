@@ -221,7 +221,8 @@ impl Store {
                 loop {
                     match SQLITE_MIGRATIONS.run(&self.pool).await {
                         Ok(()) => return Ok(()),
-                        Err(err) if attempt < 2 => {
+                        // Each retry may meet the other process one migration further on.
+                        Err(err) if attempt < SQLITE_MIGRATIONS.iter().count() + 1 => {
                             attempt += 1;
                             tracing::debug!(error = %err, "migration raced another process; retrying");
                         }
