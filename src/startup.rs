@@ -83,7 +83,7 @@ impl Application {
         listener: Option<TcpListener>,
     ) -> anyhow::Result<Self> {
         crate::outbound::prepare();
-        let store = Store::connect(&config.database).await?;
+        let store = Store::connect_with_clock(&config.database, Arc::clone(&clock)).await?;
         let keys = Arc::new(KeyManager::load_or_create(store.clone(), &config, clock.now()).await?);
         let metrics = match &config.metrics_addr {
             Some(addr) => {

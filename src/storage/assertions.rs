@@ -51,7 +51,7 @@ impl Store {
     pub async fn client_jwt_secret(&self, client_id: &str) -> StorageResult<Option<String>> {
         sqlx::query("SELECT secret FROM client_jwt_secrets WHERE client_id = $1")
             .bind(client_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader)
             .await?
             .map(|row| column(&row, "secret"))
             .transpose()

@@ -101,7 +101,7 @@ impl Store {
             statement = statement.bind(number);
         }
         statement
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reader)
             .await?
             .iter()
             .map(|row| Ok((column(row, "id")?, event_from_row(row)?)))
@@ -114,7 +114,7 @@ impl Store {
             "SELECT at, event, outcome, sub, client_id, reason FROM audit_log ORDER BY id DESC LIMIT $1",
         )
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?
         .iter()
         .map(event_from_row)

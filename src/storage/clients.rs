@@ -1,9 +1,74 @@
-//! The client registry.
+//! The client registry, and the short-lived cache of it that every authorize and token request
+//! reads.
 
+use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::{column, from_json, to_json, StorageError, StorageResult, Store};
+use crate::clock::{Clock, UnixTime};
 use crate::domain::{ClientMetadata, RegisteredClient};
+
+/// How long a replica may use a client row it read, in seconds of the application's clock: an
+/// administrator's change made elsewhere (another replica, the CLI) — a rotated secret, a deleted
+/// client, new redirect URIs — takes at most this long to reach every replica. Changes made
+/// through a replica's own store apply there at once.
+pub const CLIENT_CACHE_SECS: i64 = 5;
+
+/// Client rows, each with the second (by the application's clock) its read began. An entry is
+/// used while younger than `CLIENT_CACHE_SECS` by that clock; whole seconds counted from before
+/// the read make the real age of a used entry always less than that. Only found clients are
+/// kept: a deleted or unknown one is looked up again each time.
+#[derive(Clone)]
+pub(super) struct ClientCache {
+    entries: moka::sync::Cache<String, (Arc<RegisteredClient>, UnixTime)>,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for ClientCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientCache")
+            .field("entries", &self.entries.entry_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientCache {
+    pub(super) fn new(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            entries: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                // Frees entries nobody asks for again; expiry itself goes by `clock`.
+                .time_to_live(Duration::from_secs(CLIENT_CACHE_SECS.unsigned_abs()))
+                .build(),
+            clock,
+        }
+    }
+
+    fn get(&self, client_id: &str) -> Option<Arc<RegisteredClient>> {
+        let now = self.clock.now();
+        self.entries
+            .get(client_id)
+            .filter(|(_, read_at)| now - read_at < CLIENT_CACHE_SECS)
+            .map(|(client, _)| client)
+    }
+
+    fn now(&self) -> UnixTime {
+        self.clock.now()
+    }
+
+    fn insert(&self, client: &RegisteredClient, read_at: UnixTime) {
+        self.entries.insert(
+            client.client_id.clone(),
+            (Arc::new(client.clone()), read_at),
+        );
+    }
+
+    /// After a change through this store, so that the next read sees the new row.
+    fn invalidate(&self, client_id: &str) {
+        self.entries.invalidate(client_id);
+    }
+}
 
 const COLUMNS: &str = "client_id, secret_hash, metadata, created_at, updated_at";
 
@@ -38,16 +103,16 @@ impl Store {
         if let Some(client) = self.clients.get(client_id) {
             return Ok(client.as_ref().clone());
         }
+        let read_at = self.clients.now();
         let row = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM clients WHERE client_id = $1"
         ))
         .bind(client_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reader)
         .await?
         .ok_or(StorageError::NotFound)?;
         let client = client_from_row(&row)?;
-        self.clients
-            .insert(client_id.to_owned(), Arc::new(client.clone()));
+        self.clients.insert(&client, read_at);
         Ok(client)
     }
 
@@ -55,7 +120,7 @@ impl Store {
         sqlx::query(&format!(
             "SELECT {COLUMNS} FROM clients ORDER BY created_at, client_id"
         ))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?
         .iter()
         .map(client_from_row)
@@ -93,7 +158,6 @@ impl Store {
         if result.rows_affected() == 0 {
             return Err(StorageError::NotFound);
         }
-        // After the write, so that the next read on this replica sees the new row.
         self.clients.invalidate(client_id);
         Ok(())
     }
@@ -116,7 +180,6 @@ impl Store {
         if result.rows_affected() == 0 {
             return Err(StorageError::NotFound);
         }
-        // After the write, so that the next read on this replica sees the new row.
         self.clients.invalidate(client_id);
         Ok(())
     }
@@ -139,7 +202,6 @@ impl Store {
             return Err(StorageError::NotFound);
         }
         tx.commit().await?;
-        // After the write, so that the next read on this replica sees the new row.
         self.clients.invalidate(client_id);
         Ok(())
     }

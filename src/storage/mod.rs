@@ -6,6 +6,7 @@ mod assertions;
 mod audit;
 mod clients;
 mod codes;
+mod gate;
 mod requests;
 mod signing_keys;
 mod tokens;
@@ -20,6 +21,8 @@ use secrecy::ExposeSecret;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
+use gate::{Breaker, Gate, CONNECTION_WAIT};
+
 pub use audit::{AuditEvent, AuditQuery};
 pub use codes::{CodeGrant, CodeRedemption, NewCode};
 pub use requests::{ConsumedState, MemberGrant, PendingRequest, Session, SignIn};
@@ -27,9 +30,8 @@ pub use signing_keys::StoredKey;
 pub use tokens::{AccessTokenRecord, RefreshRotation, RefreshTokenRecord};
 pub use users::MemberRecord;
 
-use crate::clock::UnixTime;
+use crate::clock::{Clock, SystemClock, UnixTime};
 use crate::config::DatabaseSettings;
-use crate::domain::RegisteredClient;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -37,7 +39,7 @@ pub enum StorageError {
     NotFound,
     #[error("already exists")]
     Conflict,
-    /// The database could not be reached (down, pool exhausted): answered with 503.
+    /// The database could not be reached (down, or no connection free within the wait): 503.
     #[error("database unavailable: {0}")]
     Unavailable(String),
     #[error(transparent)]
@@ -100,7 +102,7 @@ pub enum Backend {
     Sqlite,
 }
 
-/// The connection pool and which backend is behind it. Cheap to clone.
+/// The connection pools and which backend is behind them. Cheap to clone.
 ///
 /// Commits that may be lost: on Postgres, the rows whose loss in a crash costs a person at most
 /// a retry — pending authorization requests, authorization codes and their redemption — are
@@ -110,28 +112,31 @@ pub enum Backend {
 /// is written in order. Sessions, users, tokens, revocations, clients, keys and the audit log stay
 /// durable before they are acknowledged. (SQLite runs in WAL mode with `synchronous = NORMAL`
 /// throughout: a commit survives a crash of the process, not necessarily of the machine.)
+///
+/// One writer per process on SQLite: `pool` is a single connection, and every write goes through
+/// it (transactions with `BEGIN IMMEDIATE`), so writers of this process queue for that connection
+/// instead of contending for SQLite's lock, and none fails with "database is locked". `reader` is
+/// `DATABASE_MAX_CONNECTIONS` connections opened `query_only`, so a write sent there by mistake
+/// fails loudly rather than becoming a second writer; WAL lets them read beside the writer. Only
+/// another process (the CLI, a backup) can still hold the lock: the busy timeout covers that. On
+/// Postgres both are the same pool.
 #[derive(Clone, Debug)]
 pub struct Store {
-    pool: AnyPool,
+    /// Writes, and reads that belong with a write.
+    pool: Gate,
+    /// Reads that stand alone.
+    reader: Gate,
     backend: Backend,
-    /// Client rows, read on every authorize and token request, kept for `CLIENT_CACHE_TTL`.
-    /// Changes made through this store drop their entry at once; other replicas see them when
-    /// the entry expires.
-    clients: moka::sync::Cache<String, Arc<RegisteredClient>>,
+    clients: clients::ClientCache,
 }
 
-/// How long a replica may use a client row it read (a change elsewhere takes this long to reach it).
-pub const CLIENT_CACHE_TTL: Duration = Duration::from_secs(5);
-
-/// How long a request waits for a connection. While the database is away, sqlx keeps retrying
-/// to connect until this runs out: short, so requests fail fast with 503 instead of piling up.
-const POOL_ACQUIRE_TIMEOUT: Duration = Duration::from_millis(500);
 /// How long start-up keeps trying to open the SQLite file (see `Store::connect`).
 const SQLITE_STARTUP_PATIENCE: Duration = Duration::from_secs(10);
 
-/// How long a SQLite writer waits for the lock held by another: long enough for the short
-/// transactions the provider makes, short enough to answer 503 well within a second when a
-/// long-held lock (a backup, a manual session) blocks writes.
+/// How long SQLite's writer waits for the lock held by another process (writers of this process
+/// queue for the one writer connection instead): long enough for the short transactions of
+/// another replica or the CLI, short enough to answer 503 well within a second when a long-held
+/// lock (a backup, a manual session) blocks writes.
 const SQLITE_BUSY_TIMEOUT_MS: u64 = 500;
 
 /// Rows deleted per statement by the purges: small enough that one statement holds SQLite's
@@ -148,6 +153,15 @@ impl Store {
     /// Connects (creating the SQLite file when missing) and brings the schema up to date.
     /// Several replicas may run this at once: Postgres migrations hold an advisory lock.
     pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<Self> {
+        Self::connect_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    /// `connect`, with the clock that ages cached clients and times the breaker's retries (the
+    /// application's, so that tests move it).
+    pub async fn connect_with_clock(
+        settings: &DatabaseSettings,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
         sqlx::any::install_default_drivers();
         let backend = if settings.is_postgres() {
             Backend::Postgres
@@ -163,45 +177,30 @@ impl Store {
             });
         }
         let options = AnyConnectOptions::from_str(&url).context("DATABASE_URL is not valid")?;
-        let pool_options = AnyPoolOptions::new()
-            .max_connections(settings.max_connections)
-            .min_connections(0)
-            .acquire_timeout(POOL_ACQUIRE_TIMEOUT)
-            // A ping before every use doubles the round trips; a broken connection instead fails
-            // its query (answered 503) and the pool replaces it.
-            .test_before_acquire(false)
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        // WAL lets readers run beside the one writer; the busy timeout makes
-                        // concurrent writers wait instead of failing with SQLITE_BUSY.
-                        conn.execute(format!("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA synchronous = NORMAL;").as_str())
-                            .await?;
-                    }
-                    Ok(())
-                })
-            })
-;
-        // Opening a SQLite file is local: when it takes longer than a request may wait, the
-        // machine is busy (or another process holds the file a moment), not the store gone, so
-        // start-up keeps trying for a while. A Postgres that does not answer fails at once.
-        let started = std::time::Instant::now();
-        let pool = loop {
-            match pool_options.clone().connect_with(options.clone()).await {
-                Err(sqlx::Error::PoolTimedOut)
-                    if backend == Backend::Sqlite
-                        && started.elapsed() < SQLITE_STARTUP_PATIENCE => {}
-                other => break other,
+        let breaker = Arc::new(Breaker::new(options.clone(), Arc::clone(&clock)));
+        let (pool, reader) = match backend {
+            Backend::Postgres => {
+                let pool = open_pool(pool_options(backend, settings.max_connections, ""), &options, backend)
+                    .await?;
+                let gate = Gate::new(pool, breaker, "BEGIN");
+                (gate.clone(), gate)
             }
-        }
-        .context("cannot connect to the database (DATABASE_URL)")?;
+            Backend::Sqlite => {
+                let writer = open_pool(pool_options(backend, 1, ""), &options, backend).await?;
+                // Opened on demand, after the writer has made the file and put it in WAL mode.
+                let reader = pool_options(backend, settings.max_connections, "PRAGMA query_only = ON;")
+                    .connect_lazy_with(options.clone());
+                (
+                    Gate::new(writer, Arc::clone(&breaker), "BEGIN IMMEDIATE"),
+                    Gate::new(reader, breaker, "BEGIN"),
+                )
+            }
+        };
         let store = Self {
             pool,
+            reader,
             backend,
-            clients: moka::sync::Cache::builder()
-                .max_capacity(10_000)
-                .time_to_live(CLIENT_CACHE_TTL)
-                .build(),
+            clients: clients::ClientCache::new(clock),
         };
         store.migrate().await?;
         Ok(store)
@@ -210,7 +209,7 @@ impl Store {
     async fn migrate(&self) -> anyhow::Result<()> {
         match self.backend {
             Backend::Postgres => POSTGRES_MIGRATIONS
-                .run(&self.pool)
+                .run(self.pool.pool())
                 .await
                 .context("cannot apply database migrations"),
             Backend::Sqlite => {
@@ -219,7 +218,7 @@ impl Store {
                 // the migrator again then finds everything applied.
                 let mut attempt = 0;
                 loop {
-                    match SQLITE_MIGRATIONS.run(&self.pool).await {
+                    match SQLITE_MIGRATIONS.run(self.pool.pool()).await {
                         Ok(()) => return Ok(()),
                         // Each retry may meet the other process one migration further on.
                         Err(err) if attempt < SQLITE_MIGRATIONS.iter().count() + 1 => {
@@ -233,13 +232,19 @@ impl Store {
         }
     }
 
-    /// Open and idle connections, and the most the pool opens: for the metrics.
+    /// Open and idle connections, and the most the pools open: for the metrics.
     pub fn pool_stats(&self) -> (u32, u32, u32) {
-        (
-            self.pool.size(),
-            u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
-            self.pool.options().get_max_connections(),
-        )
+        let pools = match self.backend {
+            Backend::Postgres => vec![self.pool.pool()],
+            Backend::Sqlite => vec![self.pool.pool(), self.reader.pool()],
+        };
+        pools.iter().fold((0, 0, 0), |(open, idle, max), pool| {
+            (
+                open + pool.size(),
+                idle + u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+                max + pool.options().get_max_connections(),
+            )
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -261,10 +266,10 @@ impl Store {
     }
 
     async fn ping_until_answered(&self) -> StorageResult<()> {
-        let attempts = self.pool.options().get_max_connections() + 1;
+        let attempts = self.reader.pool().options().get_max_connections() + 1;
         let mut last = None;
         for _ in 0..attempts {
-            match sqlx::query("SELECT 1").execute(&self.pool).await {
+            match sqlx::query("SELECT 1").execute(&self.reader).await {
                 Ok(_) => return Ok(()),
                 Err(err) => match StorageError::from(err) {
                     StorageError::Unavailable(reason) => last = Some(reason),
@@ -353,8 +358,51 @@ impl Store {
     }
 
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.pool.pool().close().await;
+        self.reader.pool().close().await;
     }
+}
+
+/// A pool that waits `CONNECTION_WAIT` for a connection, running `extra` (SQL) on each new one
+/// after the common settings.
+fn pool_options(backend: Backend, max_connections: u32, extra: &'static str) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(max_connections)
+        .min_connections(0)
+        .acquire_timeout(CONNECTION_WAIT)
+        // A ping before every use doubles the round trips; a broken connection instead fails
+        // its query (answered 503, and the breaker probes) and the pool replaces it.
+        .test_before_acquire(false)
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                if backend == Backend::Sqlite {
+                    // WAL lets readers run beside the one writer; the busy timeout makes a writer
+                    // wait for another process's lock instead of failing with SQLITE_BUSY.
+                    conn.execute(format!("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA synchronous = NORMAL; {extra}").as_str())
+                        .await?;
+                }
+                Ok(())
+            })
+        })
+}
+
+/// Opens `options`' first connection. Opening a SQLite file is local: when it takes longer than a
+/// request may wait, the machine is busy (or another process holds the file a moment), not the
+/// store gone, so start-up keeps trying for a while. A Postgres that does not answer fails at once.
+async fn open_pool(
+    pool_options: AnyPoolOptions,
+    options: &AnyConnectOptions,
+    backend: Backend,
+) -> anyhow::Result<AnyPool> {
+    let started = std::time::Instant::now();
+    loop {
+        match pool_options.clone().connect_with(options.clone()).await {
+            Err(sqlx::Error::PoolTimedOut)
+                if backend == Backend::Sqlite && started.elapsed() < SQLITE_STARTUP_PATIENCE => {}
+            other => break other,
+        }
+    }
+    .context("cannot connect to the database (DATABASE_URL)")
 }
 
 /// Reads a column; a missing or mistyped column is a bug in this module, reported as Unexpected.

@@ -212,7 +212,7 @@ impl Store {
         )
         .bind(id_hash)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reader)
         .await?;
         row.as_ref().map(session_from_row).transpose()
     }
@@ -225,7 +225,7 @@ impl Store {
         )
         .bind(sub)
         .bind(now)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?;
         rows.iter().map(session_from_row).collect()
     }
@@ -245,7 +245,7 @@ impl Store {
         )
         .bind(sub)
         .bind(now)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?;
         rows.iter()
             .map(|row| {

@@ -59,7 +59,7 @@ impl Store {
             "SELECT kid, generation, alg, private_jwk, public_jwk, created_at, retired_at
              FROM signing_keys ORDER BY generation DESC",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?
         .iter()
         .map(|row| {

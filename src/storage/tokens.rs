@@ -138,7 +138,7 @@ impl Store {
         ))
         .bind(token_hash)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reader)
         .await?
         .as_ref()
         .map(access_from_row)
@@ -161,7 +161,7 @@ impl Store {
         )
         .bind(token_hash)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reader)
         .await?;
         let Some(row) = row else {
             return Ok(None);
@@ -183,7 +183,7 @@ impl Store {
         ))
         .bind(token_hash)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reader)
         .await?
         .as_ref()
         .map(refresh_from_row)
@@ -207,7 +207,7 @@ impl Store {
         .bind(token_hash)
         .bind(client_id)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reader)
         .await?;
         row.map(|row| {
             let profile = column::<Option<String>>(&row, "profile")?
@@ -299,7 +299,7 @@ impl Store {
              ORDER BY client_id, sub",
         )
         .bind(session_id_hash)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?;
         rows.iter()
             .map(|row| Ok((column(row, "client_id")?, column(row, "sub")?)))
@@ -333,7 +333,7 @@ impl Store {
         )
         .bind(token_hash)
         .bind(client_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reader)
         .await?;
         row.map(|row| column(&row, "grant_id")).transpose()
     }

@@ -104,7 +104,7 @@ impl Store {
     ) -> StorageResult<Option<MemberRecord<P>>> {
         sqlx::query("SELECT sub, profile, checked_at FROM users WHERE sub = $1")
             .bind(sub)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader)
             .await?
             .as_ref()
             .map(member_from_row)
@@ -117,7 +117,7 @@ impl Store {
     ) -> StorageResult<Option<MemberRecord<P>>> {
         sqlx::query("SELECT sub, profile, checked_at FROM users WHERE userid_key = $1")
             .bind(userid_key)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader)
             .await?
             .as_ref()
             .map(member_from_row)

@@ -21,6 +21,7 @@ mod metrics;
 mod operations;
 mod refresh;
 mod relying_party;
+mod replicas;
 mod resilience;
 mod session;
 mod token;
