@@ -12,6 +12,8 @@
 //!   request goes on.
 //!
 //! Probes are single-flight: of many requests failing together, one probes and the rest answer.
+//! Pooled connections that went idle before the database was last found unreachable are closed
+//! instead of used, so that after an outage no request fails on a connection that died in it.
 //!
 //! SQLite's one writer (see `Store`) waits `SQLITE_BUSY_TIMEOUT_MS` for a lock another process
 //! holds. When that wait runs out, writes queued behind it fail at once for as long again rather
@@ -54,6 +56,8 @@ pub(super) struct Breaker {
     retry_at: AtomicI64,
     /// Held by the one probe in flight.
     probing: tokio::sync::Mutex<()>,
+    /// When a connection was last lost or a probe last failed.
+    last_lost: Mutex<Option<Instant>>,
     connect: AnyConnectOptions,
     clock: Arc<dyn Clock>,
 }
@@ -71,9 +75,23 @@ impl Breaker {
         Self {
             retry_at: AtomicI64::new(CLOSED),
             probing: tokio::sync::Mutex::new(()),
+            last_lost: Mutex::new(None),
             connect,
             clock,
         }
+    }
+
+    /// Whether a pooled connection idle for `idle_for` may be used: not when it was idle already
+    /// when a connection was last lost (a database restart or outage most likely took it too).
+    pub(super) fn may_reuse(&self, idle_for: Duration) -> bool {
+        match *self.last_lost() {
+            Some(at) => idle_for < at.elapsed(),
+            None => true,
+        }
+    }
+
+    fn last_lost(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        self.last_lost.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn is_open(&self) -> bool {
@@ -105,6 +123,9 @@ impl Breaker {
     async fn observe(&self, err: &sqlx::Error) {
         if !is_connection_failure(err) {
             return;
+        }
+        if !matches!(err, sqlx::Error::PoolTimedOut) {
+            *self.last_lost() = Some(Instant::now());
         }
         let Ok(_probing) = self.probing.try_lock() else {
             return;
@@ -138,6 +159,7 @@ impl Breaker {
                 tracing::info!("the database accepts connections again: requests use it");
             }
         } else {
+            *self.last_lost() = Some(Instant::now());
             let retry_at = self.clock.now() + BREAKER_RETRY_SECS;
             if self.retry_at.swap(retry_at, Ordering::SeqCst) == CLOSED {
                 tracing::error!(

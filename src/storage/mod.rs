@@ -180,15 +180,20 @@ impl Store {
         let breaker = Arc::new(Breaker::new(options.clone(), Arc::clone(&clock)));
         let (pool, reader) = match backend {
             Backend::Postgres => {
-                let pool = open_pool(pool_options(backend, settings.max_connections, ""), &options, backend)
+                let pool = open_pool(pool_options(backend, settings.max_connections, "", &breaker), &options, backend)
                     .await?;
                 let gate = Gate::new(pool, breaker, "BEGIN");
                 (gate.clone(), gate)
             }
             Backend::Sqlite => {
-                let writer = open_pool(pool_options(backend, 1, ""), &options, backend).await?;
+                let writer = open_pool(pool_options(backend, 1, "", &breaker), &options, backend).await?;
                 // Opened on demand, after the writer has made the file and put it in WAL mode.
-                let reader = pool_options(backend, settings.max_connections, "PRAGMA query_only = ON;")
+                let reader = pool_options(
+                    backend,
+                    settings.max_connections,
+                    "PRAGMA query_only = ON;",
+                    &breaker,
+                )
                     .connect_lazy_with(options.clone());
                 (
                     Gate::new(writer, Arc::clone(&breaker), "BEGIN IMMEDIATE"),
@@ -364,8 +369,14 @@ impl Store {
 }
 
 /// A pool that waits `CONNECTION_WAIT` for a connection, running `extra` (SQL) on each new one
-/// after the common settings.
-fn pool_options(backend: Backend, max_connections: u32, extra: &'static str) -> AnyPoolOptions {
+/// after the common settings, and closing idle connections `breaker` distrusts.
+fn pool_options(
+    backend: Backend,
+    max_connections: u32,
+    extra: &'static str,
+    breaker: &Arc<Breaker>,
+) -> AnyPoolOptions {
+    let breaker = Arc::clone(breaker);
     AnyPoolOptions::new()
         .max_connections(max_connections)
         .min_connections(0)
@@ -373,6 +384,10 @@ fn pool_options(backend: Backend, max_connections: u32, extra: &'static str) -> 
         // A ping before every use doubles the round trips; a broken connection instead fails
         // its query (answered 503, and the breaker probes) and the pool replaces it.
         .test_before_acquire(false)
+        .before_acquire(move |_, meta| {
+            let reuse = breaker.may_reuse(meta.idle_for);
+            Box::pin(async move { Ok(reuse) })
+        })
         .after_connect(move |conn, _| {
             Box::pin(async move {
                 if backend == Backend::Sqlite {

@@ -6,6 +6,7 @@ mod helpers;
 
 mod backchannel;
 mod claims;
+mod database;
 mod client_jwt;
 mod client_secrets;
 mod discovery;
