@@ -91,7 +91,9 @@ impl Breaker {
     }
 
     fn last_lost(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
-        self.last_lost.lock().unwrap_or_else(PoisonError::into_inner)
+        self.last_lost
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn is_open(&self) -> bool {
@@ -139,13 +141,18 @@ impl Breaker {
     /// the database accepted the connection.
     async fn probe(&self) -> bool {
         let outcome = tokio::time::timeout(PROBE_TIMEOUT, async {
-            AnyConnection::connect_with(&self.connect).await?.close().await
+            AnyConnection::connect_with(&self.connect)
+                .await?
+                .close()
+                .await
         })
         .await;
         let reachable = match outcome {
             Ok(Ok(())) => true,
             // Postgres answered "too many connections": busy, not gone.
-            Ok(Err(sqlx::Error::Database(db))) if db.code().is_some_and(|c| c.starts_with("53")) => {
+            Ok(Err(sqlx::Error::Database(db)))
+                if db.code().is_some_and(|c| c.starts_with("53")) =>
+            {
                 true
             }
             Ok(Err(err)) => {
@@ -318,7 +325,10 @@ impl<'p> Executor<'p> for &'_ Gate {
         Box::pin(async move { gate.acquire().await?.prepare_with(sql, parameters).await })
     }
 
-    fn describe<'e, 'q: 'e>(self, sql: &'q str) -> BoxFuture<'e, Result<Describe<Any>, sqlx::Error>> {
+    fn describe<'e, 'q: 'e>(
+        self,
+        sql: &'q str,
+    ) -> BoxFuture<'e, Result<Describe<Any>, sqlx::Error>> {
         let gate = self.clone();
         Box::pin(async move { gate.acquire().await?.describe(sql).await })
     }

@@ -180,13 +180,18 @@ impl Store {
         let breaker = Arc::new(Breaker::new(options.clone(), Arc::clone(&clock)));
         let (pool, reader) = match backend {
             Backend::Postgres => {
-                let pool = open_pool(pool_options(backend, settings.max_connections, "", &breaker), &options, backend)
-                    .await?;
+                let pool = open_pool(
+                    pool_options(backend, settings.max_connections, "", &breaker),
+                    &options,
+                    backend,
+                )
+                .await?;
                 let gate = Gate::new(pool, breaker, "BEGIN");
                 (gate.clone(), gate)
             }
             Backend::Sqlite => {
-                let writer = open_pool(pool_options(backend, 1, "", &breaker), &options, backend).await?;
+                let writer =
+                    open_pool(pool_options(backend, 1, "", &breaker), &options, backend).await?;
                 // Opened on demand, after the writer has made the file and put it in WAL mode.
                 let reader = pool_options(
                     backend,
@@ -194,7 +199,7 @@ impl Store {
                     "PRAGMA query_only = ON;",
                     &breaker,
                 )
-                    .connect_lazy_with(options.clone());
+                .connect_lazy_with(options.clone());
                 (
                     Gate::new(writer, Arc::clone(&breaker), "BEGIN IMMEDIATE"),
                     Gate::new(reader, breaker, "BEGIN"),

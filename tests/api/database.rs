@@ -112,11 +112,15 @@ async fn requests_wait_for_a_connection_held_busy_and_then_succeed() {
     };
     sqlx::raw_sql(lock).execute(&mut holder).await.unwrap();
 
-    let requests = futures_util::future::join_all((0..6).map(|_| redeem_unknown_code(&app, &client)));
+    let requests =
+        futures_util::future::join_all((0..6).map(|_| redeem_unknown_code(&app, &client)));
     // Time passing is what this test is about: the lock outlasts the old wait for a connection.
     let release = async {
         tokio::time::sleep(held_for).await;
-        sqlx::raw_sql("ROLLBACK").execute(&mut holder).await.unwrap();
+        sqlx::raw_sql("ROLLBACK")
+            .execute(&mut holder)
+            .await
+            .unwrap();
     };
     let (responses, ()) = tokio::join!(requests, release);
 
@@ -156,7 +160,8 @@ impl Proxy {
                     let upstream = upstream.clone();
                     let task = tokio::spawn(async move {
                         if let Ok(mut outbound) = TcpStream::connect(upstream).await {
-                            let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                            let _ =
+                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                         }
                     });
                     forwarding.lock().unwrap().push(task);
@@ -242,7 +247,11 @@ async fn a_database_that_cannot_be_reached_fails_requests_at_once_until_a_probe_
     app.clock.advance(2);
 
     let response = redeem_unknown_code(&app, &client).await;
-    assert_eq!(response.status(), 400, "the probe connected and closed the breaker");
+    assert_eq!(
+        response.status(),
+        400,
+        "the probe connected and closed the breaker"
+    );
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"], "invalid_grant");
 }

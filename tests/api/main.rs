@@ -6,9 +6,9 @@ mod helpers;
 
 mod backchannel;
 mod claims;
-mod database;
 mod client_jwt;
 mod client_secrets;
+mod database;
 mod discovery;
 mod egress;
 mod events;

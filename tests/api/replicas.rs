@@ -48,10 +48,15 @@ async fn a_secret_rotated_on_one_replica_stops_working_on_another_within_5_secon
     // cached), rotated to a generated and a chosen one.
     let generated = a.confidential_client().await;
     let mut chosen = a
-        .register(json!({ "client_name": "chosen", "client_secret": "chosen-by-the-administrator-1" }))
+        .register(
+            json!({ "client_name": "chosen", "client_secret": "chosen-by-the-administrator-1" }),
+        )
         .await;
     chosen.secret = Some("chosen-by-the-administrator-1".to_owned());
-    for (old, new_secret) in [(generated, None), (chosen, Some("chosen-by-the-administrator-2"))] {
+    for (old, new_secret) in [
+        (generated, None),
+        (chosen, Some("chosen-by-the-administrator-2")),
+    ] {
         assert_eq!(
             token_error(&b, &old).await,
             "invalid_grant",
@@ -59,7 +64,11 @@ async fn a_secret_rotated_on_one_replica_stops_working_on_another_within_5_secon
             old.id
         );
 
-        let mut rotate = admin(&a, Method::POST, &format!("/admin/clients/{}/secret", old.id));
+        let mut rotate = admin(
+            &a,
+            Method::POST,
+            &format!("/admin/clients/{}/secret", old.id),
+        );
         if let Some(secret) = new_secret {
             rotate = rotate.json(&json!({ "client_secret": secret }));
         }
