@@ -121,7 +121,8 @@ impl Breaker {
     }
 
     /// After a failed operation: when the failure may mean the database is gone, a probe finds
-    /// out (unless one is under way or the breaker is open already).
+    /// out, unless the breaker is open already. When a probe is under way, its verdict is awaited
+    /// instead, so that the breaker is settled before the caller answers.
     async fn observe(&self, err: &sqlx::Error) {
         if !is_connection_failure(err) {
             return;
@@ -129,11 +130,12 @@ impl Breaker {
         if !matches!(err, sqlx::Error::PoolTimedOut) {
             *self.last_lost() = Some(Instant::now());
         }
-        let Ok(_probing) = self.probing.try_lock() else {
-            return;
-        };
-        if !self.is_open() {
-            self.probe().await;
+        match self.probing.try_lock() {
+            Ok(_probing) if !self.is_open() => {
+                self.probe().await;
+            }
+            Ok(_) => {}
+            Err(_) => drop(self.probing.lock().await),
         }
     }
 
@@ -194,10 +196,11 @@ fn is_connection_failure(err: &sqlx::Error) -> bool {
         | sqlx::Error::Tls(_)
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::WorkerCrashed => true,
-        // Connection exceptions (08), and the server shutting down or starting up (57P01-57P03).
+        // Connection exceptions (08), the server shutting down or starting up (57P01-57P03), a
+        // database closed to connections (55000).
         sqlx::Error::Database(db) => db
             .code()
-            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "55000"),
         _ => false,
     }
 }

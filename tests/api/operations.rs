@@ -488,6 +488,8 @@ async fn a_database_outage_answers_503_and_recovers_without_a_restart() {
     );
 
     admin_sql(format!(r#"ALTER DATABASE "{name}" ALLOW_CONNECTIONS true"#)).await;
+    // The circuit breaker tries the database again 2 s after it last failed to connect.
+    app.clock.advance(2);
 
     assert_eq!(
         app.http
