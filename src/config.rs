@@ -1025,4 +1025,47 @@ mod tests {
             assert!(!printed.contains(secret), "{secret} leaked");
         }
     }
+
+    /// docs/configuration.md documents a setting by a table row (or a heading) that starts with
+    /// its name in backticks: `| `NAME` | default | meaning |`.
+    fn documented_settings(docs: &str) -> std::collections::BTreeSet<&str> {
+        docs.lines()
+            .filter_map(|line| {
+                let rest = line
+                    .strip_prefix('|')
+                    .or_else(|| line.starts_with('#').then(|| line.trim_start_matches('#')))?;
+                let (name, _) = rest.trim_start().strip_prefix('`')?.split_once('`')?;
+                let is_setting = !name.is_empty()
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+                is_setting.then_some(name)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_setting_is_documented_and_every_documented_setting_exists() {
+        let documented = documented_settings(include_str!("../docs/configuration.md"));
+        let known: std::collections::BTreeSet<&str> = KNOWN_KEYS.iter().copied().collect();
+        let undocumented: Vec<_> = known.difference(&documented).collect();
+        let unknown: Vec<_> = documented.difference(&known).collect();
+        assert!(
+            undocumented.is_empty(),
+            "settings in KNOWN_KEYS without a row in docs/configuration.md: {undocumented:?}"
+        );
+        assert!(
+            unknown.is_empty(),
+            "docs/configuration.md documents settings that are not in KNOWN_KEYS: {unknown:?}"
+        );
+    }
+
+    #[test]
+    fn documented_settings_are_read_from_rows_and_headings_only() {
+        let docs = "| `OIDC_ISSUER` | x | y |\n### `LISTEN_ADDR`\n| `client_name` | field |\nsee `DATABASE_URL`\n";
+        assert_eq!(
+            documented_settings(docs).into_iter().collect::<Vec<_>>(),
+            ["LISTEN_ADDR", "OIDC_ISSUER"]
+        );
+    }
 }
