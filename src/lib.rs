@@ -12,6 +12,7 @@ pub mod config;
 pub mod crypto;
 pub mod demo;
 pub mod domain;
+pub mod health;
 pub mod keys;
 pub mod limits;
 pub mod oidc;
