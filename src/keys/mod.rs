@@ -100,6 +100,11 @@ impl KeyManager {
             .key_encryption_key
             .as_ref()
             .map(|k| Sealer::new(k.expose_secret()));
+        if sealer.is_none() {
+            tracing::warn!(
+                "KEY_ENCRYPTION_KEY is not set: signing keys (and client_secret_jwt secrets) are stored unencrypted in the database; set it to 32 or more random characters"
+            );
+        }
         let retention = config.lifetimes.id_token.as_secs() as i64 + RETENTION_MARGIN;
         let rotation = Rotation {
             activation_delay: config.keys.activation_delay.as_secs() as i64,

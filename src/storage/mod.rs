@@ -58,11 +58,43 @@ fn is_sqlite_busy(db: &dyn sqlx::error::DatabaseError) -> bool {
     if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_none() {
         return false;
     }
-    let primary = db
-        .code()
+    matches!(sqlite_primary_code(db), Some(5 | 6)) || db.message().contains("database is locked")
+}
+
+/// A SQLite error's primary result code: the low byte of its extended code.
+fn sqlite_primary_code(db: &dyn sqlx::error::DatabaseError) -> Option<i64> {
+    db.code()
         .and_then(|c| c.parse::<i64>().ok())
-        .map(|c| c & 0xff);
-    matches!(primary, Some(5 | 6)) || db.message().contains("database is locked")
+        .map(|c| c & 0xff)
+}
+
+/// SQLite could not open or create the file (SQLITE_CANTOPEN), or may only read it
+/// (SQLITE_READONLY): at start-up, a directory the process may not write to.
+fn is_sqlite_cannot_open(err: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = err else {
+        return false;
+    };
+    matches!(sqlite_primary_code(db.as_ref()), Some(8 | 14))
+}
+
+/// What to do when the SQLite file cannot be opened. SQLite itself says only "unable to open
+/// database file"; the usual cause is a volume or bind mount the image's user (uid 10001) may not
+/// write to, since SQLite creates the file and its `-wal` and `-shm` companions beside it.
+fn sqlite_open_hint(url: &str) -> String {
+    let file = sqlx::sqlite::SqliteConnectOptions::from_str(url)
+        .map(|options| options.get_filename().to_path_buf())
+        .unwrap_or_default();
+    let directory = match file.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    format!(
+        "cannot open the SQLite database {}: the directory {} must exist and be writable by the \
+         user wecom-oidc runs as (uid 10001 in the container image) — chown 10001 the volume or \
+         directory, or set DATABASE_URL to another place",
+        file.display(),
+        directory.display()
+    )
 }
 
 /// Postgres SQLSTATE 22021: a value the database cannot store as text (a NUL byte). No row can
@@ -194,7 +226,12 @@ impl Store {
                 other => break other,
             }
         }
-        .context("cannot connect to the database (DATABASE_URL)")?;
+        .map_err(|err| match backend {
+            Backend::Sqlite if is_sqlite_cannot_open(&err) => {
+                anyhow::Error::new(err).context(sqlite_open_hint(&url))
+            }
+            _ => anyhow::Error::new(err).context("cannot connect to the database (DATABASE_URL)"),
+        })?;
         let store = Self {
             pool,
             backend,
