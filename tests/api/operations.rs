@@ -1,5 +1,5 @@
-//! The client registry (admin API and CLI), key rotation, restarts, replicas, path prefixes and
-//! start-up failures.
+//! The client registry (admin API and CLI), key rotation, restarts, replicas, path prefixes,
+//! start-up failures and warnings, and the `health` probe a container runs.
 
 use std::process::Command;
 
