@@ -68,18 +68,25 @@ fn sqlite_primary_code(db: &dyn sqlx::error::DatabaseError) -> Option<i64> {
         .map(|c| c & 0xff)
 }
 
-/// SQLite could not open or create the file (SQLITE_CANTOPEN), or may only read it
-/// (SQLITE_READONLY): at start-up, a directory the process may not write to.
-fn is_sqlite_cannot_open(err: &sqlx::Error) -> bool {
-    let sqlx::Error::Database(db) = err else {
-        return false;
+/// Says what to do when opening the store failed because SQLite could not open or create the file
+/// (SQLITE_CANTOPEN) or may only read it (SQLITE_READONLY). SQLite itself says only "unable to
+/// open database file"; the usual cause is a volume or bind mount the image's user (uid 10001) may
+/// not write to, since SQLite creates the file and its `-wal` and `-shm` companions beside it.
+fn with_sqlite_open_hint(err: anyhow::Error, url: &str) -> anyhow::Error {
+    let cannot_open = match err.downcast_ref::<sqlx::Error>() {
+        Some(sqlx::Error::Database(db)) => {
+            db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
+                && matches!(sqlite_primary_code(db.as_ref()), Some(8 | 14))
+        }
+        _ => false,
     };
-    matches!(sqlite_primary_code(db.as_ref()), Some(8 | 14))
+    if cannot_open {
+        err.context(sqlite_open_hint(url))
+    } else {
+        err
+    }
 }
 
-/// What to do when the SQLite file cannot be opened. SQLite itself says only "unable to open
-/// database file"; the usual cause is a volume or bind mount the image's user (uid 10001) may not
-/// write to, since SQLite creates the file and its `-wal` and `-shm` companions beside it.
 fn sqlite_open_hint(url: &str) -> String {
     let file = sqlx::sqlite::SqliteConnectOptions::from_str(url)
         .map(|options| options.get_filename().to_path_buf())
@@ -226,12 +233,8 @@ impl Store {
                 other => break other,
             }
         }
-        .map_err(|err| match backend {
-            Backend::Sqlite if is_sqlite_cannot_open(&err) => {
-                anyhow::Error::new(err).context(sqlite_open_hint(&url))
-            }
-            _ => anyhow::Error::new(err).context("cannot connect to the database (DATABASE_URL)"),
-        })?;
+        .context("cannot connect to the database (DATABASE_URL)")
+        .map_err(|err| with_sqlite_open_hint(err, &url))?;
         let store = Self {
             pool,
             backend,
