@@ -14,7 +14,8 @@
 //! ```
 
 use crate::clock::UnixTime;
-use crate::config::{GroupKinds, GroupsOnFailure};
+use crate::config::GroupsOnFailure;
+use crate::domain::group::GroupKinds;
 use crate::pages::PageKind;
 use crate::storage::{MemberRecord, StorageError};
 use crate::wecom::{FailureCategory, Member, MemberStatus, WeComClient, WeComError};

@@ -1,6 +1,9 @@
 //! All SQL lives here. One set of queries serves Postgres and SQLite through sqlx's `Any` driver:
 //! placeholders are `$n` (both backends accept them), times are Unix seconds, flags and JSON are
 //! stored as BIGINT and TEXT. Callers see domain types and `StorageError`.
+//!
+//! Knows no HTTP, no WeCom and no protocol rule beyond what a statement must make atomic
+//! (single-use codes, states and refresh tokens). The only user of sqlx.
 
 mod assertions;
 mod audit;

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::config::{EventChannelSettings, EventSettings};
-pub use crypto::{check_token, decode_aes_key, EventCipher, EventError};
+pub use crypto::{EventCipher, EventError};
 pub use xml::{parse_envelope, parse_event, Envelope, EventMessage, WeComEvent, MAX_BODY_BYTES};
 
 /// Which configured source a callback came from; its signature tells.
