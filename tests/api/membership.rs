@@ -585,3 +585,107 @@ async fn the_cli_shows_and_revokes_a_member() {
     let (status, _) = refresh(&app, &client, &tokens.refresh).await;
     assert_eq!(status, 400);
 }
+
+/// What the admin API tells of `sub`.
+async fn member_document(app: &TestApp, sub: &str) -> Value {
+    let response = app
+        .http
+        .get(app.url(&format!("/admin/users/{sub}")))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "GET /admin/users/{sub}");
+    response.json().await.unwrap()
+}
+
+/// An administrator deletes `userid` in the console (no event reaches this provider: none is
+/// configured) and returns the deleted member, to hand the userid to someone new later.
+async fn delete_without_event(
+    app: &TestApp,
+    userid: &str,
+) -> wecom_oidc::simulator::Member {
+    let control = app.simulator.control();
+    let member = control.directory().member(userid).unwrap().clone();
+    assert!(control.delete_member(userid).await.unwrap().is_empty());
+    member
+}
+
+/// WeCom gives the userid of `deleted` to someone new.
+fn give_userid_to_a_newcomer(app: &TestApp, deleted: wecom_oidc::simulator::Member) {
+    let newcomer = wecom_oidc::simulator::Member {
+        name: "新来的同事".to_owned(),
+        ..deleted
+    };
+    app.simulator.control().add_member(newcomer).unwrap();
+}
+
+#[tokio::test]
+async fn a_userid_the_sweep_found_deleted_and_given_to_someone_new_gets_a_new_sub() {
+    let app = TestApp::spawn().await;
+    let client = app.confidential_client().await;
+    let leaver = sign_in_with_refresh(&app, &client, "wangwu").await;
+    assert_eq!(claims(&leaver.id_token)["sub"], "wangwu");
+
+    let deleted = delete_without_event(&app, "wangwu").await;
+    app.clock.advance(301);
+    assert_eq!(app.sweep.run_once().await.unwrap(), 1, "user/get answers 60111");
+    give_userid_to_a_newcomer(&app, deleted);
+    let newcomer = sign_in_with_refresh_as(&app, &client, "wangwu", &[("prompt", "login")]).await;
+
+    let newcomer_claims = claims(&newcomer.id_token);
+    assert_eq!(newcomer_claims["sub"], "wangwu~2", "a new sub for the new holder");
+    assert_eq!(newcomer_claims["preferred_username"], "wangwu");
+    assert_eq!(newcomer_claims["name"], "新来的同事");
+    assert_access_ended(&app, &client, &leaver).await;
+    let info: Value = app.userinfo(&newcomer.access).await.json().await.unwrap();
+    assert_eq!(info["sub"], "wangwu~2");
+    // The story, as an administrator reads it.
+    let old = member_document(&app, "wangwu").await;
+    assert_eq!(old["binding"]["state"], "ended");
+    assert_eq!(old["binding"]["reason"], "member_not_found");
+    assert_eq!(
+        old["binding"]["ended_at"],
+        wecom_oidc::clock::Clock::now(&app.clock)
+    );
+    assert_eq!(old["sessions"].as_array().unwrap().len(), 0);
+    assert_eq!(member_document(&app, "wangwu~2").await["binding"]["state"], "active");
+    // The old sub never comes back: not at a refresh, not at the next sign-in.
+    app.clock.advance(301);
+    let (status, _) = refresh(&app, &client, &leaver.refresh).await;
+    assert_eq!(status, 400);
+    let again = sign_in_with_refresh_as(&app, &client, "wangwu", &[("prompt", "login")]).await;
+    assert_eq!(claims(&again.id_token)["sub"], "wangwu~2");
+}
+
+#[tokio::test]
+async fn sixty_one_eleven_at_sign_in_ends_the_binding_and_the_next_holder_gets_a_new_sub() {
+    let app = TestApp::spawn().await;
+    let client = app.confidential_client().await;
+    let first = sign_in_with_refresh(&app, &client, "lisi").await;
+    assert_eq!(claims(&first.id_token)["sub"], "lisi");
+    // WeCom says the userid does not exist while someone signs in with it (deleted between
+    // auth/getuserinfo and user/get); a moment later the userid is someone else's.
+    app.simulator.control().inject(Fault::new(
+        "/cgi-bin/user/get",
+        FaultKind::Errcode(60111),
+        1,
+    ));
+    let wecom = app
+        .follow(&app.authorize_url(&client, &[("prompt", "login")]))
+        .await;
+    let callback = app.wecom_approves(&wecom, &[("userid", "lisi")]).await;
+    let refused = app.browser.get(&callback).send().await.unwrap();
+    assert_eq!(refused.status(), 403, "no code for a userid WeCom says does not exist");
+    assert_access_ended(&app, &client, &first).await;
+
+    let next = sign_in_with_refresh_as(&app, &client, "lisi", &[("prompt", "login")]).await;
+
+    assert_eq!(claims(&next.id_token)["sub"], "lisi~2");
+    assert_eq!(claims(&next.id_token)["preferred_username"], "lisi");
+    let old = member_document(&app, "lisi").await;
+    assert_eq!(
+        (&old["binding"]["state"], &old["binding"]["reason"]),
+        (&Value::from("ended"), &Value::from("member_not_found"))
+    );
+}
