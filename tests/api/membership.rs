@@ -689,3 +689,93 @@ async fn sixty_one_eleven_at_sign_in_ends_the_binding_and_the_next_holder_gets_a
         (&Value::from("ended"), &Value::from("member_not_found"))
     );
 }
+
+/// A code redeemed just before the member's access is revoked (or the session logged out), whose
+/// tokens are stored just after: the interleaving a busy server can produce, forced here by
+/// driving the store directly between the two steps of the token endpoint.
+#[tokio::test]
+async fn tokens_stored_after_a_revocation_by_a_redemption_that_raced_it_are_dead() {
+    use wecom_oidc::clock::Clock;
+    use wecom_oidc::crypto::{new_secret_token, sha256_hex};
+    use wecom_oidc::storage::{AccessTokenRecord, CodeRedemption, RefreshTokenRecord};
+
+    for ending in ["admin_revoke", "logout"] {
+        let app = TestApp::spawn().await;
+        let client = app.confidential_client().await;
+        let code = app
+            .sign_in(&client, "wangwu", &[("scope", "openid offline_access")])
+            .await
+            .code
+            .expect("a code");
+        let now = app.clock.now();
+        // The token endpoint redeems the code…
+        let CodeRedemption::Redeemed(grant) = app
+            .store
+            .redeem_code::<Value>(&sha256_hex(&code), &client.id, now)
+            .await
+            .unwrap()
+        else {
+            panic!("{ending}: the code is redeemed");
+        };
+        let session_id = grant.details["session_id"].as_str().map(str::to_owned);
+        // …the member's access ends meanwhile…
+        match ending {
+            "admin_revoke" => {
+                let response = app
+                    .http
+                    .post(app.url("/admin/users/wangwu/revoke"))
+                    .bearer_auth(ADMIN_TOKEN)
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(response.status().is_success(), "{ending}");
+            }
+            _ => app
+                .store
+                .end_session(session_id.as_deref().unwrap(), now + 86_400)
+                .await
+                .unwrap(),
+        }
+        // …and only then does the redemption store its tokens.
+        let access = new_secret_token();
+        let refresh_token = new_secret_token();
+        app.store
+            .insert_access_token(&AccessTokenRecord {
+                token_hash: sha256_hex(&access),
+                grant_id: grant.grant_id.clone(),
+                client_id: client.id.clone(),
+                sub: "wangwu".to_owned(),
+                scope: "openid offline_access".to_owned(),
+                session_id: session_id.clone(),
+                issued_at: now,
+                expires_at: now + 3600,
+            })
+            .await
+            .unwrap();
+        app.store
+            .insert_refresh_token(&RefreshTokenRecord {
+                token_hash: sha256_hex(&refresh_token),
+                grant_id: grant.grant_id.clone(),
+                client_id: client.id.clone(),
+                sub: "wangwu".to_owned(),
+                scope: "openid offline_access".to_owned(),
+                session_id,
+                auth_time: now,
+                amr: String::new(),
+                issued_at: now,
+                expires_at: now + 86_400,
+            })
+            .await
+            .unwrap();
+
+        assert_eq!(app.userinfo(&access).await.status(), 401, "{ending}");
+        assert!(!active(&app, &client, &access).await, "{ending}");
+        assert!(!active(&app, &client, &refresh_token).await, "{ending}");
+        let (status, body) = refresh(&app, &client, &refresh_token).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_grant")),
+            "{ending}"
+        );
+    }
+}
