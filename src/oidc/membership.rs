@@ -2,8 +2,8 @@
 //!
 //! The provider remembers when WeCom last confirmed each member (`user/get`: status, visible
 //! range). A refresh and an SSO reuse ask WeCom again when that is older than
-//! `MEMBER_RECHECK_SECS`; a background sweep does the same for every member who still holds a
-//! session or a refresh token; WeCom's contact events ask at once. A member WeCom no longer admits
+//! `MEMBER_RECHECK_SECS`; a background sweep does the same for every member still bound to a
+//! userid (those holding a session or refresh token first); WeCom's contact events ask at once. A member WeCom no longer admits
 //! loses everything at once ([`Provider::revoke_member`]). When WeCom says the userid does not
 //! exist at all (60111: deleted, or never there), the binding of that userid to the `sub` ends
 //! too ([`Provider::end_binding`]): WeCom may give the userid to someone new, who must get a new
@@ -13,6 +13,7 @@
 //!  refresh / SSO reuse ─┐
 //!  sweep (leased) ──────┼─▶ confirm_member ─▶ user/get ─┬─ active ─▶ profile and groups updated
 //!  WeCom event ─────────┘                              ├─ gone ───▶ revoke_member + back-channel logout
+//!                                                      ├─ 60111 ──▶ … and end_binding: the sub is retired
 //!                                                      └─ WeCom unreachable ─▶ nothing revoked, retry later
 //! ```
 
@@ -163,6 +164,7 @@ impl Provider {
                 return match Gone::of(&err) {
                     Some(gone) => {
                         self.member_gone(&record.sub, gone, now).await?;
+                        self.refused_by_wecom(&record.sub, now).await?;
                         Ok(MemberCheck::Revoked(gone.reason()))
                     }
                     None => {
@@ -174,6 +176,7 @@ impl Provider {
         };
         if let Some((_, reason)) = status_refusal(member.status) {
             self.revoke_member(&record.sub, reason, now).await?;
+            self.refused_by_wecom(&record.sub, now).await?;
             return Ok(MemberCheck::Revoked(reason));
         }
         let groups = match current_groups(wecom, self, &member, Some(&record.profile), now).await {
@@ -183,6 +186,15 @@ impl Provider {
         let profile = UserProfile::merge(&member, None, groups, Some(record.profile), now);
         self.store.update_member(&record.sub, &profile, now).await?;
         Ok(MemberCheck::Admitted(Box::new(profile)))
+    }
+
+    /// A member WeCom refused holds nothing more to revoke: the sweep asks about them again only
+    /// after `MEMBER_RECHECK_SECS`, like about a member it admitted.
+    async fn refused_by_wecom(&self, sub: &str, now: UnixTime) -> Result<(), StorageError> {
+        let recheck_after = self.config.membership.recheck_after.as_secs() as i64;
+        self.store
+            .hold_member_from_sweep(sub, now + recheck_after)
+            .await
     }
 
     /// Asks WeCom about the member whose userid is `userid` (a WeCom event named them), if they
@@ -215,6 +227,16 @@ impl Provider {
             .store
             .revoke_member(sub, now, self.grant_memory(now))
             .await?;
+        // The sweep rechecks members who hold nothing too (see `sweep_members`): one refused by
+        // WeCom again is no news. An administrator's revocation is always recorded.
+        if ended.grants.is_empty()
+            && ended.sessions.is_empty()
+            && ended.session_clients.is_empty()
+            && reason != ADMIN_REVOKE
+        {
+            tracing::debug!(sub, reason, "member refused again; nothing left to revoke");
+            return Ok(());
+        }
         tracing::info!(
             sub,
             reason,
@@ -285,6 +307,9 @@ impl Provider {
     }
 }
 
+/// The audit reason of an administrator's revocation.
+const ADMIN_REVOKE: &str = "admin_revoke";
+
 /// The audit reason for a `sub` whose binding to its userid has ended.
 const BINDING_ENDED: &str = "binding_ended";
 
@@ -294,10 +319,11 @@ const SWEEP_CHUNK: i64 = 10;
 const SWEEP_LEASE_SECS: i64 = 120;
 
 impl Provider {
-    /// One pass of the background sweep: asks WeCom about every member who holds a live session
-    /// or refresh token and was last confirmed more than `MEMBER_RECHECK_SECS` ago, within the
-    /// minute's budget shared by every replica (`MEMBER_SWEEP_PER_MINUTE`). Members are leased,
-    /// so replicas sweeping at once never check the same member. Returns how many were checked.
+    /// One pass of the background sweep: asks WeCom about every member still bound to a userid
+    /// (those holding a live session or refresh token first) who was last confirmed more than
+    /// `MEMBER_RECHECK_SECS` ago, within the minute's budget shared by every replica
+    /// (`MEMBER_SWEEP_PER_MINUTE`). Members are leased, so replicas sweeping at once never check
+    /// the same member. Returns how many were checked.
     #[tracing::instrument(skip_all)]
     pub async fn sweep_members(&self, now: UnixTime) -> Result<usize, StorageError> {
         if self.wecom.is_none() {
@@ -395,7 +421,7 @@ impl Provider {
         if self.store.get_member::<UserProfile>(sub).await?.is_none() {
             return Ok(false);
         }
-        self.revoke_member(sub, "admin_revoke", now).await?;
+        self.revoke_member(sub, ADMIN_REVOKE, now).await?;
         Ok(true)
     }
 }

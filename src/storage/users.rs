@@ -227,6 +227,17 @@ impl Store {
         Ok(())
     }
 
+    /// Keeps the sweep away from a member WeCom refused until `until` (their `checked_at` stays
+    /// the last time WeCom admitted them).
+    pub async fn hold_member_from_sweep(&self, sub: &str, until: i64) -> StorageResult<()> {
+        sqlx::query("UPDATE users SET sweep_lease_until = $2 WHERE sub = $1")
+            .bind(sub)
+            .bind(until)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Makes one member due for a WeCom check.
     pub async fn mark_member_unchecked(&self, sub: &str) -> StorageResult<()> {
         sqlx::query("UPDATE users SET checked_at = 0 WHERE sub = $1")
@@ -272,9 +283,11 @@ impl Store {
         Ok(taken.rows_affected() == 1)
     }
 
-    /// Leases up to `limit` members that hold a live session or refresh token and that WeCom has
-    /// not confirmed since `checked_before`, until `lease_until`: a member leased by one replica
-    /// is not picked by another.
+    /// Leases up to `limit` members still bound to a userid whom WeCom has not confirmed since
+    /// `checked_before`, until `lease_until`: a member leased by one replica is not picked by
+    /// another. Members holding a live session or refresh token come first; the others follow,
+    /// because a userid deleted in WeCom must release its binding before WeCom can give it to
+    /// someone new, whether or not its holder is signed in anywhere.
     #[tracing::instrument(skip_all)]
     pub async fn lease_members_due<P: DeserializeOwned>(
         &self,
@@ -292,10 +305,12 @@ impl Store {
              WHERE sub IN (
                  SELECT u.sub FROM users u
                  WHERE u.checked_at < $2 AND u.sweep_lease_until < $3 AND u.released_at IS NULL
-                   AND (EXISTS (SELECT 1 FROM sessions s WHERE s.sub = u.sub AND s.expires_at > $3)
-                     OR EXISTS (SELECT 1 FROM refresh_tokens r
-                                WHERE r.sub = u.sub AND r.used_at IS NULL AND r.expires_at > $3))
-                 ORDER BY u.checked_at
+                 ORDER BY CASE WHEN EXISTS (SELECT 1 FROM sessions s
+                                            WHERE s.sub = u.sub AND s.expires_at > $3)
+                                 OR EXISTS (SELECT 1 FROM refresh_tokens r
+                                            WHERE r.sub = u.sub AND r.used_at IS NULL AND r.expires_at > $3)
+                               THEN 0 ELSE 1 END,
+                          u.checked_at
                  LIMIT $4 {skip_locked})
              RETURNING {MEMBER_COLUMNS}"
         ))

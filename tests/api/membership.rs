@@ -779,3 +779,29 @@ async fn tokens_stored_after_a_revocation_by_a_redemption_that_raced_it_are_dead
         );
     }
 }
+
+#[tokio::test]
+async fn the_sweep_also_finds_a_deleted_userid_whose_holder_is_signed_in_nowhere() {
+    let app = TestApp::spawn().await;
+    let client = app.confidential_client().await;
+    let code = app.sign_in(&client, "zhangsan", &[]).await.code.unwrap();
+    assert_eq!(app.exchange(&client, &code, None).await.status(), 200);
+    // Long gone from every application: the session (8 h) and the access token have expired.
+    app.clock.advance(9 * 3600);
+    let deleted = delete_without_event(&app, "zhangsan").await;
+
+    assert_eq!(app.sweep.run_once().await.unwrap(), 1);
+    give_userid_to_a_newcomer(&app, deleted);
+    let newcomer = sign_in_with_refresh(&app, &client, "zhangsan").await;
+
+    assert_eq!(claims(&newcomer.id_token)["sub"], "zhangsan~2");
+    assert_eq!(
+        member_document(&app, "zhangsan").await["binding"]["reason"],
+        "member_not_found"
+    );
+    assert_eq!(
+        app.sweep.run_once().await.unwrap(),
+        0,
+        "a retired sub is never asked about again, and the newcomer was just confirmed"
+    );
+}
