@@ -179,7 +179,9 @@ impl Provider {
             )));
         }
 
-        self.store.end_session(&id_hash).await?;
+        self.store
+            .end_session(&id_hash, self.grant_memory(now))
+            .await?;
         self.audit(
             now,
             "logout",
