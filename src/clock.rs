@@ -1,5 +1,8 @@
 //! The one place that reads the wall clock. Protocol code takes `now` from a `Clock`, so tests
 //! move time forward instead of sleeping.
+//!
+//! A leaf: imports nothing from the crate. Monotonic `Instant`s for timeouts and back-off may
+//! be read anywhere; calendar time that a protocol decision depends on comes only from here.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;

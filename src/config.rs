@@ -4,6 +4,10 @@
 //! may set the same keys (in any case); the environment wins. An invalid value stops the program with a
 //! message that names the variable and says what is expected. Secrets are `SecretString`, so `Debug`
 //! never prints them.
+//!
+//! Nearly everything reads `Config`, so it depends on nothing but the leaf types it parses into
+//! (`domain`, `limit_settings`, `key_timing`, `event_keys`) and is the only reader of the
+//! environment.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -12,6 +16,9 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
+
+use crate::domain::client::is_loopback_host;
+use crate::domain::group::GroupKinds;
 
 /// A setting that could not be read: names the variable and what it expects.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +87,10 @@ const KNOWN_KEYS: &[&str] = &[
     "WECOM_PROXY",
 ];
 
+/// Where WeCom sends the member back after sign-in, under the issuer: the default of
+/// `WECOM_REDIRECT_URL`, and the path `routes/` mounts the callback on (through `oidc::endpoints`).
+pub const WECOM_CALLBACK_PATH: &str = "/auth/wecom/callback";
+
 /// The whole configuration, passed to the application as state.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -107,7 +118,7 @@ pub struct Config {
     /// Where `/metrics` listens (`METRICS_ADDR`); `None` = no metrics.
     pub metrics_addr: Option<String>,
     /// Per-source abuse limits and the proxies whose forwarding headers are believed.
-    pub limits: crate::limits::LimitSettings,
+    pub limits: crate::limit_settings::LimitSettings,
 }
 
 /// Signing-key rotation.
@@ -168,16 +179,6 @@ impl Issuer {
 impl fmt::Display for Issuer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
-    }
-}
-
-/// True for `localhost`, `127.0.0.0/8` and `[::1]`.
-pub fn is_loopback_host(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
     }
 }
 
@@ -297,52 +298,6 @@ impl InClientScope {
             InClientScope::Base => "snsapi_base",
             InClientScope::PrivateInfo => "snsapi_privateinfo",
         }
-    }
-}
-
-/// Which kinds of group values go into the `groups` claim (formats in `domain::group`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct GroupKinds {
-    /// Department full paths from the top-most visible department, `总部/研发部/平台组`.
-    pub paths: bool,
-    /// Department names alone.
-    pub names: bool,
-    /// Department ids, as decimal strings.
-    pub ids: bool,
-    /// Tag names.
-    pub tags: bool,
-}
-
-impl GroupKinds {
-    /// What a profile keeps: every kind, so that a client's `allowed_groups` and `groups_claim`
-    /// can use any of them whatever GROUPS_CLAIM releases by default.
-    pub const ALL: GroupKinds = GroupKinds {
-        paths: true,
-        names: true,
-        ids: true,
-        tags: true,
-    };
-
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        let mut kinds = GroupKinds::default();
-        for item in split_list(raw) {
-            match item.as_str() {
-                "paths" => kinds.paths = true,
-                "names" => kinds.names = true,
-                "ids" => kinds.ids = true,
-                "tags" => kinds.tags = true,
-                other => {
-                    return Err(format!(
-                        "unknown kind {other:?}; expected a comma list of paths, names, ids, tags"
-                    ))
-                }
-            }
-        }
-        Ok(kinds)
-    }
-
-    pub fn any(&self) -> bool {
-        self.paths || self.names || self.ids || self.tags
     }
 }
 
@@ -551,10 +506,7 @@ impl Config {
         };
         let redirect_url = match get("WECOM_REDIRECT_URL") {
             Some(raw) => parse_url("WECOM_REDIRECT_URL", &raw)?,
-            None => parse_url(
-                "OIDC_ISSUER",
-                &issuer.endpoint(crate::routes::WECOM_CALLBACK_PATH),
-            )?,
+            None => parse_url("OIDC_ISSUER", &issuer.endpoint(WECOM_CALLBACK_PATH))?,
         };
         let base = |name: &'static str, default: &str| -> Result<Url, ConfigError> {
             parse_url(name, &get(name).unwrap_or_else(|| default.to_owned()))
@@ -690,7 +642,8 @@ impl Config {
         )?);
         let refresh_reuse_grace =
             Duration::from_secs(parse_number(&get, "REFRESH_REUSE_GRACE_SECS", 3, 0, 60)?);
-        let default_delay = crate::keys::JWKS_MAX_AGE + crate::keys::KEY_RELOAD_INTERVAL;
+        let default_delay =
+            crate::key_timing::JWKS_MAX_AGE + crate::key_timing::KEY_RELOAD_INTERVAL;
         let keys = KeySettings {
             activation_delay: Duration::from_secs(parse_number(
                 &get,
@@ -720,7 +673,7 @@ impl Config {
             }
         }
 
-        let limits = crate::limits::LimitSettings {
+        let limits = crate::limit_settings::LimitSettings {
             per_minute: parse_number(&get, "RATE_LIMIT_PER_MINUTE", 1200, 0, 1_000_000)? as u32,
             failures_per_minute: parse_number(
                 &get,
@@ -729,7 +682,7 @@ impl Config {
                 0,
                 1_000_000,
             )? as u32,
-            trusted_proxies: crate::limits::TrustedProxies::parse(
+            trusted_proxies: crate::limit_settings::TrustedProxies::parse(
                 &get("TRUSTED_PROXIES").unwrap_or_default(),
             )
             .map_err(|e| invalid("TRUSTED_PROXIES", e))?,
@@ -850,8 +803,8 @@ fn event_channel(
     match (get(token_name), get(key_name)) {
         (None, None) => Ok(None),
         (Some(token), Some(key)) => {
-            crate::wecom::events::check_token(&token).map_err(|e| invalid(token_name, e))?;
-            crate::wecom::events::decode_aes_key(&key).map_err(|e| invalid(key_name, e))?;
+            crate::event_keys::check_token(&token).map_err(|e| invalid(token_name, e))?;
+            crate::event_keys::decode_aes_key(&key).map_err(|e| invalid(key_name, e))?;
             Ok(Some(EventChannelSettings {
                 token: SecretString::from(token),
                 aes_key: SecretString::from(key),

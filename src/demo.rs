@@ -2,6 +2,8 @@
 //! the provider on a fresh embedded store, and a small relying party (built on the `openidconnect`
 //! crate, as a real application would be) whose page signs in with WeCom and then shows the
 //! verified ID token's claims and the userinfo answer.
+//!
+//! Only wiring of existing parts (`simulator`, `startup`, `registry`): no protocol logic lives here.
 
 use std::collections::HashMap;
 use std::net::TcpListener;

@@ -27,64 +27,43 @@ use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse};
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
-use ipnet::IpNet;
 
-/// Parsed `TRUSTED_PROXIES`.
-#[derive(Debug, Clone, Default)]
-pub struct TrustedProxies(Vec<IpNet>);
+use crate::limit_settings::{LimitSettings, TrustedProxies};
 
-impl TrustedProxies {
-    /// A comma list of CIDRs (`10.0.0.0/8, 127.0.0.1/32`); a bare address counts as one host.
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        raw.split(',')
-            .map(str::trim)
-            .filter(|item| !item.is_empty())
-            .map(|item| {
-                item.parse::<IpNet>()
-                    .or_else(|_| item.parse::<IpAddr>().map(IpNet::from))
-                    .map_err(|_| {
-                        format!("expected a comma list of CIDRs such as 10.0.0.0/8, got {item:?}")
-                    })
-            })
-            .collect::<Result<_, _>>()
-            .map(Self)
+/// The address the request came from, trusting forwarding headers only from our proxies.
+fn source(
+    trusted: &TrustedProxies,
+    peer: Option<IpAddr>,
+    headers: &header::HeaderMap,
+) -> Option<IpAddr> {
+    let peer = peer?;
+    if !trusted.contains(&peer) {
+        return Some(peer);
     }
-
-    fn contains(&self, ip: &IpAddr) -> bool {
-        self.0.iter().any(|net| net.contains(ip))
-    }
-
-    /// The address the request came from, trusting forwarding headers only from our proxies.
-    pub fn source(&self, peer: Option<IpAddr>, headers: &header::HeaderMap) -> Option<IpAddr> {
-        let peer = peer?;
-        if !self.contains(&peer) {
-            return Some(peer);
+    // Walk from the nearest hop outwards, past our own proxies (RFC 7239 §5.2 order).
+    let mut hops: Vec<IpAddr> = Vec::new();
+    for value in headers.get_all(header::FORWARDED) {
+        if let Ok(text) = value.to_str() {
+            hops.extend(text.split(',').filter_map(forwarded_for));
         }
-        // Walk from the nearest hop outwards, past our own proxies (RFC 7239 §5.2 order).
-        let mut hops: Vec<IpAddr> = Vec::new();
-        for value in headers.get_all(header::FORWARDED) {
+    }
+    if hops.is_empty() {
+        for value in headers.get_all("x-forwarded-for") {
             if let Ok(text) = value.to_str() {
-                hops.extend(text.split(',').filter_map(forwarded_for));
+                hops.extend(
+                    text.split(',')
+                        .filter_map(|h| h.trim().parse::<IpAddr>().ok()),
+                );
             }
         }
-        if hops.is_empty() {
-            for value in headers.get_all("x-forwarded-for") {
-                if let Ok(text) = value.to_str() {
-                    hops.extend(
-                        text.split(',')
-                            .filter_map(|h| h.trim().parse::<IpAddr>().ok()),
-                    );
-                }
-            }
-        }
-        Some(
-            hops.iter()
-                .rev()
-                .find(|ip| !self.contains(ip))
-                .copied()
-                .unwrap_or(peer),
-        )
     }
+    Some(
+        hops.iter()
+            .rev()
+            .find(|ip| !trusted.contains(ip))
+            .copied()
+            .unwrap_or(peer),
+    )
 }
 
 /// The `for=` address of one `Forwarded` element: `for=192.0.2.1`, `for="[2001:db8::1]:443"`.
@@ -119,7 +98,7 @@ enum Group {
 
 impl Group {
     fn of(path: &str) -> Option<Self> {
-        use crate::routes::*;
+        use crate::oidc::endpoints::*;
         match path {
             AUTHORIZE_PATH => Some(Group::Authorize),
             WECOM_CALLBACK_PATH => Some(Group::Callback),
@@ -169,17 +148,6 @@ pub struct Limits {
     failures: Vec<(Failure, DefaultKeyedRateLimiter<IpAddr>)>,
     /// Sources past a failure allowance, and until when.
     blocked: moka::sync::Cache<(IpAddr, Failure), Instant>,
-}
-
-/// `RATE_LIMIT_PER_MINUTE`, `AUTH_FAILURE_LIMIT_PER_MINUTE`, `TRUSTED_PROXIES`.
-#[derive(Debug, Clone)]
-pub struct LimitSettings {
-    /// Requests per minute per source and endpoint group; 0 = no limit.
-    pub per_minute: u32,
-    /// Failed client authentications per minute per source; 0 = no limit. (Failed userinfo
-    /// calls are limited at `per_minute`.)
-    pub failures_per_minute: u32,
-    pub trusted_proxies: TrustedProxies,
 }
 
 impl Limits {
@@ -286,9 +254,11 @@ pub async fn limit(
     };
     let path = req.path();
     let group = Group::of(path.strip_prefix(limits.prefix.as_str()).unwrap_or(path));
-    let source = limits
-        .trusted
-        .source(req.peer_addr().map(|a| a.ip()), req.headers());
+    let source = source(
+        &limits.trusted,
+        req.peer_addr().map(|a| a.ip()),
+        req.headers(),
+    );
     let (Some(group), Some(source)) = (group, source) else {
         return next
             .call(req)
@@ -338,17 +308,19 @@ mod tests {
         let xff = headers(&[("x-forwarded-for", "203.0.113.9, 192.0.2.7, 10.9.9.9")]);
 
         assert_eq!(
-            trusted.source(Some(proxy), &xff),
+            source(&trusted, Some(proxy), &xff),
             Some("192.0.2.7".parse().unwrap()),
             "the nearest untrusted hop"
         );
-        assert_eq!(trusted.source(Some(stranger), &xff), Some(stranger));
+        assert_eq!(source(&trusted, Some(stranger), &xff), Some(stranger));
         let forwarded = headers(&[("forwarded", "for=\"[2001:db8::1]:443\";proto=https")]);
         assert_eq!(
-            trusted.source(Some(proxy), &forwarded),
+            source(&trusted, Some(proxy), &forwarded),
             Some("2001:db8::1".parse().unwrap())
         );
-        assert_eq!(trusted.source(Some(proxy), &HeaderMap::new()), Some(proxy));
-        assert!(TrustedProxies::parse("10.0.0.0/33").is_err());
+        assert_eq!(
+            source(&trusted, Some(proxy), &HeaderMap::new()),
+            Some(proxy)
+        );
     }
 }

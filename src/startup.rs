@@ -1,5 +1,9 @@
 //! Building and running the application: store, keys, WeCom client, route table, middleware and
 //! background tasks. Tests and the demo start exactly this.
+//!
+//! The only place that assembles the parts; it handles no request itself. Below it the layers run
+//! `registry` → `routes` → `limits` → `oidc` → `keys` → `storage` → `wecom`/`pages` → `config` →
+//! `domain` → leaves (drawn and checked in `layers.rs`).
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -15,7 +19,8 @@ use serde_json::json;
 
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::keys::{KeyManager, KEY_RELOAD_INTERVAL};
+use crate::key_timing::KEY_RELOAD_INTERVAL;
+use crate::keys::KeyManager;
 use crate::oidc::backchannel::BackchannelSender;
 use crate::oidc::{discovery, Provider};
 use crate::pages::Pages;

@@ -1,4 +1,5 @@
 //! Signing keys and the JWKS, and (in `client_jwt`) client assertions: the only user of josekit.
+//! It reaches the database only through `storage` and never imports the HTTP framework.
 //!
 //! Keys live in the database so that every replica signs with the same key. Replicas re-read the
 //! table every `KEY_RELOAD_INTERVAL`, so a `keys rotate` run elsewhere reaches all of them.
@@ -34,16 +35,11 @@ use serde_json::{Map, Value};
 use crate::clock::UnixTime;
 use crate::config::{Config, SigningAlg};
 use crate::crypto::{base64url, sha256, Sealer, SEALED_PREFIX};
+use crate::key_timing::{JWKS_MAX_AGE, KEY_RELOAD_INTERVAL};
 use crate::storage::{Store, StoredKey};
 
 /// How long past an ID token's lifetime a retired key stays published, for clock skew and caches.
 const RETENTION_MARGIN: i64 = 300;
-
-/// How long relying parties and proxies may cache the JWKS (`Cache-Control: max-age`), at most.
-pub const JWKS_MAX_AGE: Duration = Duration::from_secs(3600);
-
-/// How often each replica re-reads the signing keys (a rotation elsewhere reaches it this fast).
-pub const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(60);
 
 /// The key that signs now and the JWKS document, built once per change of the key table or of
 /// which key may sign.

@@ -18,7 +18,6 @@ use crate::clock::UnixTime;
 use crate::crypto::{sha256_hex, Sealer, SEALED_PREFIX};
 use crate::domain::{AuthMethod, RegisteredClient};
 use crate::keys::client_jwt::{self, JwksVerdict};
-use crate::routes;
 use crate::storage::StorageError;
 
 use super::client_auth::PresentedCredentials;
@@ -255,7 +254,7 @@ impl Provider {
         };
         let audiences = [
             self.issuer().to_owned(),
-            self.config.issuer.endpoint(routes::TOKEN_PATH),
+            self.config.issuer.endpoint(super::endpoints::TOKEN_PATH),
         ];
         let accepted = match check_claims(&claims, &client.client_id, &audiences, now) {
             Ok(accepted) => accepted,

@@ -234,6 +234,13 @@ impl Provider {
             }
             (None, None) => {}
         }
+        // Remembered for the session's whole life, beyond this grant's tokens: the client hears
+        // of the session's end by back-channel logout even once its access token has expired.
+        if let Some(session_id) = &details.session_id {
+            self.store
+                .record_session_client(session_id, &client.client_id)
+                .await?;
+        }
         let scope = ScopeSet::parse(&details.scope).0;
         let context = GrantContext {
             client,

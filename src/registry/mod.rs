@@ -1,5 +1,8 @@
 //! The client registry: registering, updating, rotating and removing relying parties. Shared by
 //! the admin HTTP API (`http`) and the command line (`cli`); nothing here knows about either.
+//!
+//! Validation of metadata lives in `domain::client`, SQL in `storage`; `http` is the only part that
+//! knows actix-web.
 
 pub mod cli;
 pub mod http;

@@ -1,5 +1,8 @@
 //! Thin actix-web handlers: each extracts its input, calls one `Provider` function and maps the
 //! outcome to a response. Every route is mounted under the issuer's path prefix.
+//!
+//! Routes own the HTTP edge (extractors, cookies, status codes, CORS) and nothing else: no
+//! protocol decision, no SQL, no WeCom call. The paths come from `oidc::endpoints`.
 
 mod authorize;
 mod discovery;
@@ -16,19 +19,12 @@ use actix_web::middleware::DefaultHeaders;
 use actix_web::{web, HttpResponse};
 
 use crate::clock::Clock;
+use crate::oidc::endpoints::{
+    AUTHORIZE_PATH, DISCOVERY_PATH, INTROSPECT_PATH, JWKS_PATH, LOGOUT_PATH, REVOKE_PATH,
+    TOKEN_PATH, USERINFO_PATH, WECOM_CALLBACK_PATH, WECOM_EVENTS_PATH,
+};
 use crate::oidc::Provider;
 use crate::pages::Pages;
-
-pub const AUTHORIZE_PATH: &str = "/authorize";
-pub const TOKEN_PATH: &str = "/token";
-pub const USERINFO_PATH: &str = "/userinfo";
-pub const JWKS_PATH: &str = "/jwks";
-pub const REVOKE_PATH: &str = "/revoke";
-pub const INTROSPECT_PATH: &str = "/introspect";
-pub const LOGOUT_PATH: &str = "/logout";
-pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
-pub const WECOM_CALLBACK_PATH: &str = "/auth/wecom/callback";
-pub const WECOM_EVENTS_PATH: &str = "/wecom/events";
 
 /// What every handler shares.
 pub struct AppState {

@@ -7,6 +7,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use serde_json::json;
 
 use super::AppState;
+use crate::oidc::endpoints;
 use crate::oidc::{ClientRedirect, ErrorCode, OAuthError, ResponseMode};
 use crate::pages::{Lang, Page, PageKind, Pages};
 use crate::storage::StorageError;
@@ -143,7 +144,7 @@ pub fn callback_cookie(
     let path = format!(
         "{}{}",
         state.cookie_path.trim_end_matches('/'),
-        super::WECOM_CALLBACK_PATH
+        endpoints::WECOM_CALLBACK_PATH
     );
     build_cookie(
         state,

@@ -1,6 +1,9 @@
 //! All SQL lives here. One set of queries serves Postgres and SQLite through sqlx's `Any` driver:
 //! placeholders are `$n` (both backends accept them), times are Unix seconds, flags and JSON are
 //! stored as BIGINT and TEXT. Callers see domain types and `StorageError`.
+//!
+//! Knows no HTTP, no WeCom and no protocol rule beyond what a statement must make atomic
+//! (single-use codes, states and refresh tokens). The only user of sqlx.
 
 mod assertions;
 mod audit;
@@ -22,10 +25,10 @@ use sqlx::{AnyPool, Executor};
 
 pub use audit::{AuditEvent, AuditQuery};
 pub use codes::{CodeGrant, CodeRedemption, NewCode};
-pub use requests::{ConsumedState, MemberGrant, PendingRequest, Session, SignIn};
+pub use requests::{ConsumedState, EndedAccess, MemberGrant, PendingRequest, Session, SignIn};
 pub use signing_keys::StoredKey;
 pub use tokens::{AccessTokenRecord, RefreshRotation, RefreshTokenRecord};
-pub use users::MemberRecord;
+pub use users::{MemberRecord, Release};
 
 use crate::clock::UnixTime;
 use crate::config::DatabaseSettings;
@@ -177,6 +180,11 @@ const SQLITE_BUSY_TIMEOUT_MS: u64 = 500;
 /// write lock for milliseconds.
 const PURGE_BATCH: u64 = 500;
 
+/// How long the digest of a processed WeCom event is kept. Redeliveries come within minutes, and
+/// a delivery whose signed timestamp is older than the event window is refused before its
+/// digest is looked at; a day covers both with room to spare.
+pub const WECOM_EVENT_MEMORY_SECS: i64 = 86_400;
+
 /// `/readyz` answers within a second whether or not the database does.
 const PING_DEADLINE: Duration = Duration::from_millis(900);
 
@@ -324,6 +332,7 @@ impl Store {
             "auth_requests",
             "consumed_login_states",
             "sessions",
+            "session_clients",
             "authorization_codes",
             "access_tokens",
             "refresh_tokens",
@@ -334,9 +343,11 @@ impl Store {
                 .delete_in_batches(table, &format!("expires_at < {now}"))
                 .await?;
         }
-        // Redeliveries of a WeCom event come within minutes; a day covers any retry schedule.
         removed += self
-            .delete_in_batches("wecom_events", &format!("received_at < {}", now - 86_400))
+            .delete_in_batches(
+                "wecom_events",
+                &format!("received_at < {}", now - WECOM_EVENT_MEMORY_SECS),
+            )
             .await?;
         Ok(removed)
     }

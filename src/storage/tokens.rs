@@ -83,14 +83,21 @@ fn refresh_from_row(row: &sqlx::any::AnyRow) -> StorageResult<RefreshTokenRecord
     })
 }
 
+/// A token is stored only for a `sub` whose binding to a userid has not ended (`$4` is the
+/// token's `sub`): a retired `sub` is never issued again, even by a grant that raced its release.
+const SUB_NOT_RETIRED: &str =
+    "NOT EXISTS (SELECT 1 FROM users WHERE sub = $4 AND released_at IS NOT NULL)";
+
 impl Store {
-    /// Stores a new access token unless its grant has been revoked meanwhile; `false` then.
+    /// Stores a new access token unless its grant has been revoked meanwhile, or its `sub`
+    /// retired; `false` then.
     #[tracing::instrument(skip_all, fields(client_id = %token.client_id))]
     pub async fn insert_access_token(&self, token: &AccessTokenRecord) -> StorageResult<bool> {
         let result = sqlx::query(&format!(
             "INSERT INTO access_tokens ({ACCESS_COLUMNS})
              SELECT $1, $2, $3, $4, $5, $6, $7, $8
-             WHERE NOT EXISTS (SELECT 1 FROM revoked_grants WHERE grant_id = $2)"
+             WHERE NOT EXISTS (SELECT 1 FROM revoked_grants WHERE grant_id = $2)
+               AND {SUB_NOT_RETIRED}"
         ))
         .bind(&token.token_hash)
         .bind(&token.grant_id)
@@ -110,7 +117,8 @@ impl Store {
         let result = sqlx::query(&format!(
             "INSERT INTO refresh_tokens ({REFRESH_COLUMNS})
              SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10
-             WHERE NOT EXISTS (SELECT 1 FROM revoked_grants WHERE grant_id = $2)"
+             WHERE NOT EXISTS (SELECT 1 FROM revoked_grants WHERE grant_id = $2)
+               AND {SUB_NOT_RETIRED}"
         ))
         .bind(&token.token_hash)
         .bind(&token.grant_id)
@@ -285,15 +293,38 @@ impl Store {
         Ok(())
     }
 
-    /// The (client_id, sub) pairs holding tokens issued under the session with this id hash: who
-    /// must hear of its end by back-channel logout. Read before `end_session` deletes them.
+    /// Remembers, for as long as the session lives, that `client_id` received an ID token from
+    /// the session with this id hash (nothing when the session has ended meanwhile).
+    #[tracing::instrument(skip_all, fields(client_id))]
+    pub async fn record_session_client(
+        &self,
+        session_id_hash: &str,
+        client_id: &str,
+    ) -> StorageResult<()> {
+        sqlx::query(
+            "INSERT INTO session_clients (session_id, client_id, sub, expires_at)
+             SELECT id_hash, $2, sub, expires_at FROM sessions WHERE id_hash = $1
+             ON CONFLICT (session_id, client_id) DO NOTHING",
+        )
+        .bind(session_id_hash)
+        .bind(client_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The (client_id, sub) pairs that received an ID token from the session with this id hash,
+    /// or hold tokens issued under it: who must hear of its end by back-channel logout. Read
+    /// before `end_session` deletes them.
     #[tracing::instrument(skip_all)]
     pub async fn clients_of_session(
         &self,
         session_id_hash: &str,
     ) -> StorageResult<Vec<(String, String)>> {
         let rows = sqlx::query(
-            "SELECT client_id, sub FROM access_tokens WHERE session_id = $1
+            "SELECT client_id, sub FROM session_clients WHERE session_id = $1
+             UNION
+             SELECT client_id, sub FROM access_tokens WHERE session_id = $1
              UNION
              SELECT client_id, sub FROM refresh_tokens WHERE session_id = $1
              ORDER BY client_id, sub",

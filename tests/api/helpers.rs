@@ -259,6 +259,19 @@ impl TestApp {
         self.db.url.clone()
     }
 
+    /// Runs one statement on the application's database from outside, as an operator's session
+    /// would (to break a table for a failure test, and mend it again).
+    pub async fn execute_sql(&self, sql: &str) {
+        use sqlx::Connection;
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&self.db.url)
+            .await
+            .expect("a connection to the test database");
+        sqlx::Executor::execute(&mut conn, sql)
+            .await
+            .expect("the statement runs");
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.issuer, path)
     }
