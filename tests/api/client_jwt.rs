@@ -426,3 +426,120 @@ async fn a_client_secret_jwt_secret_is_sealed_at_rest_with_the_key_encryption_ke
     let assertion = sign(&signer, None, &claims(&app, &client.id, json!({})));
     assert_eq!(introspect_with(&app, &client.id, &assertion).await.0, 200);
 }
+
+#[tokio::test]
+async fn a_client_secret_jwt_client_cannot_authenticate_by_sending_its_secret() {
+    let app = TestApp::spawn().await;
+    let client = app
+        .register(json!({ "client_name": "hs", "token_endpoint_auth_method": "client_secret_jwt" }))
+        .await;
+    let secret = client.secret.clone().unwrap();
+    let introspect = || app.http.post(app.url("/introspect"));
+
+    let basic = introspect()
+        .basic_auth(&client.id, Some(&secret))
+        .form(&[("token", "not-a-token")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(basic.status(), 401, "client_secret_basic");
+    assert!(basic.headers().contains_key("www-authenticate"));
+    let body: Value = basic.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_client");
+    let post = introspect()
+        .form(&[
+            ("token", "not-a-token"),
+            ("client_id", client.id.as_str()),
+            ("client_secret", secret.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status(), 401, "client_secret_post");
+    let body: Value = post.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_client");
+
+    // The assertion it is registered for still works; basic and post clients keep both.
+    let signer = HS256.signer_from_bytes(secret.as_bytes()).unwrap();
+    let assertion = sign(&signer, None, &claims(&app, &client.id, json!({})));
+    assert_eq!(introspect_with(&app, &client.id, &assertion).await.0, 200);
+    let basic_client = app.confidential_client().await;
+    let post = introspect()
+        .form(&[
+            ("token", "not-a-token"),
+            ("client_id", basic_client.id.as_str()),
+            ("client_secret", basic_client.secret.as_deref().unwrap()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status(), 200, "basic and post are interchangeable");
+}
+
+#[tokio::test]
+async fn a_chosen_secret_is_refused_for_a_client_secret_jwt_client_and_its_key_is_unchanged() {
+    let app = TestApp::spawn().await;
+    let client = app
+        .register(json!({ "client_name": "hs", "token_endpoint_auth_method": "client_secret_jwt" }))
+        .await;
+    let admin = |method: reqwest::Method, path: String, body: Value| {
+        app.http
+            .request(method, app.url(&path))
+            .bearer_auth(crate::helpers::ADMIN_TOKEN)
+            .json(&body)
+            .send()
+    };
+    // Long enough for an HS256 key (josekit refuses fewer than 32 bytes), to show it is not one.
+    let chosen = "a-secret-a-person-chose-long-enough-for-hs256";
+
+    let rotated = admin(
+        reqwest::Method::POST,
+        format!("/admin/clients/{}/secret", client.id),
+        json!({ "client_secret": chosen }),
+    )
+    .await
+    .unwrap();
+    let updated = admin(
+        reqwest::Method::PUT,
+        format!("/admin/clients/{}", client.id),
+        json!({
+            "client_name": "hs", "redirect_uris": [client.redirect_uri],
+            "token_endpoint_auth_method": "client_secret_jwt", "client_secret": chosen,
+        }),
+    )
+    .await
+    .unwrap();
+    let created = admin(
+        reqwest::Method::POST,
+        "/admin/clients".to_owned(),
+        json!({
+            "client_name": "hs2", "redirect_uris": [client.redirect_uri],
+            "token_endpoint_auth_method": "client_secret_jwt", "client_secret": chosen,
+        }),
+    )
+    .await
+    .unwrap();
+
+    for (response, case) in [
+        (rotated, "rotate"),
+        (updated, "update"),
+        (created, "create"),
+    ] {
+        assert_eq!(response.status(), 400, "{case}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_client_metadata", "{case}");
+    }
+    let old = HS256
+        .signer_from_bytes(client.secret.as_deref().unwrap().as_bytes())
+        .unwrap();
+    let assertion = sign(&old, None, &claims(&app, &client.id, json!({})));
+    assert_eq!(
+        introspect_with(&app, &client.id, &assertion).await.0,
+        200,
+        "nothing changed"
+    );
+    let with_chosen = HS256.signer_from_bytes(chosen.as_bytes()).unwrap();
+    let assertion = sign(&with_chosen, None, &claims(&app, &client.id, json!({})));
+    assert_eq!(introspect_with(&app, &client.id, &assertion).await.0, 401);
+}
+
