@@ -132,6 +132,9 @@ pub fn removal_cookie(state: &AppState, name: &str) -> Cookie<'static> {
     cookie
 }
 
+/// The cookie name prefix that binds a cookie to this host and `Path=/` (RFC 6265bis §4.1.3.2).
+const HOST_PREFIX: &str = "__Host-";
+
 /// The cookie that carries a pending sign-in (`oidc::login_state`) until the WeCom callback.
 ///
 /// On an https issuer at the root of its host it is a `__Host-` cookie with `Path=/`: a browser
@@ -180,9 +183,6 @@ pub fn callback_cookie_name(state: &AppState, name: &str) -> String {
     };
     format!("{prefix}{name}")
 }
-
-/// The cookie name prefix that binds a cookie to this host and `Path=/` (RFC 6265bis §4.1.3.2).
-const HOST_PREFIX: &str = "__Host-";
 
 fn build_cookie(
     state: &AppState,

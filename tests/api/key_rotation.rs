@@ -14,7 +14,10 @@ use crate::helpers::{TestApp, TestClient, TestDatabase};
 const DELAY: i64 = 3660;
 
 fn published_kids(keys: &KeyManager) -> Vec<String> {
-    let jwks: Value = serde_json::from_str(&keys.jwks()).unwrap();
+    kids_in(&serde_json::from_str(&keys.jwks()).unwrap())
+}
+
+fn kids_in(jwks: &Value) -> Vec<String> {
     jwks["keys"]
         .as_array()
         .unwrap()
@@ -235,21 +238,8 @@ async fn round(app: &TestApp, client: &TestClient, when: &str) -> (String, Strin
 
 /// The kids the provider's `/jwks` publishes.
 async fn served_kids(app: &TestApp) -> Vec<String> {
-    let jwks: Value = app
-        .http
-        .get(app.url("/jwks"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    jwks["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["kid"].as_str().unwrap().to_owned())
-        .collect()
+    let response = app.http.get(app.url("/jwks")).send().await.unwrap();
+    kids_in(&response.json().await.unwrap())
 }
 
 #[tokio::test]
