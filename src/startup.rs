@@ -211,6 +211,12 @@ impl Application {
         self.state.provider.backchannel.clone()
     }
 
+    /// The running provider's signing keys, to reload them on demand (as the background reloader
+    /// does every `KEY_RELOAD_INTERVAL`) in tests.
+    pub fn signing_keys(&self) -> Arc<KeyManager> {
+        Arc::clone(&self.state.provider.keys)
+    }
+
     /// The port `/metrics` listens on, when `METRICS_ADDR` is set.
     pub fn metrics_port(&self) -> Option<u16> {
         self.metrics_port

@@ -40,11 +40,12 @@ pub enum RefreshRotation {
     /// This call is the one use of the token.
     Rotated(RefreshTokenRecord),
     /// The token was already rotated: someone replays it, so the grant must die (RFC 9700 §4.14.2)
-    /// — unless this is a concurrent refresh moments after the rotation (`used_at`, `record`).
+    /// — unless this is a concurrent refresh moments after the rotation (`used_at_ms`, `record`).
     Reused {
         grant_id: String,
         client_id: String,
-        used_at: i64,
+        /// When it was rotated, in milliseconds since the epoch.
+        used_at_ms: i64,
         record: Box<RefreshTokenRecord>,
     },
     Unknown,
@@ -228,20 +229,23 @@ impl Store {
 
     /// Marks the refresh token used in one conditional statement: of two concurrent uses, one wins.
     /// Another client's token is left untouched and reported `Unknown` (RFC 6749 §6).
+    /// `used_at` keeps whole seconds like every other timestamp; `used_at_ms` the millisecond,
+    /// for the reuse grace.
     #[tracing::instrument(skip_all, fields(client_id))]
     pub async fn rotate_refresh_token(
         &self,
         token_hash: &str,
         client_id: &str,
-        now: i64,
+        now_ms: i64,
     ) -> StorageResult<RefreshRotation> {
         let row = sqlx::query(&format!(
-            "UPDATE refresh_tokens SET used_at = $1
-             WHERE token_hash = $2 AND client_id = $3 AND used_at IS NULL
+            "UPDATE refresh_tokens SET used_at = $1, used_at_ms = $2
+             WHERE token_hash = $3 AND client_id = $4 AND used_at IS NULL
                AND NOT EXISTS (SELECT 1 FROM revoked_grants r WHERE r.grant_id = refresh_tokens.grant_id)
              RETURNING {REFRESH_COLUMNS}"
         ))
-        .bind(now)
+        .bind(now_ms.div_euclid(1000))
+        .bind(now_ms)
         .bind(token_hash)
         .bind(client_id)
         .fetch_optional(&self.pool)
@@ -249,8 +253,9 @@ impl Store {
         if let Some(row) = row {
             return Ok(RefreshRotation::Rotated(refresh_from_row(&row)?));
         }
+        // A token rotated before `used_at_ms` existed counts from the start of its second.
         let used = sqlx::query(&format!(
-            "SELECT {REFRESH_COLUMNS}, used_at FROM refresh_tokens
+            "SELECT {REFRESH_COLUMNS}, COALESCE(used_at_ms, used_at * 1000) AS used_at_ms FROM refresh_tokens
              WHERE token_hash = $1 AND client_id = $2 AND used_at IS NOT NULL"
         ))
         .bind(token_hash)
@@ -261,7 +266,7 @@ impl Store {
             Some(row) => Ok(RefreshRotation::Reused {
                 grant_id: column(&row, "grant_id")?,
                 client_id: column(&row, "client_id")?,
-                used_at: column(&row, "used_at")?,
+                used_at_ms: column(&row, "used_at_ms")?,
                 record: Box::new(refresh_from_row(&row)?),
             }),
             None => Ok(RefreshRotation::Unknown),
