@@ -287,9 +287,20 @@ impl Provider {
     ) -> Result<(), StorageError> {
         self.revoke_member(sub, reason, now).await?;
         self.store.release_userid(sub, reason, now).await?;
-        tracing::info!(sub, reason, "member's binding to their userid ended; sub retired");
-        self.audit(now, "member_released", "success", Some(sub), None, Some(reason))
-            .await;
+        tracing::info!(
+            sub,
+            reason,
+            "member's binding to their userid ended; sub retired"
+        );
+        self.audit(
+            now,
+            "member_released",
+            "success",
+            Some(sub),
+            None,
+            Some(reason),
+        )
+        .await;
         Ok(())
     }
 

@@ -142,13 +142,15 @@ impl Store {
         &self,
         sub: &str,
     ) -> StorageResult<Option<MemberRecord<P>>> {
-        sqlx::query(&format!("SELECT {MEMBER_COLUMNS} FROM users WHERE sub = $1"))
-            .bind(sub)
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(member_from_row)
-            .transpose()
+        sqlx::query(&format!(
+            "SELECT {MEMBER_COLUMNS} FROM users WHERE sub = $1"
+        ))
+        .bind(sub)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(member_from_row)
+        .transpose()
     }
 
     pub async fn find_member_by_userid<P: DeserializeOwned>(
@@ -158,12 +160,12 @@ impl Store {
         sqlx::query(&format!(
             "SELECT {MEMBER_COLUMNS} FROM users WHERE userid_key = $1"
         ))
-            .bind(userid_key)
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(member_from_row)
-            .transpose()
+        .bind(userid_key)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(member_from_row)
+        .transpose()
     }
 
     pub async fn get_user<P: DeserializeOwned>(&self, sub: &str) -> StorageResult<P> {

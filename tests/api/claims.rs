@@ -462,8 +462,7 @@ async fn a_sub_requested_by_value_is_compared_with_the_stored_sub_not_the_userid
         .await
         .unwrap();
     assert!(renamed.iter().all(|d| d.accepted()));
-    let by_value =
-        |sub: &str| json!({ "id_token": { "sub": { "value": sub } } }).to_string();
+    let by_value = |sub: &str| json!({ "id_token": { "sub": { "value": sub } } }).to_string();
 
     // The renamed member, asked for by the sub they have always had, is accepted…
     let tokens = tokens_for(

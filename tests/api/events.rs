@@ -290,7 +290,10 @@ async fn a_delivery_replayed_after_the_timestamp_window_changes_nothing_and_a_fr
 
     let replay = control.deliver(captured).await;
 
-    assert!(replay.accepted(), "answered as received: a retry would be as stale");
+    assert!(
+        replay.accepted(),
+        "answered as received: a retry would be as stale"
+    );
     assert_eq!(app.userinfo(&held.access).await.status(), 200);
     assert!(active(&app, &client, &held.refresh).await);
     assert!(!app
@@ -300,7 +303,9 @@ async fn a_delivery_replayed_after_the_timestamp_window_changes_nothing_and_a_fr
         .any(|row| row.event == "member_revoked"));
 
     // The same message, signed now by WeCom, counts.
-    let fresh = control.seal_event(&source, &disable_event("wangwu")).unwrap();
+    let fresh = control
+        .seal_event(&source, &disable_event("wangwu"))
+        .unwrap();
     assert!(control.deliver(fresh).await.accepted());
     assert_gone(&app, &client, &held).await;
 }
@@ -324,15 +329,24 @@ async fn a_rename_replayed_a_day_later_cannot_move_a_sub_to_the_userids_new_hold
     let second_sub = crate::membership::claims(&second.id_token)["sub"].clone();
     assert_ne!(second_sub, "wangwu");
     advance_both_clocks(&app, 25 * 3600);
-    app.store.purge_expired(wecom_oidc::clock::Clock::now(&app.clock)).await.unwrap();
+    app.store
+        .purge_expired(wecom_oidc::clock::Clock::now(&app.clock))
+        .await
+        .unwrap();
 
     let replay = control.deliver(rename[0].request.clone()).await;
 
     assert!(replay.accepted());
     let renamed = sign_in(&app, &client, "wangwu01").await;
-    assert_eq!(crate::membership::claims(&renamed.id_token)["sub"], "wangwu");
+    assert_eq!(
+        crate::membership::claims(&renamed.id_token)["sub"],
+        "wangwu"
+    );
     let again = sign_in(&app, &client, "wangwu").await;
-    assert_eq!(crate::membership::claims(&again.id_token)["sub"], second_sub);
+    assert_eq!(
+        crate::membership::claims(&again.id_token)["sub"],
+        second_sub
+    );
 }
 
 #[tokio::test]

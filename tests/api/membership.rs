@@ -601,10 +601,7 @@ async fn member_document(app: &TestApp, sub: &str) -> Value {
 
 /// An administrator deletes `userid` in the console (no event reaches this provider: none is
 /// configured) and returns the deleted member, to hand the userid to someone new later.
-async fn delete_without_event(
-    app: &TestApp,
-    userid: &str,
-) -> wecom_oidc::simulator::Member {
+async fn delete_without_event(app: &TestApp, userid: &str) -> wecom_oidc::simulator::Member {
     let control = app.simulator.control();
     let member = control.directory().member(userid).unwrap().clone();
     assert!(control.delete_member(userid).await.unwrap().is_empty());
@@ -629,12 +626,19 @@ async fn a_userid_the_sweep_found_deleted_and_given_to_someone_new_gets_a_new_su
 
     let deleted = delete_without_event(&app, "wangwu").await;
     app.clock.advance(301);
-    assert_eq!(app.sweep.run_once().await.unwrap(), 1, "user/get answers 60111");
+    assert_eq!(
+        app.sweep.run_once().await.unwrap(),
+        1,
+        "user/get answers 60111"
+    );
     give_userid_to_a_newcomer(&app, deleted);
     let newcomer = sign_in_with_refresh_as(&app, &client, "wangwu", &[("prompt", "login")]).await;
 
     let newcomer_claims = claims(&newcomer.id_token);
-    assert_eq!(newcomer_claims["sub"], "wangwu~2", "a new sub for the new holder");
+    assert_eq!(
+        newcomer_claims["sub"], "wangwu~2",
+        "a new sub for the new holder"
+    );
     assert_eq!(newcomer_claims["preferred_username"], "wangwu");
     assert_eq!(newcomer_claims["name"], "新来的同事");
     assert_access_ended(&app, &client, &leaver).await;
@@ -649,7 +653,10 @@ async fn a_userid_the_sweep_found_deleted_and_given_to_someone_new_gets_a_new_su
         wecom_oidc::clock::Clock::now(&app.clock)
     );
     assert_eq!(old["sessions"].as_array().unwrap().len(), 0);
-    assert_eq!(member_document(&app, "wangwu~2").await["binding"]["state"], "active");
+    assert_eq!(
+        member_document(&app, "wangwu~2").await["binding"]["state"],
+        "active"
+    );
     // The old sub never comes back: not at a refresh, not at the next sign-in.
     app.clock.advance(301);
     let (status, _) = refresh(&app, &client, &leaver.refresh).await;
@@ -676,7 +683,11 @@ async fn sixty_one_eleven_at_sign_in_ends_the_binding_and_the_next_holder_gets_a
         .await;
     let callback = app.wecom_approves(&wecom, &[("userid", "lisi")]).await;
     let refused = app.browser.get(&callback).send().await.unwrap();
-    assert_eq!(refused.status(), 403, "no code for a userid WeCom says does not exist");
+    assert_eq!(
+        refused.status(),
+        403,
+        "no code for a userid WeCom says does not exist"
+    );
     assert_access_ended(&app, &client, &first).await;
 
     let next = sign_in_with_refresh_as(&app, &client, "lisi", &[("prompt", "login")]).await;
