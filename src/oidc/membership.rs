@@ -3,11 +3,11 @@
 //! The provider remembers when WeCom last confirmed each member (`user/get`: status, visible
 //! range). A refresh and an SSO reuse ask WeCom again when that is older than
 //! `MEMBER_RECHECK_SECS`; a background sweep does the same for every member still bound to a
-//! userid (those holding a session or refresh token first); WeCom's contact events ask at once. A member WeCom no longer admits
-//! loses everything at once ([`Provider::revoke_member`]). When WeCom says the userid does not
-//! exist at all (60111: deleted, or never there), the binding of that userid to the `sub` ends
-//! too ([`Provider::end_binding`]): WeCom may give the userid to someone new, who must get a new
-//! `sub`, and the old one is retired for good.
+//! userid (those holding a session or refresh token first); WeCom's contact events ask at once.
+//! A member WeCom no longer admits loses everything at once ([`Provider::revoke_member`]). When
+//! WeCom says the userid does not exist at all (60111: deleted, or never there), the binding of
+//! that userid to the `sub` ends too ([`Provider::end_binding`]): WeCom may give the userid to
+//! someone new, who must get a new `sub`, and the old one is retired for good.
 //!
 //! ```text
 //!  refresh / SSO reuse ─┐

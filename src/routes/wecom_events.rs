@@ -146,8 +146,9 @@ pub async fn deliver(
             tracing::info!("WeCom event still processing; answered meanwhile");
             HttpResponse::Ok().finish()
         }
-        // Failed (or the task panicked): not answered as received, so that WeCom redelivers
-        // it; the digest was forgotten, so the redelivery is processed afresh.
+        // Failed: not answered as received, so that WeCom redelivers it; the digest was
+        // forgotten, so the redelivery is processed afresh. (A panicked task is answered the
+        // same; its digest stays, and the sweep remains the safety net.)
         Ok(Ok(false)) | Ok(Err(_)) => HttpResponse::ServiceUnavailable().json(json!({
             "error": "temporarily_unavailable",
             "error_description": "the event could not be processed; deliver it again"
