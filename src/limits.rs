@@ -14,17 +14,23 @@
 //! The source is the peer address, or — only when the peer is in `TRUSTED_PROXIES` — the
 //! nearest address in `X-Forwarded-For` / `Forwarded` that is not itself a trusted proxy.
 //! The 429 is plain here; `routes::shape` turns it into the endpoint's error shape.
+//!
+//! Each resource names its group where it is mounted (`.wrap(Limited(Group::Token))`): the
+//! middleware runs after routing, so every spelling the router accepts (`/tok%65n` is `/token`)
+//! counts alike. This module knows no path, and imports nothing of the crate but its settings.
 
+use std::future::{ready, Ready};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::body::{EitherBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::header;
-use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse};
+use futures_util::future::LocalBoxFuture;
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 
@@ -85,9 +91,10 @@ fn forwarded_for(element: &str) -> Option<IpAddr> {
     })
 }
 
-/// Which limit a path falls under.
+/// The limit a resource counts under, attached to the resource itself (`.wrap(Limited(…))`), so
+/// that every spelling of its path that the router accepts (`/tok%65n` is `/token`) counts alike.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Group {
+pub enum Group {
     Authorize,
     Callback,
     Token,
@@ -97,19 +104,6 @@ enum Group {
 }
 
 impl Group {
-    fn of(path: &str) -> Option<Self> {
-        use crate::oidc::endpoints::*;
-        match path {
-            AUTHORIZE_PATH => Some(Group::Authorize),
-            WECOM_CALLBACK_PATH => Some(Group::Callback),
-            TOKEN_PATH => Some(Group::Token),
-            REVOKE_PATH | INTROSPECT_PATH => Some(Group::RevokeIntrospect),
-            USERINFO_PATH => Some(Group::Userinfo),
-            p if p == "/admin" || p.starts_with("/admin/") => Some(Group::Admin),
-            _ => None,
-        }
-    }
-
     fn label(self) -> &'static str {
         match self {
             Group::Authorize => "authorize",
@@ -141,7 +135,6 @@ enum Failure {
 
 /// The limits of one application; cheap to share.
 pub struct Limits {
-    prefix: String,
     trusted: TrustedProxies,
     /// One limiter per group (userinfo has only the failure limit).
     requests: Option<[(Group, DefaultKeyedRateLimiter<IpAddr>); 5]>,
@@ -151,7 +144,7 @@ pub struct Limits {
 }
 
 impl Limits {
-    pub fn new(settings: &LimitSettings, prefix: &str) -> Arc<Self> {
+    pub fn new(settings: &LimitSettings) -> Arc<Self> {
         let requests = NonZeroU32::new(settings.per_minute).map(|n| {
             let quota = Quota::per_minute(n);
             [
@@ -174,7 +167,6 @@ impl Limits {
         })
         .collect();
         let limits = Arc::new(Self {
-            prefix: prefix.to_owned(),
             trusted: settings.trusted_proxies.clone(),
             requests,
             failures,
@@ -241,47 +233,85 @@ fn spawn_cleanup(limits: std::sync::Weak<Limits>) {
     });
 }
 
-/// Wraps the application: see the module documentation.
-pub async fn limit(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    let Some(limits) = req.app_data::<web::Data<Limits>>().cloned() else {
-        return next
-            .call(req)
-            .await
-            .map(ServiceResponse::map_into_left_body);
-    };
-    let path = req.path();
-    let group = Group::of(path.strip_prefix(limits.prefix.as_str()).unwrap_or(path));
-    let source = source(
-        &limits.trusted,
-        req.peer_addr().map(|a| a.ip()),
-        req.headers(),
-    );
-    let (Some(group), Some(source)) = (group, source) else {
-        return next
-            .call(req)
-            .await
-            .map(ServiceResponse::map_into_left_body);
-    };
-    if let Some(wait) = limits.refused_for(group, source) {
-        metrics::counter!("wecom_oidc_rate_limited_total", "endpoint" => group.label())
-            .increment(1);
-        // Retry-After in whole seconds, never 0 (RFC 9110 §10.2.3).
-        let retry_after = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        let response = HttpResponse::TooManyRequests()
-            .insert_header((header::RETRY_AFTER, retry_after.max(1).to_string()))
-            .finish();
-        return Ok(req.into_response(response).map_into_right_body());
+/// Counts the requests of the resource or scope it wraps under one limit group, and refuses them
+/// with 429 while the source is over that group's limits. It runs after routing, on whatever
+/// spelling of the path the router matched, so no spelling escapes it.
+#[derive(Debug, Clone, Copy)]
+pub struct Limited(pub Group);
+
+impl<S, B> Transform<S, ServiceRequest> for Limited
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = actix_web::Error;
+    type Transform = LimitedService<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(LimitedService {
+            service: Rc::new(service),
+            group: self.0,
+        }))
     }
-    let response = next.call(req).await?;
-    if let Some(kind) = group.failure_kind() {
-        if response.status() == actix_web::http::StatusCode::UNAUTHORIZED {
-            limits.record_failure(source, kind);
-        }
+}
+
+/// The service made by [`Limited`].
+pub struct LimitedService<S> {
+    service: Rc<S>,
+    group: Group,
+}
+
+impl<S, B> Service<ServiceRequest> for LimitedService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let service = Rc::clone(&self.service);
+        let group = self.group;
+        Box::pin(async move {
+            let limits = req.app_data::<web::Data<Limits>>().cloned();
+            let source = limits.as_ref().and_then(|limits| {
+                source(
+                    &limits.trusted,
+                    req.peer_addr().map(|a| a.ip()),
+                    req.headers(),
+                )
+            });
+            let (Some(limits), Some(source)) = (limits, source) else {
+                return service
+                    .call(req)
+                    .await
+                    .map(ServiceResponse::map_into_left_body);
+            };
+            if let Some(wait) = limits.refused_for(group, source) {
+                metrics::counter!("wecom_oidc_rate_limited_total", "endpoint" => group.label())
+                    .increment(1);
+                // Retry-After in whole seconds, never 0 (RFC 9110 §10.2.3).
+                let retry_after = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                let response = HttpResponse::TooManyRequests()
+                    .insert_header((header::RETRY_AFTER, retry_after.max(1).to_string()))
+                    .finish();
+                return Ok(req.into_response(response).map_into_right_body());
+            }
+            let response = service.call(req).await?;
+            if let Some(kind) = group.failure_kind() {
+                if response.status() == actix_web::http::StatusCode::UNAUTHORIZED {
+                    limits.record_failure(source, kind);
+                }
+            }
+            Ok(response.map_into_left_body())
+        })
     }
-    Ok(response.map_into_left_body())
 }
 
 #[cfg(test)]
