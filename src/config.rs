@@ -84,6 +84,7 @@ const KNOWN_KEYS: &[&str] = &[
     "RATE_LIMIT_PER_MINUTE",
     "AUTH_FAILURE_LIMIT_PER_MINUTE",
     "TRUSTED_PROXIES",
+    "FORWARDED_HEADER",
     "WECOM_PROXY",
 ];
 
@@ -686,6 +687,11 @@ impl Config {
                 &get("TRUSTED_PROXIES").unwrap_or_default(),
             )
             .map_err(|e| invalid("TRUSTED_PROXIES", e))?,
+            forwarded_header: match get("FORWARDED_HEADER") {
+                Some(raw) => crate::limit_settings::ForwardedHeader::parse(&raw)
+                    .map_err(|e| invalid("FORWARDED_HEADER", e))?,
+                None => Default::default(),
+            },
         };
 
         Ok(Config {
@@ -883,6 +889,7 @@ mod tests {
             ("WECOM_AGENT_ID", "abc"),
             ("METRICS_ADDR", "9090"),
             ("TRUSTED_PROXIES", "10.0.0.0/99"),
+            ("FORWARDED_HEADER", "x-real-ip"),
             ("WECOM_PROXY", "not a url"),
             ("KEY_ACTIVATION_DELAY_SECS", "-1"),
             ("AUDIT_RETENTION_DAYS", "forever"),

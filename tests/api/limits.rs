@@ -348,3 +348,76 @@ async fn failed_userinfo_calls_count_under_every_spelling() {
         );
     }
 }
+
+/// `count` requests to `/authorize` through the trusted proxy at 127.0.0.1, the i-th carrying the
+/// headers `headers(i)`; the statuses.
+async fn authorize_through_proxy(
+    app: &TestApp,
+    count: usize,
+    headers: impl Fn(usize) -> Vec<(&'static str, String)>,
+) -> Vec<u16> {
+    let mut statuses = Vec::new();
+    for i in 0..count {
+        let mut request = app.http.get(app.url("/authorize"));
+        for (name, value) in headers(i) {
+            request = request.header(name, value);
+        }
+        statuses.push(request.send().await.unwrap().status().as_u16());
+    }
+    statuses
+}
+
+#[tokio::test]
+async fn a_client_rotating_forwarded_values_through_a_trusted_proxy_stays_in_one_bucket() {
+    let app = TestApp::spawn_with(&[
+        ("TRUSTED_PROXIES", "127.0.0.1/32"),
+        ("RATE_LIMIT_PER_MINUTE", "3"),
+    ])
+    .await;
+
+    // What nginx forwards: the client's own Forwarded untouched, its address appended to XFF.
+    let statuses = authorize_through_proxy(&app, 5, |i| {
+        vec![
+            ("forwarded", format!("for=203.0.113.{i}")),
+            ("x-forwarded-for", "198.51.100.7".to_owned()),
+        ]
+    })
+    .await;
+
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+}
+
+#[tokio::test]
+async fn with_forwarded_header_set_to_forwarded_it_decides_and_x_forwarded_for_is_ignored() {
+    let app = TestApp::spawn_with(&[
+        ("TRUSTED_PROXIES", "127.0.0.1/32"),
+        ("RATE_LIMIT_PER_MINUTE", "3"),
+        ("FORWARDED_HEADER", "forwarded"),
+    ])
+    .await;
+
+    let rotating_forwarded = authorize_through_proxy(&app, 5, |i| {
+        vec![
+            ("forwarded", format!("for=203.0.113.{i};proto=https")),
+            ("x-forwarded-for", "198.51.100.7".to_owned()),
+        ]
+    })
+    .await;
+    assert!(
+        !rotating_forwarded.contains(&429),
+        "each Forwarded address is its own source: {rotating_forwarded:?}"
+    );
+
+    let rotating_xff = authorize_through_proxy(&app, 5, |i| {
+        vec![
+            ("forwarded", "for=\"[2001:db8::7]\"".to_owned()),
+            ("x-forwarded-for", format!("198.51.100.{i}")),
+        ]
+    })
+    .await;
+    assert_eq!(
+        rotating_xff.last(),
+        Some(&429),
+        "X-Forwarded-For is ignored: {rotating_xff:?}"
+    );
+}
