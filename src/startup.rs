@@ -2,8 +2,8 @@
 //! background tasks. Tests and the demo start exactly this.
 //!
 //! The only place that assembles the parts; it handles no request itself. Below it the layers run
-//! `registry` → `routes` → `limits` → `oidc` → `keys` → `storage` → `wecom`/`pages` → `config` →
-//! `domain` → leaves (drawn and checked in `layers.rs`).
+//! `registry` → `routes` → `limits` → `oidc` → `keys`/`telemetry` → `storage` → `wecom`/`pages` →
+//! `config` → `domain` → leaves (drawn and checked in `layers.rs`).
 
 use std::net::TcpListener;
 use std::sync::Arc;
