@@ -19,6 +19,9 @@ use url::Url;
 
 use crate::domain::client::is_loopback_host;
 use crate::domain::group::GroupKinds;
+use crate::event_keys::{check_token, decode_aes_key};
+use crate::key_timing::{JWKS_MAX_AGE, KEY_RELOAD_INTERVAL};
+use crate::limit_settings::{ForwardedHeader, LimitSettings, TrustedProxies};
 
 /// A setting that could not be read: names the variable and what it expects.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +87,7 @@ const KNOWN_KEYS: &[&str] = &[
     "RATE_LIMIT_PER_MINUTE",
     "AUTH_FAILURE_LIMIT_PER_MINUTE",
     "TRUSTED_PROXIES",
+    "FORWARDED_HEADER",
     "WECOM_PROXY",
 ];
 
@@ -118,7 +122,7 @@ pub struct Config {
     /// Where `/metrics` listens (`METRICS_ADDR`); `None` = no metrics.
     pub metrics_addr: Option<String>,
     /// Per-source abuse limits and the proxies whose forwarding headers are believed.
-    pub limits: crate::limit_settings::LimitSettings,
+    pub limits: LimitSettings,
 }
 
 /// Signing-key rotation.
@@ -642,8 +646,7 @@ impl Config {
         )?);
         let refresh_reuse_grace =
             Duration::from_secs(parse_number(&get, "REFRESH_REUSE_GRACE_SECS", 3, 0, 60)?);
-        let default_delay =
-            crate::key_timing::JWKS_MAX_AGE + crate::key_timing::KEY_RELOAD_INTERVAL;
+        let default_delay = JWKS_MAX_AGE + KEY_RELOAD_INTERVAL;
         let keys = KeySettings {
             activation_delay: Duration::from_secs(parse_number(
                 &get,
@@ -673,7 +676,7 @@ impl Config {
             }
         }
 
-        let limits = crate::limit_settings::LimitSettings {
+        let limits = LimitSettings {
             per_minute: parse_number(&get, "RATE_LIMIT_PER_MINUTE", 1200, 0, 1_000_000)? as u32,
             failures_per_minute: parse_number(
                 &get,
@@ -682,10 +685,14 @@ impl Config {
                 0,
                 1_000_000,
             )? as u32,
-            trusted_proxies: crate::limit_settings::TrustedProxies::parse(
-                &get("TRUSTED_PROXIES").unwrap_or_default(),
-            )
-            .map_err(|e| invalid("TRUSTED_PROXIES", e))?,
+            trusted_proxies: TrustedProxies::parse(&get("TRUSTED_PROXIES").unwrap_or_default())
+                .map_err(|e| invalid("TRUSTED_PROXIES", e))?,
+            forwarded_header: match get("FORWARDED_HEADER") {
+                Some(raw) => {
+                    ForwardedHeader::parse(&raw).map_err(|e| invalid("FORWARDED_HEADER", e))?
+                }
+                None => Default::default(),
+            },
         };
 
         Ok(Config {
@@ -803,8 +810,8 @@ fn event_channel(
     match (get(token_name), get(key_name)) {
         (None, None) => Ok(None),
         (Some(token), Some(key)) => {
-            crate::event_keys::check_token(&token).map_err(|e| invalid(token_name, e))?;
-            crate::event_keys::decode_aes_key(&key).map_err(|e| invalid(key_name, e))?;
+            check_token(&token).map_err(|e| invalid(token_name, e))?;
+            decode_aes_key(&key).map_err(|e| invalid(key_name, e))?;
             Ok(Some(EventChannelSettings {
                 token: SecretString::from(token),
                 aes_key: SecretString::from(key),
@@ -883,6 +890,7 @@ mod tests {
             ("WECOM_AGENT_ID", "abc"),
             ("METRICS_ADDR", "9090"),
             ("TRUSTED_PROXIES", "10.0.0.0/99"),
+            ("FORWARDED_HEADER", "x-real-ip"),
             ("WECOM_PROXY", "not a url"),
             ("KEY_ACTIVATION_DELAY_SECS", "-1"),
             ("AUDIT_RETENTION_DAYS", "forever"),

@@ -3,8 +3,9 @@
 //! framework) appear nowhere else. Compiled for tests only; it reads the source tree with `std::fs`.
 //!
 //! Files inside one top-level module may use each other freely: each such folder is one idea. Today
-//! `oidc/` (the `Provider` in `mod.rs` and its flows, which call back into it), `wecom/`,
-//! `storage/`, `registry/`, `routes/` and `simulator/` have such internal cycles.
+//! five have cycles among their files: `oidc/` (the `Provider` in `mod.rs` and the flows that
+//! call back into it), `routes/`, `storage/` and `wecom/` (each `mod.rs` with the files that
+//! share its helpers), and the simulator's `control`, `events` and `state`.
 //!
 //! `main.rs` stands above everything and is not checked: it names the library as `wecom_oidc::`.
 

@@ -2,8 +2,8 @@
 //! background tasks. Tests and the demo start exactly this.
 //!
 //! The only place that assembles the parts; it handles no request itself. Below it the layers run
-//! `registry` → `routes` → `limits` → `oidc` → `keys` → `storage` → `wecom`/`pages` → `config` →
-//! `domain` → leaves (drawn and checked in `layers.rs`).
+//! `registry` → `routes` → `limits` → `oidc` → `keys`/`telemetry` → `storage` → `wecom`/`pages` →
+//! `config` → `domain` → leaves (drawn and checked in `layers.rs`).
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -158,14 +158,13 @@ impl Application {
 
         let state_handle = state.clone();
         let hsts = config.issuer.is_https();
-        let limits = web::Data::from(crate::limits::Limits::new(&config.limits, &prefix));
+        let limits = web::Data::from(crate::limits::Limits::new(&config.limits));
         let mut server = HttpServer::new(move || {
             let mut app = App::new()
                 .app_data(state.clone())
                 .app_data(admin.clone())
                 .app_data(limits.clone())
                 .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
-                .wrap(from_fn(crate::limits::limit))
                 .wrap(from_fn(routes::shape::error_shape))
                 .wrap(security_headers(hsts))
                 .wrap(from_fn(crate::telemetry::record_request))

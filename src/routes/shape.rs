@@ -157,13 +157,16 @@ pub async fn error_shape(
         .as_ref()
         .map(|s| s.cookie_path.trim_end_matches('/').to_owned())
         .unwrap_or_default();
-    let path = req.path().to_owned();
-    let shape = shape_of(&path, &prefix);
+    let raw_path = req.path().to_owned();
     let response = next.call(req).await?;
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) || is_shaped(response.headers()) {
         return Ok(response.map_into_left_body());
     }
+    // The pattern of the resource that answered, when one did: every spelling of a path the
+    // router accepts (`/tok%65n`) is shaped like the endpoint it reached.
+    let path = response.request().match_pattern().unwrap_or(raw_path);
+    let shape = shape_of(&path, &prefix);
     let replacement = reshape(
         shape,
         &path,
