@@ -12,13 +12,15 @@
 //!   request goes on.
 //!
 //! Probes are single-flight: of many requests failing together, one probes and the rest answer.
-//! Pooled connections that went idle before the database was last found unreachable are closed
-//! instead of used, so that after an outage no request fails on a connection that died in it.
+//! Pooled connections that went idle before a connection was last lost (or a probe failed) are
+//! closed instead of used, so that after a restart or an outage no request fails on a connection
+//! that died in it.
 //!
 //! SQLite's one writer (see `Store`) waits `SQLITE_BUSY_TIMEOUT_MS` for a lock another process
-//! holds. When that wait runs out, writes queued behind it fail at once for as long again rather
-//! than each waiting its turn: a long-held lock (a backup) answers 503 within a second, as it
-//! would without the queue.
+//! holds. When that wait runs out, writes queued behind it look at the lock without waiting for
+//! as long again (going on when it is free, failing at once when not) rather than each waiting a
+//! busy timeout in turn: a long-held lock (a backup) answers 503 within a second, as it would
+//! without the queue.
 
 use std::fmt;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -212,8 +214,8 @@ pub(super) struct Gate {
     breaker: Arc<Breaker>,
     /// The statement that opens a transaction (SQLite's writer takes its lock at once).
     begin: &'static str,
-    /// Until when writes fail at once: another process held SQLite's lock for a whole busy
-    /// timeout, and most likely still does.
+    /// Until when writes look at SQLite's lock without waiting for it: another process held it
+    /// for a whole busy timeout, and most likely still does.
     locked_elsewhere_until: Arc<Mutex<Option<Instant>>>,
 }
 
