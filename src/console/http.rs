@@ -103,6 +103,9 @@ fn html(req: &HttpRequest, state: &AppState, status: StatusCode, body: String) -
     builder
         .content_type("text/html; charset=utf-8")
         .insert_header((header::CONTENT_SECURITY_POLICY, CSP))
+        // The console's own form posts must carry their `Origin` (`no-referrer`, the default
+        // elsewhere, makes browsers send `Origin: null`); nothing leaves for another site.
+        .insert_header((header::REFERRER_POLICY, "same-origin"))
         .insert_header((header::CACHE_CONTROL, "no-store"));
     if let Some(code) = Params::parse(req.query_string().as_bytes())
         .get("lang")

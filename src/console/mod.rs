@@ -148,12 +148,13 @@ pub fn console_path(prefix: &str, next: Option<&str>) -> String {
 }
 
 /// Whether a POST comes from the console's own pages: its `Origin` is the issuer's (RFC 6454);
-/// without one, `Sec-Fetch-Site: same-origin` will do (both are set by the browser, not by page
-/// content). Anything else is a cross-site request, refused whatever it carries.
+/// without one, or with the opaque `null` a browser sends under a `no-referrer` policy,
+/// `Sec-Fetch-Site: same-origin` will do. Both headers are set by the browser, never by page
+/// content. Anything else is a cross-site request, refused whatever it carries.
 pub fn same_origin(expected: &str, origin: Option<&str>, fetch_site: Option<&str>) -> bool {
     match origin {
-        Some(origin) => origin.eq_ignore_ascii_case(expected),
-        None => fetch_site == Some("same-origin"),
+        Some(origin) if origin != "null" => origin.eq_ignore_ascii_case(expected),
+        _ => fetch_site == Some("same-origin"),
     }
 }
 
@@ -404,6 +405,8 @@ mod tests {
             Some("same-origin")
         ));
         assert!(!same_origin(origin, Some("null"), None));
+        assert!(!same_origin(origin, Some("null"), Some("cross-site")));
+        assert!(same_origin(origin, Some("null"), Some("same-origin")));
         assert!(same_origin(origin, None, Some("same-origin")));
         assert!(!same_origin(origin, None, Some("cross-site")));
         assert!(!same_origin(origin, None, None));
