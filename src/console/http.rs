@@ -431,9 +431,14 @@ async fn logout(
 ) -> HttpResponse {
     let form = Params::parse(&body);
     let base = base(&state);
-    if let Err(response) = guard_post(&req, &state, &pages, &form, &base).await {
-        return response;
-    }
+    let admin = match guard_post(&req, &state, &pages, &form, &base).await {
+        Ok(admin) => admin,
+        Err(response) => return response,
+    };
+    state
+        .provider
+        .audit_console(&admin, "console_sign_out", None, None, state.clock.now())
+        .await;
     let mut response =
         respond::redirect(&format!("{base}{}", crate::routes::LOGOUT_PATH), true).finish();
     let _ = response.add_cookie(&respond::removal_cookie(&state, SESSION_COOKIE));

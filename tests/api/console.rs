@@ -262,6 +262,27 @@ async fn an_administrator_signs_in_with_wecom_and_sees_every_application() {
 }
 
 #[tokio::test]
+async fn signing_out_ends_the_console_session_and_offers_to_end_the_sso_session() {
+    let app = spawn_console().await;
+    let csrf = csrf_of(&signed_in(&app, "ZhangSan").await);
+
+    let out = post(&app, "/console/logout", &[("csrf", &csrf)]).await;
+
+    assert_eq!(out.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        location(&out),
+        "/logout",
+        "the provider's own logout page asks about the SSO session"
+    );
+    assert_eq!(
+        get(&app, "/console/clients").await.status(),
+        StatusCode::FOUND
+    );
+    let audited = audit_events(&app, "console_sign_out").await;
+    assert_eq!(audited[0].sub.as_deref(), Some("zhangsan"));
+}
+
+#[tokio::test]
 async fn members_named_in_admin_users_are_admitted_whatever_their_groups() {
     let app = spawn_console().await;
 
