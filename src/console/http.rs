@@ -73,6 +73,31 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 type State = web::Data<AppState>;
 type Templates = web::Data<ConsolePages>;
 
+/// One console request: what every helper below needs.
+#[derive(Clone, Copy)]
+struct Cx<'a> {
+    req: &'a HttpRequest,
+    state: &'a AppState,
+    pages: &'a ConsolePages,
+}
+
+impl<'a> Cx<'a> {
+    fn new(req: &'a HttpRequest, state: &'a AppState, pages: &'a ConsolePages) -> Self {
+        Self { req, state, pages }
+    }
+}
+
+/// The value of a check that passed, or else the handler answers with the check's response
+/// (sign in, 403, 404, 503) and does nothing more.
+macro_rules! or_respond {
+    ($checked:expr) => {
+        match $checked {
+            Ok(value) => value,
+            Err(response) => return response,
+        }
+    };
+}
+
 /// The issuer's path prefix: `""` or `/sso`.
 fn base(state: &AppState) -> String {
     state.provider.config.issuer.path_prefix()
@@ -121,58 +146,49 @@ fn html(req: &HttpRequest, state: &AppState, status: StatusCode, body: String) -
     builder.body(body)
 }
 
-/// A page of the console around `content`.
-#[allow(clippy::too_many_arguments)]
-fn page(
-    req: &HttpRequest,
-    state: &AppState,
-    pages: &ConsolePages,
-    admin: Option<&Administrator>,
-    nav: &str,
-    template: &str,
-    status: StatusCode,
-    content: Value,
-) -> HttpResponse {
-    let base = base(state);
-    let frame = Frame {
-        lang: lang(req, state),
-        base: &base,
-        admin,
-        nav,
-    };
-    html(req, state, status, pages.render(template, frame, content))
+impl Cx<'_> {
+    /// A page of the console around `content`.
+    fn page(
+        &self,
+        admin: Option<&Administrator>,
+        nav: &str,
+        template: &str,
+        status: StatusCode,
+        content: Value,
+    ) -> HttpResponse {
+        let (req, state, pages) = (self.req, self.state, self.pages);
+        let base = base(state);
+        let frame = Frame {
+            lang: lang(req, state),
+            base: &base,
+            admin,
+            nav,
+        };
+        html(req, state, status, pages.render(template, frame, content))
+    }
 }
 
-/// A message page: `title` and `body` are keys of the console's strings.
-#[allow(clippy::too_many_arguments)]
-fn message(
-    req: &HttpRequest,
-    state: &AppState,
-    pages: &ConsolePages,
-    admin: Option<&Administrator>,
-    status: StatusCode,
-    title: &str,
-    body: &str,
-    detail: Option<&str>,
-    link: Option<(String, &str)>,
-) -> HttpResponse {
-    let t = strings(lang(req, state));
-    let text = |key: &str| t.get(key).copied().unwrap_or_default();
-    let content = context! {
-        title => text(title), body => text(body), detail,
-        link => link.as_ref().map(|(url, _)| url.clone()),
-        link_label => link.as_ref().map(|(_, label)| text(label)),
-    };
-    page(
-        req,
-        state,
-        pages,
-        admin,
-        "",
-        "message.html",
-        status,
-        content,
-    )
+impl Cx<'_> {
+    /// A message page: `title` and `body` are keys of the console's strings.
+    fn message(
+        &self,
+        admin: Option<&Administrator>,
+        status: StatusCode,
+        title: &str,
+        body: &str,
+        detail: Option<&str>,
+        link: Option<(String, &str)>,
+    ) -> HttpResponse {
+        let (req, state) = (self.req, self.state);
+        let t = strings(lang(req, state));
+        let text = |key: &str| t.get(key).copied().unwrap_or_default();
+        let content = context! {
+            title => text(title), body => text(body), detail,
+            link => link.as_ref().map(|(url, _)| url.clone()),
+            link_label => link.as_ref().map(|(_, label)| text(label)),
+        };
+        self.page(admin, "", "message.html", status, content)
+    }
 }
 
 /// Where the sign-in starts, to come back to `next`; `fresh` asks for a sign-in of the last
@@ -193,139 +209,125 @@ fn here(req: &HttpRequest) -> String {
     }
 }
 
-fn failure(
-    req: &HttpRequest,
-    state: &AppState,
-    pages: &ConsolePages,
-    admin: Option<&Administrator>,
-    err: impl Into<anyhow::Error>,
-) -> HttpResponse {
-    let err = err.into();
-    tracing::error!(error = %format!("{err:#}"), "console failure");
-    message(
-        req,
-        state,
-        pages,
-        admin,
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "error_title",
-        "error_body",
-        None,
-        None,
-    )
-}
-
-/// The administrator behind this request, or the response for anyone else: a redirect to sign
-/// in (no data), the 403 page, or the WeCom-unavailable page.
-async fn guard(
-    req: &HttpRequest,
-    state: &AppState,
-    pages: &ConsolePages,
-    next: &str,
-) -> Result<Administrator, HttpResponse> {
-    let sealed = cookie_of(req, state, SESSION_COOKIE);
-    let now = state.clock.now();
-    match state
-        .provider
-        .console_standing(sealed.as_deref(), now)
-        .await
-    {
-        Ok(Standing::Admin(admin)) => Ok(admin),
-        Ok(Standing::SignInNeeded) => {
-            let mut response = respond::redirect(&sign_in_url(state, next, false), false).finish();
-            if sealed.is_some() {
-                let _ = response.add_cookie(&respond::removal_cookie(state, SESSION_COOKIE));
-            }
-            Err(response)
-        }
-        Ok(Standing::Forbidden) => Err(message(
-            req,
-            state,
-            pages,
-            None,
-            StatusCode::FORBIDDEN,
-            "forbidden_title",
-            "forbidden_body",
-            None,
-            None,
-        )),
-        Ok(Standing::WeComUnavailable) => Err(message(
-            req,
-            state,
-            pages,
-            None,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "wecom_down_title",
-            "wecom_down_body",
-            None,
-            None,
-        )),
-        Err(err) => Err(failure(req, state, pages, None, err)),
-    }
-}
-
-/// [`guard`] for a form post: the request must come from the console's own origin and carry
-/// this session's CSRF token, or it is refused (403) before anything else is read.
-async fn guard_post(
-    req: &HttpRequest,
-    state: &AppState,
-    pages: &ConsolePages,
-    form: &Params,
-    next: &str,
-) -> Result<Administrator, HttpResponse> {
-    let refused = || {
-        message(
-            req,
-            state,
-            pages,
-            None,
-            StatusCode::FORBIDDEN,
-            "csrf_title",
-            "csrf_body",
+impl Cx<'_> {
+    /// Our own failure: logged with its chain, shown as an opaque page.
+    fn failure(
+        &self,
+        admin: Option<&Administrator>,
+        err: impl Into<anyhow::Error>,
+    ) -> HttpResponse {
+        let err = err.into();
+        tracing::error!(error = %format!("{err:#}"), "console failure");
+        self.message(
+            admin,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "error_title",
+            "error_body",
             None,
             None,
         )
-    };
-    let expected = state.provider.config.issuer.origin();
-    if !same_origin(
-        &expected,
-        header_str(req, header::ORIGIN),
-        req.headers()
-            .get("sec-fetch-site")
-            .and_then(|v| v.to_str().ok()),
-    ) {
-        tracing::warn!(
-            path = req.path(),
-            "console POST from another origin refused"
-        );
-        return Err(refused());
     }
-    let admin = guard(req, state, pages, next).await?;
-    if form.is_repeated("csrf") || !admin.csrf_matches(form.get("csrf")) {
-        tracing::warn!(
-            path = req.path(),
-            "console POST without this session's CSRF token"
-        );
-        return Err(refused());
-    }
-    Ok(admin)
 }
 
-/// [`guard_post`] for revoke, rotate and delete: the sign-in must also be of the last ten
-/// minutes; otherwise the person signs in again (`max_age`) and comes back to `next`, where they
-/// press the button again (the action is never replayed for them).
-async fn guard_destructive(
-    req: &HttpRequest,
-    state: &AppState,
-    pages: &ConsolePages,
-    form: &Params,
-    next: &str,
-) -> Result<Administrator, HttpResponse> {
-    let admin = guard_post(req, state, pages, form, next).await?;
-    if !admin.signed_in_recently(state.clock.now()) {
-        return Err(respond::redirect(&sign_in_url(state, next, true), true).finish());
+impl Cx<'_> {
+    /// The administrator behind this request, or the response for anyone else: a redirect to sign
+    /// in (no data), the 403 page, or the WeCom-unavailable page.
+    async fn guard(&self, next: &str) -> Result<Administrator, HttpResponse> {
+        let (req, state) = (self.req, self.state);
+        let sealed = cookie_of(req, state, SESSION_COOKIE);
+        let now = state.clock.now();
+        match state
+            .provider
+            .console_standing(sealed.as_deref(), now)
+            .await
+        {
+            Ok(Standing::Admin(admin)) => Ok(admin),
+            Ok(Standing::SignInNeeded) => {
+                let mut response =
+                    respond::redirect(&sign_in_url(state, next, false), false).finish();
+                if sealed.is_some() {
+                    let _ = response.add_cookie(&respond::removal_cookie(state, SESSION_COOKIE));
+                }
+                Err(response)
+            }
+            Ok(Standing::Forbidden) => Err(self.message(
+                None,
+                StatusCode::FORBIDDEN,
+                "forbidden_title",
+                "forbidden_body",
+                None,
+                None,
+            )),
+            Ok(Standing::WeComUnavailable) => Err(self.message(
+                None,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "wecom_down_title",
+                "wecom_down_body",
+                None,
+                None,
+            )),
+            Err(err) => Err(self.failure(None, err)),
+        }
     }
-    Ok(admin)
+}
+
+impl Cx<'_> {
+    /// [`guard`] for a form post: the request must come from the console's own origin and carry
+    /// this session's CSRF token, or it is refused (403) before anything else is read.
+    async fn guard_post(&self, form: &Params, next: &str) -> Result<Administrator, HttpResponse> {
+        let (req, state) = (self.req, self.state);
+        let refused = || {
+            self.message(
+                None,
+                StatusCode::FORBIDDEN,
+                "csrf_title",
+                "csrf_body",
+                None,
+                None,
+            )
+        };
+        let expected = state.provider.config.issuer.origin();
+        if !same_origin(
+            &expected,
+            header_str(req, header::ORIGIN),
+            req.headers()
+                .get("sec-fetch-site")
+                .and_then(|v| v.to_str().ok()),
+        ) {
+            tracing::warn!(
+                path = req.path(),
+                "console POST from another origin refused"
+            );
+            return Err(refused());
+        }
+        let admin = self.guard(next).await?;
+        if form.is_repeated("csrf") || !admin.csrf_matches(form.get("csrf")) {
+            tracing::warn!(
+                path = req.path(),
+                "console POST without this session's CSRF token"
+            );
+            return Err(refused());
+        }
+        Ok(admin)
+    }
+}
+
+impl Cx<'_> {
+    /// [`guard_post`] for revoke, rotate and delete: the sign-in must also be of the last ten
+    /// minutes; otherwise the person signs in again (`max_age`) and comes back to `next`, where they
+    /// press the button again (the action is never replayed for them).
+    async fn guard_destructive(
+        &self,
+        form: &Params,
+        next: &str,
+    ) -> Result<Administrator, HttpResponse> {
+        let state = self.state;
+        let admin = self.guard_post(form, next).await?;
+        if !admin.signed_in_recently(state.clock.now()) {
+            return Err(respond::redirect(&sign_in_url(state, next, true), true).finish());
+        }
+        Ok(admin)
+    }
 }
 
 async fn home(state: State) -> HttpResponse {
@@ -334,6 +336,7 @@ async fn home(state: State) -> HttpResponse {
 
 /// `GET /console/login?next=&max_age=`: off to `/authorize` as the console's built-in client.
 async fn login(req: HttpRequest, state: State, pages: Templates) -> HttpResponse {
+    let cx = Cx::new(&req, &state, &pages);
     let params = Params::parse(req.query_string().as_bytes());
     let next = console_path(&base(&state), params.get("next"));
     // Only the console's own re-sign-in asks for a recent one; no other age is accepted.
@@ -354,12 +357,13 @@ async fn login(req: HttpRequest, state: State, pages: Templates) -> HttpResponse
                 Some(super::SIGN_IN_SECS),
             ))
             .finish(),
-        Err(err) => failure(&req, &state, &pages, None, err),
+        Err(err) => cx.failure(None, err),
     }
 }
 
 /// `GET /console/callback?code&state`: the end of the console's sign-in.
 async fn callback(req: HttpRequest, state: State, pages: Templates) -> HttpResponse {
+    let cx = Cx::new(&req, &state, &pages);
     let params = Params::parse(req.query_string().as_bytes());
     let sealed = cookie_of(&req, &state, SIGN_IN_COOKIE);
     let again = Some((format!("{}/console/login", base(&state)), "sign_in_again"));
@@ -380,10 +384,7 @@ async fn callback(req: HttpRequest, state: State, pages: Templates) -> HttpRespo
                 Some(max_age),
             ))
             .finish(),
-        Ok(SignInOutcome::Forbidden) => message(
-            &req,
-            &state,
-            &pages,
+        Ok(SignInOutcome::Forbidden) => cx.message(
             None,
             StatusCode::FORBIDDEN,
             "forbidden_title",
@@ -391,10 +392,7 @@ async fn callback(req: HttpRequest, state: State, pages: Templates) -> HttpRespo
             None,
             None,
         ),
-        Ok(SignInOutcome::Expired) => message(
-            &req,
-            &state,
-            &pages,
+        Ok(SignInOutcome::Expired) => cx.message(
             None,
             StatusCode::BAD_REQUEST,
             "expired_title",
@@ -402,10 +400,7 @@ async fn callback(req: HttpRequest, state: State, pages: Templates) -> HttpRespo
             None,
             again,
         ),
-        Ok(SignInOutcome::Refused(error)) => message(
-            &req,
-            &state,
-            &pages,
+        Ok(SignInOutcome::Refused(error)) => cx.message(
             None,
             StatusCode::FORBIDDEN,
             "refused_title",
@@ -413,7 +408,7 @@ async fn callback(req: HttpRequest, state: State, pages: Templates) -> HttpRespo
             Some(&error),
             again,
         ),
-        Err(err) => failure(&req, &state, &pages, None, err),
+        Err(err) => cx.failure(None, err),
     };
     if sealed.is_some() {
         let _ = response.add_cookie(&respond::removal_cookie(&state, SIGN_IN_COOKIE));
@@ -429,12 +424,10 @@ async fn logout(
     pages: Templates,
     body: web::Bytes,
 ) -> HttpResponse {
+    let cx = Cx::new(&req, &state, &pages);
     let form = Params::parse(&body);
     let base = base(&state);
-    let admin = match guard_post(&req, &state, &pages, &form, &base).await {
-        Ok(admin) => admin,
-        Err(response) => return response,
-    };
+    let admin = or_respond!(cx.guard_post(&form, &base).await);
     state
         .provider
         .audit_console(&admin, "console_sign_out", None, None, state.clock.now())
@@ -654,21 +647,16 @@ fn notice(req: &HttpRequest, state: &AppState, allowed: &[&str]) -> Option<&'sta
 }
 
 async fn clients(req: HttpRequest, state: State, pages: Templates) -> HttpResponse {
-    let admin = match guard(&req, &state, &pages, &here(&req)).await {
-        Ok(admin) => admin,
-        Err(response) => return response,
-    };
+    let cx = Cx::new(&req, &state, &pages);
+    let admin = or_respond!(cx.guard(&here(&req)).await);
     let mut list = match state.provider.store.list_clients().await {
         Ok(list) => list,
-        Err(err) => return failure(&req, &state, &pages, Some(&admin), err),
+        Err(err) => return cx.failure(Some(&admin), err),
     };
     list.sort_by_key(|c| c.metadata.client_name.to_lowercase());
     let views: Vec<ClientView> = list.iter().map(ClientView::from).collect();
     let content = context! { clients => views, notice => notice(&req, &state, &["deleted"]) };
-    page(
-        &req,
-        &state,
-        &pages,
+    cx.page(
         Some(&admin),
         "clients",
         "clients.html",
@@ -678,14 +666,9 @@ async fn clients(req: HttpRequest, state: State, pages: Templates) -> HttpRespon
 }
 
 async fn new_client_form(req: HttpRequest, state: State, pages: Templates) -> HttpResponse {
-    let admin = match guard(&req, &state, &pages, &here(&req)).await {
-        Ok(admin) => admin,
-        Err(response) => return response,
-    };
-    page(
-        &req,
-        &state,
-        &pages,
+    let cx = Cx::new(&req, &state, &pages);
+    let admin = or_respond!(cx.guard(&here(&req)).await);
+    cx.page(
         Some(&admin),
         "clients",
         "client_new.html",
@@ -701,17 +684,12 @@ async fn create_client(
     pages: Templates,
     body: web::Bytes,
 ) -> HttpResponse {
+    let cx = Cx::new(&req, &state, &pages);
     let params = Params::parse(&body);
-    let admin = match guard_post(&req, &state, &pages, &params, req.path()).await {
-        Ok(admin) => admin,
-        Err(response) => return response,
-    };
+    let admin = or_respond!(cx.guard_post(&params, req.path()).await);
     let form = ClientForm::posted(&params);
     let show_error = |message: String| {
-        page(
-            &req,
-            &state,
-            &pages,
+        cx.page(
             Some(&admin),
             "clients",
             "client_new.html",
@@ -737,7 +715,7 @@ async fn create_client(
         Ok(created) => created,
         Err(err) => match form_error(&err) {
             Some(message) => return show_error(message),
-            None => return failure(&req, &state, &pages, Some(&admin), err),
+            None => return cx.failure(Some(&admin), err),
         },
     };
     let client = &created.client;
@@ -751,10 +729,7 @@ async fn create_client(
             now,
         )
         .await;
-    secret_page(
-        &req,
-        &state,
-        &pages,
+    cx.secret_page(
         &admin,
         client,
         created.client_secret.as_deref(),
@@ -762,58 +737,54 @@ async fn create_client(
     )
 }
 
-/// The page that shows a client's id and, this once, its new secret.
-fn secret_page(
-    req: &HttpRequest,
-    state: &AppState,
-    pages: &ConsolePages,
-    admin: &Administrator,
-    client: &RegisteredClient,
-    secret: Option<&str>,
-    title: &str,
-) -> HttpResponse {
-    let issuer = state.provider.issuer();
-    let title = strings(lang(req, state)).get(title).copied();
-    page(
-        req,
-        state,
-        pages,
-        Some(admin),
-        "clients",
-        "client_secret.html",
-        StatusCode::OK,
-        context! {
-            title, issuer, secret, client => ClientView::from(client),
-            snippets => snippets(issuer, client, secret),
-        },
-    )
+impl Cx<'_> {
+    /// The page that shows a client's id and, this once, its new secret.
+    fn secret_page(
+        &self,
+        admin: &Administrator,
+        client: &RegisteredClient,
+        secret: Option<&str>,
+        title: &str,
+    ) -> HttpResponse {
+        let (req, state) = (self.req, self.state);
+        let issuer = state.provider.issuer();
+        let title = strings(lang(req, state)).get(title).copied();
+        self.page(
+            Some(admin),
+            "clients",
+            "client_secret.html",
+            StatusCode::OK,
+            context! {
+                title, issuer, secret, client => ClientView::from(client),
+                snippets => snippets(issuer, client, secret),
+            },
+        )
+    }
 }
 
-/// The client named in the path, or the response for an unknown one.
-async fn find_client(
-    req: &HttpRequest,
-    state: &AppState,
-    pages: &ConsolePages,
-    admin: &Administrator,
-    client_id: &str,
-) -> Result<RegisteredClient, HttpResponse> {
-    match state.provider.store.get_client(client_id).await {
-        Ok(client) => Ok(client),
-        Err(StorageError::NotFound) => Err(message(
-            req,
-            state,
-            pages,
-            Some(admin),
-            StatusCode::NOT_FOUND,
-            "not_found_title",
-            "not_found_body",
-            None,
-            Some((
-                format!("{}/console/clients", base(state)),
-                "back_to_clients",
+impl Cx<'_> {
+    /// The client named in the path, or the response for an unknown one.
+    async fn find_client(
+        &self,
+        admin: &Administrator,
+        client_id: &str,
+    ) -> Result<RegisteredClient, HttpResponse> {
+        let state = self.state;
+        match state.provider.store.get_client(client_id).await {
+            Ok(client) => Ok(client),
+            Err(StorageError::NotFound) => Err(self.message(
+                Some(admin),
+                StatusCode::NOT_FOUND,
+                "not_found_title",
+                "not_found_body",
+                None,
+                Some((
+                    format!("{}/console/clients", base(state)),
+                    "back_to_clients",
+                )),
             )),
-        )),
-        Err(err) => Err(failure(req, state, pages, Some(admin), err)),
+            Err(err) => Err(self.failure(Some(admin), err)),
+        }
     }
 }
 
@@ -831,22 +802,14 @@ async fn client_page(
     pages: Templates,
     path: web::Path<String>,
 ) -> HttpResponse {
-    let admin = match guard(&req, &state, &pages, &here(&req)).await {
-        Ok(admin) => admin,
-        Err(response) => return response,
-    };
-    let client = match find_client(&req, &state, &pages, &admin, &path).await {
-        Ok(client) => client,
-        Err(response) => return response,
-    };
+    let cx = Cx::new(&req, &state, &pages);
+    let admin = or_respond!(cx.guard(&here(&req)).await);
+    let client = or_respond!(cx.find_client(&admin, &path).await);
     let content = context! {
         client => ClientView::from(&client), form => ClientForm::of(&client),
         notice => notice(&req, &state, &["saved"]),
     };
-    page(
-        &req,
-        &state,
-        &pages,
+    cx.page(
         Some(&admin),
         "clients",
         "client_detail.html",
@@ -863,21 +826,13 @@ async fn update_client(
     path: web::Path<String>,
     body: web::Bytes,
 ) -> HttpResponse {
+    let cx = Cx::new(&req, &state, &pages);
     let params = Params::parse(&body);
-    let admin = match guard_post(&req, &state, &pages, &params, req.path()).await {
-        Ok(admin) => admin,
-        Err(response) => return response,
-    };
-    let client = match find_client(&req, &state, &pages, &admin, &path).await {
-        Ok(client) => client,
-        Err(response) => return response,
-    };
+    let admin = or_respond!(cx.guard_post(&params, req.path()).await);
+    let client = or_respond!(cx.find_client(&admin, &path).await);
     let form = ClientForm::posted(&params);
     let show_error = |message: String| {
-        page(
-            &req,
-            &state,
-            &pages,
+        cx.page(
             Some(&admin),
             "clients",
             "client_detail.html",
@@ -903,7 +858,7 @@ async fn update_client(
         Ok(updated) => updated,
         Err(err) => match form_error(&err) {
             Some(message) => return show_error(message),
-            None => return failure(&req, &state, &pages, Some(&admin), err),
+            None => return cx.failure(Some(&admin), err),
         },
     };
     state
@@ -918,15 +873,7 @@ async fn update_client(
         .await;
     // A client that became confidential has a new secret: this is its one showing.
     if let Some(secret) = updated.client_secret.as_deref() {
-        return secret_page(
-            &req,
-            &state,
-            &pages,
-            &admin,
-            &updated.client,
-            Some(secret),
-            "rotated_title",
-        );
+        return cx.secret_page(&admin, &updated.client, Some(secret), "rotated_title");
     }
     respond::redirect(
         &format!("{}?done=saved", client_path(&state, &client.client_id)),
@@ -943,16 +890,11 @@ async fn rotate_secret(
     path: web::Path<String>,
     body: web::Bytes,
 ) -> HttpResponse {
+    let cx = Cx::new(&req, &state, &pages);
     let params = Params::parse(&body);
     let back = client_path(&state, &path);
-    let admin = match guard_destructive(&req, &state, &pages, &params, &back).await {
-        Ok(admin) => admin,
-        Err(response) => return response,
-    };
-    let client = match find_client(&req, &state, &pages, &admin, &path).await {
-        Ok(client) => client,
-        Err(response) => return response,
-    };
+    let admin = or_respond!(cx.guard_destructive(&params, &back).await);
+    let client = or_respond!(cx.find_client(&admin, &path).await);
     let now = state.clock.now();
     let secret = match registry::rotate_client_secret(
         &state.provider.store,
@@ -967,7 +909,7 @@ async fn rotate_secret(
         Err(RegistryError::PublicClient) => {
             return respond::redirect(&back, true).finish();
         }
-        Err(err) => return failure(&req, &state, &pages, Some(&admin), err),
+        Err(err) => return cx.failure(Some(&admin), err),
     };
     state
         .provider
@@ -979,15 +921,7 @@ async fn rotate_secret(
             now,
         )
         .await;
-    secret_page(
-        &req,
-        &state,
-        &pages,
-        &admin,
-        &client,
-        secret.as_deref(),
-        "rotated_title",
-    )
+    cx.secret_page(&admin, &client, secret.as_deref(), "rotated_title")
 }
 
 async fn delete_form(
@@ -996,18 +930,10 @@ async fn delete_form(
     pages: Templates,
     path: web::Path<String>,
 ) -> HttpResponse {
-    let admin = match guard(&req, &state, &pages, &here(&req)).await {
-        Ok(admin) => admin,
-        Err(response) => return response,
-    };
-    let client = match find_client(&req, &state, &pages, &admin, &path).await {
-        Ok(client) => client,
-        Err(response) => return response,
-    };
-    page(
-        &req,
-        &state,
-        &pages,
+    let cx = Cx::new(&req, &state, &pages);
+    let admin = or_respond!(cx.guard(&here(&req)).await);
+    let client = or_respond!(cx.find_client(&admin, &path).await);
+    cx.page(
         Some(&admin),
         "clients",
         "client_delete.html",
@@ -1024,24 +950,16 @@ async fn delete_client(
     path: web::Path<String>,
     body: web::Bytes,
 ) -> HttpResponse {
+    let cx = Cx::new(&req, &state, &pages);
     let params = Params::parse(&body);
     let back = format!("{}/delete", client_path(&state, &path));
-    let admin = match guard_destructive(&req, &state, &pages, &params, &back).await {
-        Ok(admin) => admin,
-        Err(response) => return response,
-    };
-    let client = match find_client(&req, &state, &pages, &admin, &path).await {
-        Ok(client) => client,
-        Err(response) => return response,
-    };
+    let admin = or_respond!(cx.guard_destructive(&params, &back).await);
+    let client = or_respond!(cx.find_client(&admin, &path).await);
     if params.get("confirm_name").map(str::trim) != Some(client.metadata.client_name.as_str()) {
         let error = strings(lang(&req, &state))
             .get("delete_name_mismatch")
             .copied();
-        return page(
-            &req,
-            &state,
-            &pages,
+        return cx.page(
             Some(&admin),
             "clients",
             "client_delete.html",
@@ -1052,7 +970,7 @@ async fn delete_client(
     let now = state.clock.now();
     match state.provider.store.delete_client(&client.client_id).await {
         Ok(()) | Err(StorageError::NotFound) => {}
-        Err(err) => return failure(&req, &state, &pages, Some(&admin), err),
+        Err(err) => return cx.failure(Some(&admin), err),
     }
     tracing::info!(client_id = %client.client_id, "client deleted in the console");
     state
@@ -1084,10 +1002,8 @@ struct PersonRow {
 
 /// `GET /console/people?q=`: members whose userid, name or sub contains `q`.
 async fn people(req: HttpRequest, state: State, pages: Templates) -> HttpResponse {
-    let admin = match guard(&req, &state, &pages, &here(&req)).await {
-        Ok(admin) => admin,
-        Err(response) => return response,
-    };
+    let cx = Cx::new(&req, &state, &pages);
+    let admin = or_respond!(cx.guard(&here(&req)).await);
     let params = Params::parse(req.query_string().as_bytes());
     let q = params
         .get("q")
@@ -1128,13 +1044,10 @@ async fn people(req: HttpRequest, state: State, pages: Templates) -> HttpRespons
                     })
                     .collect()
             }
-            Err(err) => return failure(&req, &state, &pages, Some(&admin), err),
+            Err(err) => return cx.failure(Some(&admin), err),
         },
     };
-    page(
-        &req,
-        &state,
-        &pages,
+    cx.page(
         Some(&admin),
         "people",
         "people.html",
@@ -1182,25 +1095,17 @@ async fn person(
     pages: Templates,
     path: web::Path<String>,
 ) -> HttpResponse {
-    let admin = match guard(&req, &state, &pages, &here(&req)).await {
-        Ok(admin) => admin,
-        Err(response) => return response,
-    };
+    let cx = Cx::new(&req, &state, &pages);
+    let admin = or_respond!(cx.guard(&here(&req)).await);
     match person_content(&state, &path).await {
-        Ok(Some(content)) => page(
-            &req,
-            &state,
-            &pages,
+        Ok(Some(content)) => cx.page(
             Some(&admin),
             "people",
             "person.html",
             StatusCode::OK,
             context! { notice => notice(&req, &state, &["revoked"]), ..content },
         ),
-        Ok(None) => message(
-            &req,
-            &state,
-            &pages,
+        Ok(None) => cx.message(
             Some(&admin),
             StatusCode::NOT_FOUND,
             "not_found_title",
@@ -1208,7 +1113,7 @@ async fn person(
             None,
             Some((format!("{}/console/people", base(&state)), "people_title")),
         ),
-        Err(err) => failure(&req, &state, &pages, Some(&admin), err),
+        Err(err) => cx.failure(Some(&admin), err),
     }
 }
 
@@ -1281,20 +1186,15 @@ async fn revoke(
     path: web::Path<String>,
     body: web::Bytes,
 ) -> HttpResponse {
+    let cx = Cx::new(&req, &state, &pages);
     let params = Params::parse(&body);
     let back = format!("{}/console/people/{}", base(&state), path_segment(&path));
-    let admin = match guard_destructive(&req, &state, &pages, &params, &back).await {
-        Ok(admin) => admin,
-        Err(response) => return response,
-    };
+    let admin = or_respond!(cx.guard_destructive(&params, &back).await);
     let now = state.clock.now();
     match state.provider.revoke_member_by_admin(&path, now).await {
         Ok(true) => {}
         Ok(false) => {
-            return message(
-                &req,
-                &state,
-                &pages,
+            return cx.message(
                 Some(&admin),
                 StatusCode::NOT_FOUND,
                 "not_found_title",
@@ -1303,7 +1203,7 @@ async fn revoke(
                 None,
             )
         }
-        Err(err) => return failure(&req, &state, &pages, Some(&admin), err),
+        Err(err) => return cx.failure(Some(&admin), err),
     }
     tracing::info!(sub = %path, "member revoked in the console");
     state
@@ -1384,10 +1284,8 @@ fn filter_link(base: &str, filters: &AuditFilters, extra: &[(&str, &str)]) -> St
 
 /// `GET /console/audit?sub=&client_id=&event=&since=&until=&cursor=[&format=csv]`.
 async fn audit(req: HttpRequest, state: State, pages: Templates) -> HttpResponse {
-    let admin = match guard(&req, &state, &pages, &here(&req)).await {
-        Ok(admin) => admin,
-        Err(response) => return response,
-    };
+    let cx = Cx::new(&req, &state, &pages);
+    let admin = or_respond!(cx.guard(&here(&req)).await);
     let params = Params::parse(req.query_string().as_bytes());
     let base = base(&state);
     let (filters, mut query, error) = match audit_query(&params) {
@@ -1408,7 +1306,7 @@ async fn audit(req: HttpRequest, state: State, pages: Templates) -> HttpResponse
     }
     let rows = match state.provider.store.audit_page(&query).await {
         Ok(rows) => rows,
-        Err(err) => return failure(&req, &state, &pages, Some(&admin), err),
+        Err(err) => return cx.failure(Some(&admin), err),
     };
     if csv {
         return HttpResponse::Ok()
@@ -1430,10 +1328,7 @@ async fn audit(req: HttpRequest, state: State, pages: Templates) -> HttpResponse
         csv_link => filter_link(&base, &filters, &[("format", "csv")]),
         rows => rows.iter().map(|(_, e)| event_view(e)).collect::<Vec<_>>(),
     };
-    page(
-        &req,
-        &state,
-        &pages,
+    cx.page(
         Some(&admin),
         "audit",
         "audit.html",
@@ -1481,22 +1376,17 @@ fn audit_csv<'a>(rows: impl Iterator<Item = &'a AuditEvent>) -> String {
 
 /// `GET /console/keys`: published, signing and retired keys.
 async fn keys(req: HttpRequest, state: State, pages: Templates) -> HttpResponse {
-    let admin = match guard(&req, &state, &pages, &here(&req)).await {
-        Ok(admin) => admin,
-        Err(response) => return response,
-    };
+    let cx = Cx::new(&req, &state, &pages);
+    let admin = or_respond!(cx.guard(&here(&req)).await);
     let now = state.clock.now();
     let keys = match state.provider.keys.overview(now).await {
         Ok(keys) => keys,
-        Err(err) => return failure(&req, &state, &pages, Some(&admin), err),
+        Err(err) => return cx.failure(Some(&admin), err),
     };
     let params = Params::parse(req.query_string().as_bytes());
     let notice = notice(&req, &state, &["keys_rotated"])
         .map(|text| format!("{text}{}", params.get("kid").unwrap_or_default()));
-    page(
-        &req,
-        &state,
-        &pages,
+    cx.page(
         Some(&admin),
         "keys",
         "keys.html",
@@ -1512,16 +1402,14 @@ async fn rotate_keys(
     pages: Templates,
     body: web::Bytes,
 ) -> HttpResponse {
+    let cx = Cx::new(&req, &state, &pages);
     let params = Params::parse(&body);
     let back = format!("{}/console/keys", base(&state));
-    let admin = match guard_destructive(&req, &state, &pages, &params, &back).await {
-        Ok(admin) => admin,
-        Err(response) => return response,
-    };
+    let admin = or_respond!(cx.guard_destructive(&params, &back).await);
     let now = state.clock.now();
     let kid = match state.provider.keys.rotate(now).await {
         Ok(kid) => kid,
-        Err(err) => return failure(&req, &state, &pages, Some(&admin), err),
+        Err(err) => return cx.failure(Some(&admin), err),
     };
     tracing::info!(%kid, "signing key rotated in the console");
     state
@@ -1538,10 +1426,8 @@ async fn rotate_keys(
 /// `GET /console/status[?check=1&userid=]`: readiness, the main figures, and on demand the
 /// checks of `wecom-oidc check`.
 async fn status(req: HttpRequest, state: State, pages: Templates) -> HttpResponse {
-    let admin = match guard(&req, &state, &pages, &here(&req)).await {
-        Ok(admin) => admin,
-        Err(response) => return response,
-    };
+    let cx = Cx::new(&req, &state, &pages);
+    let admin = or_respond!(cx.guard(&here(&req)).await);
     let provider = &state.provider;
     let now = state.clock.now();
     let ready = provider.store.ping().await.is_ok();
@@ -1590,10 +1476,7 @@ async fn status(req: HttpRequest, state: State, pages: Templates) -> HttpRespons
     } else {
         Vec::new()
     };
-    page(
-        &req,
-        &state,
-        &pages,
+    cx.page(
         Some(&admin),
         "status",
         "status.html",
