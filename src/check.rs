@@ -1,10 +1,13 @@
 //! `wecom-oidc check`: calls WeCom with the configured credentials and explains, in plain words and
 //! with the fix, whatever is wrong — the checks a platform team needs before the first sign-in.
 //! The console's status page runs the same checks ([`checks`]).
+//!
+//! It reaches WeCom only through `wecom::WeComClient`, opens no store and starts no server.
 
 use std::io::Write;
 
-use crate::config::{Config, GroupKinds};
+use crate::config::Config;
+use crate::domain::group::GroupKinds;
 use crate::wecom::{MemberStatus, WeComClient, WeComError};
 
 /// One check's result: whether it passed, what was checked, and the explanation or fix.

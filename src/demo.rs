@@ -2,6 +2,8 @@
 //! the provider on a fresh embedded store, and a small relying party (built on the `openidconnect`
 //! crate, as a real application would be) whose page signs in with WeCom and then shows the
 //! verified ID token's claims and the userinfo answer.
+//!
+//! Only wiring of existing parts (`simulator`, `startup`, `registry`): no protocol logic lives here.
 
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -93,8 +95,11 @@ pub async fn run() -> anyhow::Result<()> {
     let database = std::env::temp_dir().join(format!("wecom-oidc-demo-{}.db", std::process::id()));
     let database_url = format!("sqlite://{}", database.display());
     let listen = format!("127.0.0.1:{provider_port}");
+    // The demo's store is thrown away; its keys are sealed anyway, as a deployment's should be.
+    let key_encryption_key = crate::crypto::random_token(32);
     let config = Config::from_pairs([
         ("OIDC_ISSUER", issuer.as_str()),
+        ("KEY_ENCRYPTION_KEY", key_encryption_key.as_str()),
         ("LISTEN_ADDR", listen.as_str()),
         ("DATABASE_URL", database_url.as_str()),
         ("WECOM_CORP_ID", corp_id.as_str()),

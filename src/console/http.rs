@@ -432,8 +432,11 @@ async fn logout(
         .provider
         .audit_console(&admin, "console_sign_out", None, None, state.clock.now())
         .await;
-    let mut response =
-        respond::redirect(&format!("{base}{}", crate::routes::LOGOUT_PATH), true).finish();
+    let mut response = respond::redirect(
+        &format!("{base}{}", crate::oidc::endpoints::LOGOUT_PATH),
+        true,
+    )
+    .finish();
     let _ = response.add_cookie(&respond::removal_cookie(&state, SESSION_COOKIE));
     response
 }

@@ -178,7 +178,12 @@ impl Provider {
             expires_at: now + SIGN_IN_SECS,
         };
         let sealed = self.keys.seal_for_browser(&serde_json::to_vec(&pending)?)?;
-        let mut url = url::Url::parse(&self.config.issuer.endpoint(crate::routes::AUTHORIZE_PATH))?;
+        let mut url = url::Url::parse(
+            &self
+                .config
+                .issuer
+                .endpoint(crate::oidc::endpoints::AUTHORIZE_PATH),
+        )?;
         url.query_pairs_mut()
             .append_pair("response_type", "code")
             .append_pair("client_id", crate::oidc::CONSOLE_CLIENT_ID)
@@ -187,7 +192,7 @@ impl Provider {
                 &self
                     .config
                     .issuer
-                    .endpoint(crate::oidc::CONSOLE_CALLBACK_PATH),
+                    .endpoint(crate::oidc::endpoints::CONSOLE_CALLBACK_PATH),
             )
             .append_pair("scope", "openid")
             .append_pair("state", &state)
@@ -231,7 +236,7 @@ impl Provider {
         let redirect_uri = self
             .config
             .issuer
-            .endpoint(crate::oidc::CONSOLE_CALLBACK_PATH);
+            .endpoint(crate::oidc::endpoints::CONSOLE_CALLBACK_PATH);
         let grant = match self
             .redeem_code(
                 &client,

@@ -1,5 +1,7 @@
 //! The OpenID Connect protocol core. Nothing here knows about HTTP: handlers in `routes/` parse
-//! the request, call one function of `Provider`, and turn the outcome into a response.
+//! the request, call one function of `Provider`, and turn the outcome into a response. It never
+//! imports actix-web nor anything above it (`routes`, `limits`, `registry`, `startup`); SQL is
+//! reached through `storage`, WeCom through `wecom`, josekit through `keys`.
 //!
 //! ```text
 //!  relying party          wecom-oidc                                   WeCom
@@ -26,6 +28,7 @@ pub mod claims_request;
 pub mod client_assertion;
 pub mod client_auth;
 pub mod discovery;
+pub mod endpoints;
 pub mod error;
 pub mod id_token;
 pub mod introspection;
@@ -62,8 +65,6 @@ pub const BROWSER_COOKIE: &str = "wecom_oidc_browser";
 /// The client_id of the admin console: the provider's own relying party, built in (never stored),
 /// public, PKCE-bound, whose codes only the console redeems, in-process (`console::signin`).
 pub const CONSOLE_CLIENT_ID: &str = "wecom-oidc-console";
-/// Where the console's authorization responses arrive.
-pub const CONSOLE_CALLBACK_PATH: &str = "/console/callback";
 
 /// Everything the protocol functions need; built once at start-up and shared by every request.
 pub struct Provider {
@@ -219,7 +220,10 @@ impl Provider {
             secret_hash: None,
             metadata: ClientMetadata {
                 client_name: "wecom-oidc console".to_owned(),
-                redirect_uris: vec![self.config.issuer.endpoint(CONSOLE_CALLBACK_PATH)],
+                redirect_uris: vec![self
+                    .config
+                    .issuer
+                    .endpoint(endpoints::CONSOLE_CALLBACK_PATH)],
                 post_logout_redirect_uris: Vec::new(),
                 token_endpoint_auth_method: AuthMethod::None,
                 grant_types: vec![GrantType::AuthorizationCode],
