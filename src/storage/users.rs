@@ -182,12 +182,12 @@ impl Store {
             .replace('%', "\\%")
             .replace('_', "\\_");
         let pattern = format!("%{escaped}%");
-        sqlx::query(
-            "SELECT sub, profile, checked_at FROM users
+        sqlx::query(&format!(
+            "SELECT {MEMBER_COLUMNS} FROM users
              WHERE LOWER(sub) LIKE $1 ESCAPE '\\' OR userid_key LIKE $1 ESCAPE '\\'
                 OR LOWER(profile) LIKE $1 ESCAPE '\\'
-             ORDER BY userid_key LIMIT $2",
-        )
+             ORDER BY userid_key, sub LIMIT $2"
+        ))
         .bind(&pattern)
         .bind(limit)
         .fetch_all(&self.pool)
