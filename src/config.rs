@@ -78,6 +78,9 @@ const KNOWN_KEYS: &[&str] = &[
     "AUTH_FAILURE_LIMIT_PER_MINUTE",
     "TRUSTED_PROXIES",
     "WECOM_PROXY",
+    "DEVICE_CODE_TTL_SECS",
+    "DEVICE_POLL_INTERVAL_SECS",
+    "DEVICE_PUSH",
 ];
 
 /// The whole configuration, passed to the application as state.
@@ -108,6 +111,18 @@ pub struct Config {
     pub metrics_addr: Option<String>,
     /// Per-source abuse limits and the proxies whose forwarding headers are believed.
     pub limits: crate::limits::LimitSettings,
+    pub device: DeviceSettings,
+}
+
+/// The device authorization grant (RFC 8628).
+#[derive(Debug, Clone, Copy)]
+pub struct DeviceSettings {
+    /// How long a device code and its user code live (`DEVICE_CODE_TTL_SECS`, `expires_in`).
+    pub code_ttl: Duration,
+    /// The least time between two polls (`DEVICE_POLL_INTERVAL_SECS`, `interval`).
+    pub poll_interval: Duration,
+    /// Send the member named by `login_hint` a WeCom message to approve (`DEVICE_PUSH`).
+    pub push: bool,
 }
 
 /// Signing-key rotation.
@@ -735,7 +750,14 @@ impl Config {
             .map_err(|e| invalid("TRUSTED_PROXIES", e))?,
         };
 
+        let device = DeviceSettings {
+            code_ttl: secs("DEVICE_CODE_TTL_SECS", Duration::from_secs(600), 3600)?,
+            poll_interval: secs("DEVICE_POLL_INTERVAL_SECS", Duration::from_secs(5), 60)?,
+            push: parse_bool(&get, "DEVICE_PUSH", true)?,
+        };
+
         Ok(Config {
+            device,
             issuer,
             listen_addr,
             database,

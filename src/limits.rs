@@ -10,6 +10,8 @@
 //!   tokens are routine behind an office NAT). A source past one is refused at those endpoints
 //!   until its allowance refills. The limit is on the source, not on the client: the same
 //!   client keeps working from its own addresses while someone guesses its secret elsewhere.
+//!   Wrong user codes at `/device` (marked `WrongUserCode` by the handler) have an allowance of
+//!   their own at `AUTH_FAILURE_LIMIT_PER_MINUTE` (RFC 8628 §5.1).
 //!
 //! The source is the peer address, or — only when the peer is in `TRUSTED_PROXIES` — the
 //! nearest address in `X-Forwarded-For` / `Forwarded` that is not itself a trusted proxy.
@@ -106,10 +108,16 @@ fn forwarded_for(element: &str) -> Option<IpAddr> {
     })
 }
 
+/// Set on a response that answered a user code matching nothing: a failure of its source.
+#[derive(Debug, Clone, Copy)]
+pub struct WrongUserCode;
+
 /// Which limit a path falls under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Group {
     Authorize,
+    /// The device verification page, where people type user codes.
+    Device,
     Callback,
     Token,
     RevokeIntrospect,
@@ -123,7 +131,8 @@ impl Group {
         match path {
             AUTHORIZE_PATH => Some(Group::Authorize),
             WECOM_CALLBACK_PATH => Some(Group::Callback),
-            TOKEN_PATH => Some(Group::Token),
+            TOKEN_PATH | DEVICE_AUTHORIZATION_PATH => Some(Group::Token),
+            DEVICE_PATH => Some(Group::Device),
             REVOKE_PATH | INTROSPECT_PATH => Some(Group::RevokeIntrospect),
             USERINFO_PATH => Some(Group::Userinfo),
             p if p == "/admin" || p.starts_with("/admin/") => Some(Group::Admin),
@@ -134,6 +143,7 @@ impl Group {
     fn label(self) -> &'static str {
         match self {
             Group::Authorize => "authorize",
+            Group::Device => "device",
             Group::Callback => "wecom_callback",
             Group::Token => "token",
             Group::RevokeIntrospect => "revoke_introspect",
@@ -147,6 +157,7 @@ impl Group {
         match self {
             Group::Token | Group::RevokeIntrospect => Some(Failure::ClientAuthentication),
             Group::Userinfo => Some(Failure::Userinfo),
+            Group::Device => Some(Failure::UserCode),
             _ => None,
         }
     }
@@ -158,6 +169,7 @@ impl Group {
 enum Failure {
     ClientAuthentication,
     Userinfo,
+    UserCode,
 }
 
 /// The limits of one application; cheap to share.
@@ -165,7 +177,7 @@ pub struct Limits {
     prefix: String,
     trusted: TrustedProxies,
     /// One limiter per group (userinfo has only the failure limit).
-    requests: Option<[(Group, DefaultKeyedRateLimiter<IpAddr>); 5]>,
+    requests: Option<[(Group, DefaultKeyedRateLimiter<IpAddr>); 6]>,
     failures: Vec<(Failure, DefaultKeyedRateLimiter<IpAddr>)>,
     /// Sources past a failure allowance, and until when.
     blocked: moka::sync::Cache<(IpAddr, Failure), Instant>,
@@ -188,6 +200,7 @@ impl Limits {
             let quota = Quota::per_minute(n);
             [
                 Group::Authorize,
+                Group::Device,
                 Group::Callback,
                 Group::Token,
                 Group::RevokeIntrospect,
@@ -198,6 +211,7 @@ impl Limits {
         let failures = [
             (Failure::ClientAuthentication, settings.failures_per_minute),
             (Failure::Userinfo, settings.per_minute),
+            (Failure::UserCode, settings.failures_per_minute),
         ]
         .into_iter()
         .filter_map(|(kind, per_minute)| {
@@ -307,7 +321,13 @@ pub async fn limit(
     }
     let response = next.call(req).await?;
     if let Some(kind) = group.failure_kind() {
-        if response.status() == actix_web::http::StatusCode::UNAUTHORIZED {
+        if response.status() == actix_web::http::StatusCode::UNAUTHORIZED
+            || response
+                .response()
+                .extensions()
+                .get::<WrongUserCode>()
+                .is_some()
+        {
             limits.record_failure(source, kind);
         }
     }

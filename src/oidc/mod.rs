@@ -25,6 +25,7 @@ pub mod callback;
 pub mod claims_request;
 pub mod client_assertion;
 pub mod client_auth;
+pub mod device;
 pub mod discovery;
 pub mod error;
 pub mod id_token;
@@ -87,6 +88,10 @@ pub struct AuthorizationRequest {
     /// The `claims` parameter (OIDC Core §5.5); absent in requests stored before it existed.
     #[serde(default)]
     pub claims: Option<claims_request::ClaimsRequest>,
+    /// A sign-in on the way to approving a device (RFC 8628): the normalised user code. The
+    /// callback opens the session and returns to the approval page (`redirect_uri`) with no code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
 }
 
 /// The two ways WeCom signs a person in.

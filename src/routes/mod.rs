@@ -2,6 +2,7 @@
 //! outcome to a response. Every route is mounted under the issuer's path prefix.
 
 mod authorize;
+mod device;
 mod discovery;
 mod health;
 mod respond;
@@ -29,6 +30,8 @@ pub const LOGOUT_PATH: &str = "/logout";
 pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
 pub const WECOM_CALLBACK_PATH: &str = "/auth/wecom/callback";
 pub const WECOM_EVENTS_PATH: &str = "/wecom/events";
+pub const DEVICE_AUTHORIZATION_PATH: &str = "/device_authorization";
+pub const DEVICE_PATH: &str = "/device";
 
 /// What every handler shares.
 pub struct AppState {
@@ -90,6 +93,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(token::token))
             .route(web::method(Method::OPTIONS).to(preflight))
             .default_service(web::to(respond::method_not_allowed)),
+    )
+    .service(
+        web::resource(DEVICE_AUTHORIZATION_PATH)
+            .wrap(cors())
+            .route(web::post().to(device::device_authorization))
+            .route(web::method(Method::OPTIONS).to(preflight))
+            .default_service(web::to(respond::method_not_allowed)),
+    )
+    .service(
+        web::resource(DEVICE_PATH)
+            .route(web::get().to(device::device_page))
+            .route(web::post().to(device::device_decision)),
     )
     .service(
         web::resource(USERINFO_PATH)

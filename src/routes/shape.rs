@@ -33,9 +33,15 @@ enum Shape {
 fn shape_of(path: &str, prefix: &str) -> Shape {
     let path = path.strip_prefix(prefix).unwrap_or(path);
     match path {
-        super::TOKEN_PATH | super::REVOKE_PATH | super::INTROSPECT_PATH => Shape::OAuthJson,
+        super::TOKEN_PATH
+        | super::REVOKE_PATH
+        | super::INTROSPECT_PATH
+        | super::DEVICE_AUTHORIZATION_PATH => Shape::OAuthJson,
         super::USERINFO_PATH => Shape::Bearer,
-        super::AUTHORIZE_PATH | super::WECOM_CALLBACK_PATH | super::LOGOUT_PATH => Shape::Page,
+        super::AUTHORIZE_PATH
+        | super::WECOM_CALLBACK_PATH
+        | super::LOGOUT_PATH
+        | super::DEVICE_PATH => Shape::Page,
         _ => Shape::Json,
     }
 }

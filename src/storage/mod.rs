@@ -6,6 +6,7 @@ mod assertions;
 mod audit;
 mod clients;
 mod codes;
+mod device;
 mod requests;
 mod signing_keys;
 mod tokens;
@@ -22,6 +23,7 @@ use sqlx::{AnyPool, Executor};
 
 pub use audit::{AuditEvent, AuditQuery};
 pub use codes::{CodeGrant, CodeRedemption, NewCode};
+pub use device::{DeviceDecision, DeviceGrant, DeviceStatus};
 pub use requests::{ConsumedState, MemberGrant, PendingRequest, Session, SignIn};
 pub use signing_keys::StoredKey;
 pub use tokens::{AccessTokenRecord, RefreshRotation, RefreshTokenRecord};
@@ -289,6 +291,7 @@ impl Store {
             "refresh_tokens",
             "revoked_grants",
             "client_assertion_jtis",
+            "device_grants",
         ] {
             removed += self
                 .delete_in_batches(table, &format!("expires_at < {now}"))

@@ -8,6 +8,7 @@ mod backchannel;
 mod claims;
 mod client_jwt;
 mod client_secrets;
+mod device;
 mod discovery;
 mod egress;
 mod events;
