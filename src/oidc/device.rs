@@ -46,6 +46,41 @@ const SLOW_DOWN_STEP: i64 = 5;
 /// live code).
 const USER_CODE_ATTEMPTS: usize = 4;
 
+/// How often approvals are pushed: one message per member per 30 s (WeCom drops messages past
+/// 30 a minute to one member anyway), and a few per source per minute, so that a CLI cannot
+/// flood someone's WeCom.
+pub struct PushLimits {
+    members: governor::DefaultKeyedRateLimiter<String>,
+    sources: governor::DefaultKeyedRateLimiter<String>,
+}
+
+/// Pushes per requesting source per minute.
+const PUSHES_PER_SOURCE_PER_MINUTE: u32 = 6;
+const PUSH_PERIOD_PER_MEMBER: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl Default for PushLimits {
+    fn default() -> Self {
+        let per_member = governor::Quota::with_period(PUSH_PERIOD_PER_MEMBER)
+            .unwrap_or_else(|| governor::Quota::per_minute(std::num::NonZeroU32::MIN));
+        let per_source = governor::Quota::per_minute(
+            std::num::NonZeroU32::new(PUSHES_PER_SOURCE_PER_MINUTE)
+                .unwrap_or(std::num::NonZeroU32::MIN),
+        );
+        Self {
+            members: governor::DefaultKeyedRateLimiter::keyed(per_member),
+            sources: governor::DefaultKeyedRateLimiter::keyed(per_source),
+        }
+    }
+}
+
+impl PushLimits {
+    /// Whether one more message may go to `userid` for a request from `source`; counts it.
+    fn admits(&self, userid: &str, source: &str) -> bool {
+        self.sources.check_key(&source.to_owned()).is_ok()
+            && self.members.check_key(&userid.to_lowercase()).is_ok()
+    }
+}
+
 /// A user code, normalised: eight characters of the alphabet, upper case, no separator.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserCode(String);
@@ -194,6 +229,10 @@ impl Provider {
         complete
             .query_pairs_mut()
             .append_pair("user_code", &user_code.display());
+        if let Some(userid) = params.get("login_hint") {
+            self.push_approval(userid, &client, source, &user_code, complete.as_str())
+                .await;
+        }
         Ok(DeviceAuthorizationResponse {
             device_code,
             user_code: user_code.display(),
@@ -202,6 +241,60 @@ impl Provider {
             expires_in,
             interval,
         })
+    }
+
+    /// Sends the member named by `login_hint` a WeCom card linking to the approval, when
+    /// DEVICE_PUSH is on and neither the member nor the source has had one too recently. The
+    /// device request answers the same whatever happens here, so a CLI learns nothing of who
+    /// exists or who can be reached.
+    async fn push_approval(
+        &self,
+        userid: &str,
+        client: &RegisteredClient,
+        source: &str,
+        user_code: &UserCode,
+        link: &str,
+    ) {
+        let Some(wecom) = self.wecom.as_ref().filter(|_| self.config.device.push) else {
+            return;
+        };
+        let userid = userid.trim();
+        if userid.is_empty() || userid.len() > 64 {
+            return;
+        }
+        if !self.device_push.admits(userid, source) {
+            tracing::info!(
+                userid,
+                "device approval not pushed: sent to this member or source just now"
+            );
+            crate::telemetry::device_push("limited");
+            return;
+        }
+        let card = crate::wecom::TextCard {
+            title: format!("设备登录请求：{}", client.metadata.client_name),
+            description: format!(
+                "<div class=\"gray\">{} 请求以你的身份登录</div><div class=\"normal\">请求来自 {source}</div><div class=\"highlight\">设备码 {}</div>如果不是你本人刚刚发起的，请忽略或拒绝。",
+                client.metadata.client_name,
+                user_code.display()
+            ),
+            url: link.to_owned(),
+            button: "去批准".to_owned(),
+        };
+        match wecom.send_textcard(userid, &card).await {
+            Ok(crate::wecom::Delivery::Sent) => crate::telemetry::device_push("sent"),
+            // Outside the visible range, disabled, unknown: the code still works when typed.
+            Ok(crate::wecom::Delivery::NotReachable) => {
+                tracing::info!(
+                    userid,
+                    "device approval not pushed: WeCom cannot reach the member"
+                );
+                crate::telemetry::device_push("unreachable");
+            }
+            Err(err) => {
+                tracing::warn!(userid, error = %err, explanation = %wecom.explain(&err), "device approval not pushed");
+                crate::telemetry::device_push("failed");
+            }
+        }
     }
 
     fn issuer_endpoint(&self, path: &str) -> String {

@@ -70,6 +70,8 @@ pub struct Provider {
     pub backchannel: backchannel::BackchannelSender,
     /// Fetched `jwks_uri` documents of `private_key_jwt` clients.
     pub client_keys: client_assertion::ClientKeys,
+    /// How often device approvals may be pushed to WeCom.
+    pub device_push: device::PushLimits,
 }
 
 /// A validated authorization request, kept in the store while the person is at WeCom.
@@ -184,6 +186,7 @@ impl Provider {
         Ok(Self {
             secrets: client_auth::VerifiedSecrets::new(config.client_secret_cache_ttl),
             client_keys: client_assertion::ClientKeys::new()?,
+            device_push: device::PushLimits::default(),
             backchannel,
             wecom,
             keys,

@@ -737,3 +737,94 @@ async fn expired_device_grants_are_purged() {
         .unwrap()
         .is_none());
 }
+
+#[tokio::test]
+async fn a_login_hint_pushes_the_approval_to_the_members_wecom() {
+    let app = TestApp::spawn().await;
+    let client = cli_client(&app).await;
+
+    let device = start(&app, &client, &[("login_hint", "lisi")]).await;
+
+    let messages = app.simulator.control().messages();
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    let message = &messages[0];
+    assert_eq!(message.touser, vec!["lisi".to_owned()]);
+    assert_eq!(message.msgtype, "textcard");
+    assert_eq!(
+        message.content["url"],
+        field(&device, "verification_uri_complete")
+    );
+    assert!(message.content["title"]
+        .as_str()
+        .unwrap()
+        .contains("kubectl"));
+    let description = message.content["description"].as_str().unwrap();
+    assert!(description.contains("127.0.0.1"), "{description}");
+    assert!(description.contains(field(&device, "user_code")));
+    // Opening the link in the WeCom client is the silent sign-in, then the approval.
+    approve(&app, &device, "lisi").await;
+    let (status, _) = poll(&app, &client, field(&device, "device_code")).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn pushes_are_limited_per_member_and_can_be_turned_off() {
+    let app = TestApp::spawn().await;
+    let client = cli_client(&app).await;
+    start(&app, &client, &[("login_hint", "wangwu")]).await;
+
+    start(&app, &client, &[("login_hint", "wangwu")]).await;
+
+    assert_eq!(
+        app.simulator.control().messages().len(),
+        1,
+        "one message per member per 30 s"
+    );
+
+    let quiet = TestApp::spawn_with(&[("DEVICE_PUSH", "false")]).await;
+    let client = cli_client(&quiet).await;
+    start(&quiet, &client, &[("login_hint", "wangwu")]).await;
+    assert!(quiet.simulator.control().messages().is_empty());
+}
+
+#[tokio::test]
+async fn members_outside_the_visible_range_get_no_message_and_the_code_still_works() {
+    let app = TestApp::spawn().await;
+    let client = cli_client(&app).await;
+
+    for hint in ["wujiu", "nobody-at-all"] {
+        let response = device_request(&app, &client, &[("login_hint", hint)]).await;
+        assert_eq!(response.status(), 200, "{hint}");
+    }
+
+    assert!(app.simulator.control().messages().is_empty());
+}
+
+#[tokio::test]
+async fn device_tokens_and_pending_requests_show_in_the_metrics() {
+    use crate::metrics::{scrape, value};
+    let app = TestApp::spawn_with(&[("METRICS_ADDR", "127.0.0.1:0")]).await;
+    let client = cli_client(&app).await;
+    let before = scrape(&app).await;
+    let device = start(&app, &client, &[]).await;
+
+    let waiting = scrape(&app).await;
+    assert_eq!(
+        value(&waiting, "wecom_oidc_device_grants_pending", &[]),
+        1.0
+    );
+    approve(&app, &device, "zhangsan").await;
+    let (status, _) = poll(&app, &client, field(&device, "device_code")).await;
+    assert_eq!(status, 200);
+
+    let after = scrape(&app).await;
+    let issued = |text: &str| {
+        value(
+            text,
+            "wecom_oidc_tokens_issued_total",
+            &["grant_type=\"device_code\""],
+        )
+    };
+    assert!(issued(&after) >= issued(&before) + 1.0, "{after}");
+    assert_eq!(value(&after, "wecom_oidc_device_grants_pending", &[]), 0.0);
+}
