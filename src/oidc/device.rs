@@ -272,8 +272,9 @@ impl Provider {
         }
         let card = crate::wecom::TextCard {
             title: format!("设备登录请求：{}", client.metadata.client_name),
+            // Plain lines: the HTML-like colour classes of textcards are unconfirmed (§10).
             description: format!(
-                "<div class=\"gray\">{} 请求以你的身份登录</div><div class=\"normal\">请求来自 {source}</div><div class=\"highlight\">设备码 {}</div>如果不是你本人刚刚发起的，请忽略或拒绝。",
+                "{} 请求以你的身份登录\n请求来自 {source}\n设备码 {}\n如果不是你本人刚刚发起的，请忽略或拒绝。",
                 client.metadata.client_name,
                 user_code.display()
             ),
