@@ -2,7 +2,9 @@
 # Interop check: real relying-party libraries sign in against wecom-oidc end to end. Builds the
 # binary, starts the WeCom simulator (sample corporation) and the provider on a fresh SQLite file in
 # a temporary directory on free loopback ports, and runs, each against its own registered client:
-#   interop/node     openid-client, passport + its strategy, passport-oauth2 (npm ci, lock file)
+#   interop/node     openid-client (code flow, and a CLI's device flow: initiateDeviceAuthorization,
+#                    pollDeviceAuthorizationGrant), passport + its strategy, passport-oauth2
+#                    (npm ci, lock file)
 #   interop/python   Authlib's Flask client (pinned requirements, throw-away virtualenv)
 #   interop/ruby     GitLab's omniauth strategy   } Debian packages; skipped when missing unless
 #   interop/apache   Apache's mod_auth_openidc    } INTEROP_REQUIRE_ALL is set (CI sets it)
@@ -90,13 +92,14 @@ env -u DATABASE_URL \
   WECOM_API_BASE="$SIMULATOR" \
   WECOM_LOGIN_BASE="$SIMULATOR" \
   WECOM_OAUTH_BASE="$SIMULATOR" \
+  DEVICE_POLL_INTERVAL_SECS=1 \
   RUST_LOG=info,sqlx=warn \
   "$WECOM_OIDC_BIN" serve >"$WORK/provider.log" 2>&1 &
 PIDS+=($!)
 wait_for "$ISSUER/readyz" provider "${PIDS[-1]}"
 echo "== interop: provider $ISSUER, WeCom simulator $SIMULATOR"
 
-echo "== interop: Node (openid-client, passport)"
+echo "== interop: Node (openid-client code and device flows, passport)"
 (cd interop/node && npm ci --silent --no-audit --no-fund && node --test --test-reporter=spec)
 
 echo "== interop: Python (Authlib's Flask client)"
