@@ -16,6 +16,8 @@
 //!  POST /revoke, /introspect ▶ introspection::{revoke, introspect}
 //!  GET /logout ─────────▶ logout::logout (confirmation page unless id_token_hint names the member)
 //!                         └─ session ended ─ background ─▶ POST backchannel_logout_uri (logout token)
+//!  POST /device_authorization ▶ device::device_authorization (a CLI, RFC 8628; see `device`)
+//!  GET/POST /device ────▶ device::{device_page, device_decision}: WeCom sign-in as above, approve
 //! ```
 
 pub mod access;

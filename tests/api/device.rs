@@ -22,6 +22,13 @@ async fn cli_client(app: &TestApp) -> TestClient {
     .await
 }
 
+/// A CLI client and a device request of its with the defaults.
+async fn cli_with_device(app: &TestApp) -> (TestClient, Value) {
+    let client = cli_client(app).await;
+    let device = start(app, &client, &[]).await;
+    (client, device)
+}
+
 /// POST /device_authorization as `client` (Basic when it has a secret).
 async fn device_request(
     app: &TestApp,
@@ -97,14 +104,19 @@ fn hidden(html: &str, name: &str) -> String {
     html[start..].split('"').next().unwrap().to_owned()
 }
 
-/// Presses Approve or Deny on an approval page.
-async fn decide(app: &TestApp, page: &str, decision: &str) -> (u16, String) {
-    let response = app
-        .browser
+/// Posts an approval form from `browser`: (status, page).
+async fn post_decision(
+    app: &TestApp,
+    browser: &reqwest::Client,
+    user_code: &str,
+    csrf_token: &str,
+    decision: &str,
+) -> (u16, String) {
+    let response = browser
         .post(app.url("/device"))
         .form(&[
-            ("user_code", hidden(page, "user_code").as_str()),
-            ("csrf_token", hidden(page, "csrf_token").as_str()),
+            ("user_code", user_code),
+            ("csrf_token", csrf_token),
             ("decision", decision),
         ])
         .send()
@@ -112,6 +124,12 @@ async fn decide(app: &TestApp, page: &str, decision: &str) -> (u16, String) {
         .unwrap();
     let status = response.status().as_u16();
     (status, response.text().await.unwrap())
+}
+
+/// Presses Approve or Deny on an approval page.
+async fn decide(app: &TestApp, page: &str, decision: &str) -> (u16, String) {
+    let (user_code, csrf) = (hidden(page, "user_code"), hidden(page, "csrf_token"));
+    post_decision(app, &app.browser, &user_code, &csrf, decision).await
 }
 
 /// The whole person's side: sign in as `member` and approve.
@@ -356,8 +374,7 @@ async fn an_approved_device_gets_the_code_flows_tokens_once() {
 #[tokio::test]
 async fn without_offline_access_there_is_no_refresh_token() {
     let app = TestApp::spawn().await;
-    let client = cli_client(&app).await;
-    let device = start(&app, &client, &[]).await;
+    let (client, device) = cli_with_device(&app).await;
 
     approve(&app, &device, "lisi").await;
     let (status, tokens) = poll(&app, &client, field(&device, "device_code")).await;
@@ -370,8 +387,7 @@ async fn without_offline_access_there_is_no_refresh_token() {
 #[tokio::test]
 async fn polling_faster_than_the_interval_slows_the_device_down_by_five_seconds() {
     let app = TestApp::spawn().await;
-    let client = cli_client(&app).await;
-    let device = start(&app, &client, &[]).await;
+    let (client, device) = cli_with_device(&app).await;
     let code = field(&device, "device_code");
 
     let (_, first) = poll(&app, &client, code).await;
@@ -391,8 +407,7 @@ async fn polling_faster_than_the_interval_slows_the_device_down_by_five_seconds(
 #[tokio::test]
 async fn a_denied_request_answers_access_denied() {
     let app = TestApp::spawn().await;
-    let client = cli_client(&app).await;
-    let device = start(&app, &client, &[]).await;
+    let (client, device) = cli_with_device(&app).await;
 
     let page = approval_page(&app, field(&device, "verification_uri_complete"), "wangwu").await;
     let (status, body) = decide(&app, &page, "deny").await;
@@ -418,8 +433,7 @@ async fn a_denied_request_answers_access_denied() {
 #[tokio::test]
 async fn an_expired_device_code_answers_expired_token_and_offers_nothing_to_approve() {
     let app = TestApp::spawn().await;
-    let client = cli_client(&app).await;
-    let device = start(&app, &client, &[]).await;
+    let (client, device) = cli_with_device(&app).await;
 
     app.clock.advance(600);
     let (status, answer) = poll(&app, &client, field(&device, "device_code")).await;
@@ -445,8 +459,7 @@ async fn an_expired_device_code_answers_expired_token_and_offers_nothing_to_appr
 #[tokio::test]
 async fn the_verification_page_asks_for_the_code_and_takes_it_typed_loosely() {
     let app = TestApp::spawn().await;
-    let client = cli_client(&app).await;
-    let device = start(&app, &client, &[]).await;
+    let (_, device) = cli_with_device(&app).await;
 
     let (status, form, _) = open(&app, &app.url("/device")).await;
     assert_eq!(status, 200);
@@ -521,8 +534,7 @@ async fn an_existing_sso_session_goes_straight_to_the_approval() {
 #[tokio::test]
 async fn inside_the_wecom_client_the_sign_in_is_the_silent_oauth() {
     let app = TestApp::spawn().await;
-    let client = cli_client(&app).await;
-    let device = start(&app, &client, &[]).await;
+    let (_, device) = cli_with_device(&app).await;
 
     let response = app
         .browser
@@ -538,8 +550,7 @@ async fn inside_the_wecom_client_the_sign_in_is_the_silent_oauth() {
 #[tokio::test]
 async fn people_wecom_refuses_see_the_usual_pages_and_nothing_is_approved() {
     let app = TestApp::spawn().await;
-    let client = cli_client(&app).await;
-    let device = start(&app, &client, &[]).await;
+    let (client, device) = cli_with_device(&app).await;
     let (_, _, wecom) = open(&app, field(&device, "verification_uri_complete")).await;
 
     let callback = app
@@ -559,8 +570,7 @@ async fn people_wecom_refuses_see_the_usual_pages_and_nothing_is_approved() {
 #[tokio::test]
 async fn the_approval_needs_the_sessions_csrf_token() {
     let app = TestApp::spawn().await;
-    let client = cli_client(&app).await;
-    let device = start(&app, &client, &[]).await;
+    let (client, device) = cli_with_device(&app).await;
     let page = approval_page(
         &app,
         field(&device, "verification_uri_complete"),
@@ -570,32 +580,13 @@ async fn the_approval_needs_the_sessions_csrf_token() {
     let user_code = hidden(&page, "user_code");
 
     for (csrf, case) in [("", "missing"), ("0123456789abcdef", "forged")] {
-        let response = app
-            .browser
-            .post(app.url("/device"))
-            .form(&[
-                ("user_code", user_code.as_str()),
-                ("csrf_token", csrf),
-                ("decision", "approve"),
-            ])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 400, "{case}");
+        let (status, _) = post_decision(&app, &app.browser, &user_code, csrf, "approve").await;
+        assert_eq!(status, 400, "{case}");
     }
     // Another browser (no session) with the right token.
-    let response = app
-        .http
-        .post(app.url("/device"))
-        .form(&[
-            ("user_code", user_code.as_str()),
-            ("csrf_token", hidden(&page, "csrf_token").as_str()),
-            ("decision", "approve"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 400);
+    let csrf = hidden(&page, "csrf_token");
+    let (status, _) = post_decision(&app, &app.http, &user_code, &csrf, "approve").await;
+    assert_eq!(status, 400, "another browser");
 
     let (_, answer) = poll(&app, &client, field(&device, "device_code")).await;
     assert_eq!(answer["error"], "authorization_pending", "nothing approved");
@@ -604,8 +595,7 @@ async fn the_approval_needs_the_sessions_csrf_token() {
 #[tokio::test]
 async fn a_code_is_approved_once() {
     let app = TestApp::spawn().await;
-    let client = cli_client(&app).await;
-    let device = start(&app, &client, &[]).await;
+    let (client, device) = cli_with_device(&app).await;
     let page = approval_page(
         &app,
         field(&device, "verification_uri_complete"),
@@ -648,8 +638,7 @@ async fn wrong_user_codes_count_against_the_failure_limit() {
 #[tokio::test]
 async fn revoking_the_member_ends_an_approved_grant_and_its_tokens() {
     let app = TestApp::spawn().await;
-    let client = cli_client(&app).await;
-    let device = start(&app, &client, &[]).await;
+    let (client, device) = cli_with_device(&app).await;
     approve(&app, &device, "wangwu").await;
 
     let revoked = app
@@ -671,8 +660,7 @@ async fn revoking_the_member_ends_an_approved_grant_and_its_tokens() {
 #[tokio::test]
 async fn tokens_from_a_device_end_with_the_members_access() {
     let app = TestApp::spawn().await;
-    let client = cli_client(&app).await;
-    let device = start(&app, &client, &[]).await;
+    let (client, device) = cli_with_device(&app).await;
     approve(&app, &device, "wangwu").await;
     let (_, tokens) = poll(&app, &client, field(&device, "device_code")).await;
     let access = field(&tokens, "access_token");
@@ -721,8 +709,7 @@ async fn a_client_without_the_grant_cannot_poll() {
 #[tokio::test]
 async fn expired_device_grants_are_purged() {
     let app = TestApp::spawn().await;
-    let client = cli_client(&app).await;
-    let device = start(&app, &client, &[]).await;
+    let (_, device) = cli_with_device(&app).await;
     let hash = sha256_hex(field(&device, "device_code"));
 
     app.store
@@ -827,4 +814,77 @@ async fn device_tokens_and_pending_requests_show_in_the_metrics() {
     };
     assert!(issued(&after) >= issued(&before) + 1.0, "{after}");
     assert_eq!(value(&after, "wecom_oidc_device_grants_pending", &[]), 0.0);
+}
+
+#[tokio::test]
+async fn a_cli_restricted_to_groups_refuses_members_outside_them() {
+    let app = TestApp::spawn().await;
+    let client = app
+        .register(json!({
+            "client_name": "prod kubectl",
+            "token_endpoint_auth_method": "none",
+            "grant_types": ["device_code"],
+            "redirect_uris": [],
+            "post_logout_redirect_uris": [],
+            "allowed_groups": ["tag:管理员"],
+        }))
+        .await;
+    let device = start(&app, &client, &[]).await;
+    let (_, _, wecom) = open(&app, field(&device, "verification_uri_complete")).await;
+
+    let callback = app
+        .wecom_approves(&wecom.unwrap(), &[("userid", "lisi")])
+        .await;
+    let response = app.browser.get(&callback).send().await.unwrap();
+
+    assert_eq!(response.status(), 403);
+    let (_, answer) = poll(&app, &client, field(&device, "device_code")).await;
+    assert_eq!(answer["error"], "authorization_pending");
+    // ZhangSan holds the tag.
+    let other = app.with_fresh_browser();
+    approve(&other, &device, "ZhangSan").await;
+    let (status, _) = poll(&other, &client, field(&device, "device_code")).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn signing_out_of_the_approving_session_ends_the_devices_tokens() {
+    let app = TestApp::spawn().await;
+    let (client, device) = cli_with_device(&app).await;
+    approve(&app, &device, "zhangsan").await;
+    let (_, tokens) = poll(&app, &client, field(&device, "device_code")).await;
+    let access = field(&tokens, "access_token");
+    assert!(jwt_claims(field(&tokens, "id_token"))["sid"].is_string());
+
+    let mut logout = url::Url::parse(&app.url("/logout")).unwrap();
+    logout
+        .query_pairs_mut()
+        .append_pair("id_token_hint", field(&tokens, "id_token"));
+    let response = app.browser.get(logout.as_str()).send().await.unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+
+    assert_eq!(app.userinfo(access).await.status(), 401);
+}
+
+#[tokio::test]
+async fn a_session_whose_member_was_disabled_since_is_not_enough_to_approve() {
+    let app = TestApp::spawn().await;
+    let web_app = app.confidential_client().await;
+    app.sign_in(&web_app, "wangwu", &[]).await;
+    let (client, device) = cli_with_device(&app).await;
+    app.simulator
+        .control()
+        .disable_member("wangwu")
+        .await
+        .unwrap();
+    app.clock.advance(301);
+
+    let (_, page, wecom) = open(&app, field(&device, "verification_uri_complete")).await;
+
+    assert!(
+        wecom.is_some(),
+        "signed in again at WeCom, which refuses: {page}"
+    );
+    let (_, answer) = poll(&app, &client, field(&device, "device_code")).await;
+    assert_eq!(answer["error"], "authorization_pending");
 }
