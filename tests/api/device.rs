@@ -689,6 +689,17 @@ async fn a_device_code_works_only_for_its_own_client() {
         (status, answer["error"].as_str()),
         (400, Some("invalid_grant"))
     );
+    let (status, answer) = poll(&app, &client, "not-a-device-code").await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    let response = app
+        .token_request(&client, &[("grant_type", DEVICE_GRANT)])
+        .await;
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_request", "device_code is missing");
     let (status, _) = poll(&app, &client, field(&device, "device_code")).await;
     assert_eq!(status, 200);
 }
