@@ -94,14 +94,16 @@ export class Browser {
   }
 
   /**
-   * The person opens a device's `verification_uri_complete` (the QR code a terminal prints),
-   * signs in at WeCom as `member`, comes back to the approval page and presses `decision`
-   * (approve or deny). Returns the approval page's HTML.
+   * The person opens a device's `verification_uri_complete` (the QR code a terminal prints, or
+   * the verification page with a code they typed), signs in at WeCom as `member`, comes back to
+   * the approval page and presses `decision` (approve or deny). Returns the approval page's HTML.
    */
   async answerDevice(verificationUriComplete, member, decision) {
-    const callback = await this.#scanAtWecom(verificationUriComplete, member)
+    const opened = new URL(verificationUriComplete)
+    const callback = await this.#scanAtWecom(opened, member)
     const back = await this.redirectFrom(callback)
-    assert.equal(back.href, new URL(verificationUriComplete).href, 'back at the approval page')
+    assert.equal(back.pathname, opened.pathname, 'back at the approval page')
+    assert.ok(back.searchParams.get('user_code'), 'with the user code')
     const page = await this.get(back)
     const html = await page.text()
     assert.equal(page.status, 200, html.slice(0, 300))
@@ -110,7 +112,7 @@ export class Browser {
       assert.ok(match, `the approval form has ${name}`)
       return match[1]
     }
-    const action = new URL(verificationUriComplete)
+    const action = new URL(opened)
     action.search = ''
     const answered = await this.postForm(action, {
       user_code: hidden('user_code'),

@@ -899,3 +899,22 @@ async fn a_session_whose_member_was_disabled_since_is_not_enough_to_approve() {
     let (_, answer) = poll(&app, &client, field(&device, "device_code")).await;
     assert_eq!(answer["error"], "authorization_pending");
 }
+
+#[tokio::test]
+async fn a_public_client_may_present_an_empty_secret_as_oidc_agent_does() {
+    let app = TestApp::spawn().await;
+    let cli = cli_client(&app).await;
+    let confidential = app
+        .register(json!({ "client_name": "argocd", "grant_types": ["authorization_code", "device_code"] }))
+        .await;
+    let empty_basic = |client: &TestClient| {
+        app.http
+            .post(app.url("/device_authorization"))
+            .basic_auth(&client.id, Some(""))
+            .form(&[("scope", "openid")])
+            .send()
+    };
+
+    assert_eq!(empty_basic(&cli).await.unwrap().status(), 200);
+    assert_eq!(empty_basic(&confidential).await.unwrap().status(), 401);
+}
