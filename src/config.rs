@@ -930,6 +930,9 @@ mod tests {
         assert!(config.metrics_addr.is_none() && config.wecom.proxy.is_none());
         assert_eq!(config.limits.per_minute, 1200);
         assert_eq!(config.limits.failures_per_minute, 30);
+        assert_eq!(config.device.code_ttl, Duration::from_secs(600));
+        assert_eq!(config.device.poll_interval, Duration::from_secs(5));
+        assert!(config.device.push);
     }
 
     #[test]
@@ -956,6 +959,9 @@ mod tests {
             ("KEY_ACTIVATION_DELAY_SECS", "-1"),
             ("AUDIT_RETENTION_DAYS", "forever"),
             ("RATE_LIMIT_PER_MINUTE", "lots"),
+            ("DEVICE_CODE_TTL_SECS", "0"),
+            ("DEVICE_POLL_INTERVAL_SECS", "61"),
+            ("DEVICE_PUSH", "maybe"),
         ] {
             let err = Config::from_pairs([(key, value)]).unwrap_err().to_string();
             assert!(err.contains(key), "{key}={value}: {err}");
