@@ -1,9 +1,12 @@
 //! `wecom-oidc check`: calls WeCom with the configured credentials and explains, in plain words and
 //! with the fix, whatever is wrong — the checks a platform team needs before the first sign-in.
+//!
+//! It reaches WeCom only through `wecom::WeComClient`, opens no store and starts no server.
 
 use std::io::Write;
 
-use crate::config::{Config, GroupKinds};
+use crate::config::Config;
+use crate::domain::group::GroupKinds;
 use crate::wecom::{MemberStatus, WeComClient, WeComError};
 
 /// One line of the report.

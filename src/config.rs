@@ -4,6 +4,10 @@
 //! may set the same keys (in any case); the environment wins. An invalid value stops the program with a
 //! message that names the variable and says what is expected. Secrets are `SecretString`, so `Debug`
 //! never prints them.
+//!
+//! Nearly everything reads `Config`, so it depends on nothing but the leaf types it parses into
+//! (`domain`, `limit_settings`, `key_timing`, `event_keys`) and is the only reader of the
+//! environment.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -12,6 +16,12 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
+
+use crate::domain::client::is_loopback_host;
+use crate::domain::group::GroupKinds;
+use crate::event_keys::{check_token, decode_aes_key};
+use crate::key_timing::{JWKS_MAX_AGE, KEY_RELOAD_INTERVAL};
+use crate::limit_settings::{ForwardedHeader, LimitSettings, TrustedProxies};
 
 /// A setting that could not be read: names the variable and what it expects.
 #[derive(Debug, thiserror::Error)]
@@ -77,11 +87,16 @@ const KNOWN_KEYS: &[&str] = &[
     "RATE_LIMIT_PER_MINUTE",
     "AUTH_FAILURE_LIMIT_PER_MINUTE",
     "TRUSTED_PROXIES",
+    "FORWARDED_HEADER",
     "WECOM_PROXY",
     "DEVICE_CODE_TTL_SECS",
     "DEVICE_POLL_INTERVAL_SECS",
     "DEVICE_PUSH",
 ];
+
+/// Where WeCom sends the member back after sign-in, under the issuer: the default of
+/// `WECOM_REDIRECT_URL`, and the path `routes/` mounts the callback on (through `oidc::endpoints`).
+pub const WECOM_CALLBACK_PATH: &str = "/auth/wecom/callback";
 
 /// The whole configuration, passed to the application as state.
 #[derive(Debug, Clone)]
@@ -110,7 +125,7 @@ pub struct Config {
     /// Where `/metrics` listens (`METRICS_ADDR`); `None` = no metrics.
     pub metrics_addr: Option<String>,
     /// Per-source abuse limits and the proxies whose forwarding headers are believed.
-    pub limits: crate::limits::LimitSettings,
+    pub limits: LimitSettings,
     pub device: DeviceSettings,
 }
 
@@ -183,16 +198,6 @@ impl Issuer {
 impl fmt::Display for Issuer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
-    }
-}
-
-/// True for `localhost`, `127.0.0.0/8` and `[::1]`.
-pub fn is_loopback_host(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
     }
 }
 
@@ -312,52 +317,6 @@ impl InClientScope {
             InClientScope::Base => "snsapi_base",
             InClientScope::PrivateInfo => "snsapi_privateinfo",
         }
-    }
-}
-
-/// Which kinds of group values go into the `groups` claim (formats in `domain::group`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct GroupKinds {
-    /// Department full paths from the top-most visible department, `总部/研发部/平台组`.
-    pub paths: bool,
-    /// Department names alone.
-    pub names: bool,
-    /// Department ids, as decimal strings.
-    pub ids: bool,
-    /// Tag names.
-    pub tags: bool,
-}
-
-impl GroupKinds {
-    /// What a profile keeps: every kind, so that a client's `allowed_groups` and `groups_claim`
-    /// can use any of them whatever GROUPS_CLAIM releases by default.
-    pub const ALL: GroupKinds = GroupKinds {
-        paths: true,
-        names: true,
-        ids: true,
-        tags: true,
-    };
-
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        let mut kinds = GroupKinds::default();
-        for item in split_list(raw) {
-            match item.as_str() {
-                "paths" => kinds.paths = true,
-                "names" => kinds.names = true,
-                "ids" => kinds.ids = true,
-                "tags" => kinds.tags = true,
-                other => {
-                    return Err(format!(
-                        "unknown kind {other:?}; expected a comma list of paths, names, ids, tags"
-                    ))
-                }
-            }
-        }
-        Ok(kinds)
-    }
-
-    pub fn any(&self) -> bool {
-        self.paths || self.names || self.ids || self.tags
     }
 }
 
@@ -566,10 +525,7 @@ impl Config {
         };
         let redirect_url = match get("WECOM_REDIRECT_URL") {
             Some(raw) => parse_url("WECOM_REDIRECT_URL", &raw)?,
-            None => parse_url(
-                "OIDC_ISSUER",
-                &issuer.endpoint(crate::routes::WECOM_CALLBACK_PATH),
-            )?,
+            None => parse_url("OIDC_ISSUER", &issuer.endpoint(WECOM_CALLBACK_PATH))?,
         };
         let base = |name: &'static str, default: &str| -> Result<Url, ConfigError> {
             parse_url(name, &get(name).unwrap_or_else(|| default.to_owned()))
@@ -705,7 +661,7 @@ impl Config {
         )?);
         let refresh_reuse_grace =
             Duration::from_secs(parse_number(&get, "REFRESH_REUSE_GRACE_SECS", 3, 0, 60)?);
-        let default_delay = crate::keys::JWKS_MAX_AGE + crate::keys::KEY_RELOAD_INTERVAL;
+        let default_delay = JWKS_MAX_AGE + KEY_RELOAD_INTERVAL;
         let keys = KeySettings {
             activation_delay: Duration::from_secs(parse_number(
                 &get,
@@ -735,7 +691,7 @@ impl Config {
             }
         }
 
-        let limits = crate::limits::LimitSettings {
+        let limits = LimitSettings {
             per_minute: parse_number(&get, "RATE_LIMIT_PER_MINUTE", 1200, 0, 1_000_000)? as u32,
             failures_per_minute: parse_number(
                 &get,
@@ -744,10 +700,14 @@ impl Config {
                 0,
                 1_000_000,
             )? as u32,
-            trusted_proxies: crate::limits::TrustedProxies::parse(
-                &get("TRUSTED_PROXIES").unwrap_or_default(),
-            )
-            .map_err(|e| invalid("TRUSTED_PROXIES", e))?,
+            trusted_proxies: TrustedProxies::parse(&get("TRUSTED_PROXIES").unwrap_or_default())
+                .map_err(|e| invalid("TRUSTED_PROXIES", e))?,
+            forwarded_header: match get("FORWARDED_HEADER") {
+                Some(raw) => {
+                    ForwardedHeader::parse(&raw).map_err(|e| invalid("FORWARDED_HEADER", e))?
+                }
+                None => Default::default(),
+            },
         };
 
         let device = DeviceSettings {
@@ -872,8 +832,8 @@ fn event_channel(
     match (get(token_name), get(key_name)) {
         (None, None) => Ok(None),
         (Some(token), Some(key)) => {
-            crate::wecom::events::check_token(&token).map_err(|e| invalid(token_name, e))?;
-            crate::wecom::events::decode_aes_key(&key).map_err(|e| invalid(key_name, e))?;
+            check_token(&token).map_err(|e| invalid(token_name, e))?;
+            decode_aes_key(&key).map_err(|e| invalid(key_name, e))?;
             Ok(Some(EventChannelSettings {
                 token: SecretString::from(token),
                 aes_key: SecretString::from(key),
@@ -955,6 +915,7 @@ mod tests {
             ("WECOM_AGENT_ID", "abc"),
             ("METRICS_ADDR", "9090"),
             ("TRUSTED_PROXIES", "10.0.0.0/99"),
+            ("FORWARDED_HEADER", "x-real-ip"),
             ("WECOM_PROXY", "not a url"),
             ("KEY_ACTIVATION_DELAY_SECS", "-1"),
             ("AUDIT_RETENTION_DAYS", "forever"),
@@ -1052,5 +1013,48 @@ mod tests {
         ] {
             assert!(!printed.contains(secret), "{secret} leaked");
         }
+    }
+
+    /// docs/configuration.md documents a setting by a table row (or a heading) that starts with
+    /// its name in backticks: `| `NAME` | default | meaning |`.
+    fn documented_settings(docs: &str) -> std::collections::BTreeSet<&str> {
+        docs.lines()
+            .filter_map(|line| {
+                let rest = line
+                    .strip_prefix('|')
+                    .or_else(|| line.starts_with('#').then(|| line.trim_start_matches('#')))?;
+                let (name, _) = rest.trim_start().strip_prefix('`')?.split_once('`')?;
+                let is_setting = !name.is_empty()
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+                is_setting.then_some(name)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_setting_is_documented_and_every_documented_setting_exists() {
+        let documented = documented_settings(include_str!("../docs/configuration.md"));
+        let known: std::collections::BTreeSet<&str> = KNOWN_KEYS.iter().copied().collect();
+        let undocumented: Vec<_> = known.difference(&documented).collect();
+        let unknown: Vec<_> = documented.difference(&known).collect();
+        assert!(
+            undocumented.is_empty(),
+            "settings in KNOWN_KEYS without a row in docs/configuration.md: {undocumented:?}"
+        );
+        assert!(
+            unknown.is_empty(),
+            "docs/configuration.md documents settings that are not in KNOWN_KEYS: {unknown:?}"
+        );
+    }
+
+    #[test]
+    fn documented_settings_are_read_from_rows_and_headings_only() {
+        let docs = "| `OIDC_ISSUER` | x | y |\n### `LISTEN_ADDR`\n| `client_name` | field |\nsee `DATABASE_URL`\n";
+        assert_eq!(
+            documented_settings(docs).into_iter().collect::<Vec<_>>(),
+            ["LISTEN_ADDR", "OIDC_ISSUER"]
+        );
     }
 }

@@ -5,6 +5,8 @@
 //! (`sha256$<hex>`) is stored and compared in constant time. A secret an administrator chose may
 //! be guessable, so it is stored as argon2id (`$argon2id$…`), like every secret made before
 //! generated secrets were digested.
+//!
+//! A leaf: no crate imports and no I/O. Signing and JWS/JWE belong to `keys` (josekit), not here.
 
 use aes_gcm::aead::{Aead, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};

@@ -4,6 +4,8 @@
 //! verified ID token's claims and the userinfo answer. It also registers a command-line client
 //! for the device flow (RFC 8628), prints the curl commands that play it, and shows the WeCom
 //! messages the simulator delivered (the pushed approvals).
+//!
+//! Only wiring of existing parts (`simulator`, `startup`, `registry`): no protocol logic lives here.
 
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -97,8 +99,11 @@ pub async fn run() -> anyhow::Result<()> {
     let database = std::env::temp_dir().join(format!("wecom-oidc-demo-{}.db", std::process::id()));
     let database_url = format!("sqlite://{}", database.display());
     let listen = format!("127.0.0.1:{provider_port}");
+    // The demo's store is thrown away; its keys are sealed anyway, as a deployment's should be.
+    let key_encryption_key = crate::crypto::random_token(32);
     let config = Config::from_pairs([
         ("OIDC_ISSUER", issuer.as_str()),
+        ("KEY_ENCRYPTION_KEY", key_encryption_key.as_str()),
         ("LISTEN_ADDR", listen.as_str()),
         ("DATABASE_URL", database_url.as_str()),
         ("WECOM_CORP_ID", corp_id.as_str()),
@@ -187,8 +192,8 @@ pub async fn run() -> anyhow::Result<()> {
 /// The device flow as a terminal plays it, ready to paste: ask for a code (pushed to ZhangSan's
 /// WeCom by `login_hint`), open the link, approve, then poll for the tokens.
 fn device_flow_commands(issuer: &crate::config::Issuer, client_id: &str) -> String {
-    let device = issuer.endpoint(crate::routes::DEVICE_AUTHORIZATION_PATH);
-    let token = issuer.endpoint(crate::routes::TOKEN_PATH);
+    let device = issuer.endpoint(crate::oidc::endpoints::DEVICE_AUTHORIZATION_PATH);
+    let token = issuer.endpoint(crate::oidc::endpoints::TOKEN_PATH);
     format!(
         "  Sign in from a terminal (device flow, RFC 8628): paste this, open the link it prints,\n  \
          sign in as ZhangSan and approve; the tokens follow.\n\n    \

@@ -12,7 +12,13 @@ pub mod config;
 pub mod crypto;
 pub mod demo;
 pub mod domain;
+pub mod event_keys;
+pub mod health;
+pub mod key_timing;
 pub mod keys;
+#[cfg(test)]
+mod layers;
+pub mod limit_settings;
 pub mod limits;
 pub mod oidc;
 pub mod outbound;

@@ -14,79 +14,75 @@
 //!   their own at `AUTH_FAILURE_LIMIT_PER_MINUTE` (RFC 8628 §5.1).
 //!
 //! The source is the peer address, or — only when the peer is in `TRUSTED_PROXIES` — the
-//! nearest address in `X-Forwarded-For` / `Forwarded` that is not itself a trusted proxy.
+//! nearest address that is not itself a trusted proxy in the one header `FORWARDED_HEADER` names:
+//! `X-Forwarded-For` by default, RFC 7239 `Forwarded` only when set so. The other header is
+//! ignored, since a proxy passes it through as the client wrote it.
 //! The 429 is plain here; `routes::shape` turns it into the endpoint's error shape.
+//!
+//! Each resource names its group where it is mounted (`.wrap(Limited(Group::Token))`): the
+//! middleware runs after routing, so every spelling the router accepts (`/tok%65n` is `/token`)
+//! counts alike. This module knows no path, and imports nothing of the crate but its settings.
 
+use std::future::{ready, Ready};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::body::{EitherBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::header;
-use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse};
+use futures_util::future::LocalBoxFuture;
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
-use ipnet::IpNet;
 
-/// Parsed `TRUSTED_PROXIES`.
-#[derive(Debug, Clone, Default)]
-pub struct TrustedProxies(Vec<IpNet>);
+use crate::limit_settings::{ForwardedHeader, LimitSettings};
 
-impl TrustedProxies {
-    /// A comma list of CIDRs (`10.0.0.0/8, 127.0.0.1/32`); a bare address counts as one host.
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        raw.split(',')
-            .map(str::trim)
-            .filter(|item| !item.is_empty())
-            .map(|item| {
-                item.parse::<IpNet>()
-                    .or_else(|_| item.parse::<IpAddr>().map(IpNet::from))
-                    .map_err(|_| {
-                        format!("expected a comma list of CIDRs such as 10.0.0.0/8, got {item:?}")
-                    })
-            })
-            .collect::<Result<_, _>>()
-            .map(Self)
+/// The address the request came from. Behind a trusted proxy it is read from the one header
+/// `FORWARDED_HEADER` names, walking from the nearest hop outwards past our own proxies (RFC 7239
+/// §5.2 order; X-Forwarded-For is appended to the same way). Only the hops our proxies appended are
+/// believed: the first hop that is not a trusted proxy is the client, and anything further out
+/// is whatever the client chose to send. A hop that is not an address (`for=unknown`, garbage)
+/// stops the walk at the last proxy that wrote it, never letting a client-written hop through.
+pub fn source(
+    settings: &LimitSettings,
+    peer: Option<IpAddr>,
+    headers: &header::HeaderMap,
+) -> Option<IpAddr> {
+    let peer = peer?;
+    let trusted = &settings.trusted_proxies;
+    if !trusted.contains(&peer) {
+        return Some(peer);
     }
-
-    fn contains(&self, ip: &IpAddr) -> bool {
-        self.0.iter().any(|net| net.contains(ip))
-    }
-
-    /// The address the request came from, trusting forwarding headers only from our proxies.
-    pub fn source(&self, peer: Option<IpAddr>, headers: &header::HeaderMap) -> Option<IpAddr> {
-        let peer = peer?;
-        if !self.contains(&peer) {
-            return Some(peer);
-        }
-        // Walk from the nearest hop outwards, past our own proxies (RFC 7239 §5.2 order).
-        let mut hops: Vec<IpAddr> = Vec::new();
-        for value in headers.get_all(header::FORWARDED) {
-            if let Ok(text) = value.to_str() {
-                hops.extend(text.split(',').filter_map(forwarded_for));
+    let (name, hop): (header::HeaderName, fn(&str) -> Option<IpAddr>) =
+        match settings.forwarded_header {
+            ForwardedHeader::XForwardedFor => {
+                (header::HeaderName::from_static("x-forwarded-for"), |hop| {
+                    hop.trim().parse().ok()
+                })
             }
+            ForwardedHeader::Forwarded => (header::FORWARDED, forwarded_for),
+        };
+    let hops: Vec<Option<IpAddr>> = headers
+        .get_all(name)
+        .flat_map(|value| {
+            // A value that is not text cannot be read hop by hop: it counts as one unreadable hop.
+            value
+                .to_str()
+                .map_or(vec![None], |text| text.split(',').map(hop).collect())
+        })
+        .collect();
+    let mut nearest = peer;
+    for hop in hops.into_iter().rev() {
+        match hop {
+            Some(ip) if trusted.contains(&ip) => nearest = ip,
+            Some(ip) => return Some(ip),
+            None => return Some(nearest),
         }
-        if hops.is_empty() {
-            for value in headers.get_all("x-forwarded-for") {
-                if let Ok(text) = value.to_str() {
-                    hops.extend(
-                        text.split(',')
-                            .filter_map(|h| h.trim().parse::<IpAddr>().ok()),
-                    );
-                }
-            }
-        }
-        Some(
-            hops.iter()
-                .rev()
-                .find(|ip| !self.contains(ip))
-                .copied()
-                .unwrap_or(peer),
-        )
     }
+    Some(nearest)
 }
 
 /// The `for=` address of one `Forwarded` element: `for=192.0.2.1`, `for="[2001:db8::1]:443"`.
@@ -112,9 +108,10 @@ fn forwarded_for(element: &str) -> Option<IpAddr> {
 #[derive(Debug, Clone, Copy)]
 pub struct WrongUserCode;
 
-/// Which limit a path falls under.
+/// The limit a resource counts under, attached to the resource itself (`.wrap(Limited(…))`), so
+/// that every spelling of its path that the router accepts (`/tok%65n` is `/token`) counts alike.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Group {
+pub enum Group {
     Authorize,
     /// The device verification page, where people type user codes.
     Device,
@@ -126,20 +123,6 @@ enum Group {
 }
 
 impl Group {
-    fn of(path: &str) -> Option<Self> {
-        use crate::routes::*;
-        match path {
-            AUTHORIZE_PATH => Some(Group::Authorize),
-            WECOM_CALLBACK_PATH => Some(Group::Callback),
-            TOKEN_PATH | DEVICE_AUTHORIZATION_PATH => Some(Group::Token),
-            DEVICE_PATH => Some(Group::Device),
-            REVOKE_PATH | INTROSPECT_PATH => Some(Group::RevokeIntrospect),
-            USERINFO_PATH => Some(Group::Userinfo),
-            p if p == "/admin" || p.starts_with("/admin/") => Some(Group::Admin),
-            _ => None,
-        }
-    }
-
     fn label(self) -> &'static str {
         match self {
             Group::Authorize => "authorize",
@@ -174,8 +157,8 @@ enum Failure {
 
 /// The limits of one application; cheap to share.
 pub struct Limits {
-    prefix: String,
-    trusted: TrustedProxies,
+    /// Which proxies and which header say where a request came from.
+    sources: LimitSettings,
     /// One limiter per group (userinfo has only the failure limit).
     requests: Option<[(Group, DefaultKeyedRateLimiter<IpAddr>); 6]>,
     failures: Vec<(Failure, DefaultKeyedRateLimiter<IpAddr>)>,
@@ -183,19 +166,8 @@ pub struct Limits {
     blocked: moka::sync::Cache<(IpAddr, Failure), Instant>,
 }
 
-/// `RATE_LIMIT_PER_MINUTE`, `AUTH_FAILURE_LIMIT_PER_MINUTE`, `TRUSTED_PROXIES`.
-#[derive(Debug, Clone)]
-pub struct LimitSettings {
-    /// Requests per minute per source and endpoint group; 0 = no limit.
-    pub per_minute: u32,
-    /// Failed client authentications per minute per source; 0 = no limit. (Failed userinfo
-    /// calls are limited at `per_minute`.)
-    pub failures_per_minute: u32,
-    pub trusted_proxies: TrustedProxies,
-}
-
 impl Limits {
-    pub fn new(settings: &LimitSettings, prefix: &str) -> Arc<Self> {
+    pub fn new(settings: &LimitSettings) -> Arc<Self> {
         let requests = NonZeroU32::new(settings.per_minute).map(|n| {
             let quota = Quota::per_minute(n);
             [
@@ -220,8 +192,7 @@ impl Limits {
         })
         .collect();
         let limits = Arc::new(Self {
-            prefix: prefix.to_owned(),
-            trusted: settings.trusted_proxies.clone(),
+            sources: settings.clone(),
             requests,
             failures,
             blocked: moka::sync::Cache::builder()
@@ -287,56 +258,97 @@ fn spawn_cleanup(limits: std::sync::Weak<Limits>) {
     });
 }
 
-/// Wraps the application: see the module documentation.
-pub async fn limit(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    let Some(limits) = req.app_data::<web::Data<Limits>>().cloned() else {
-        return next
-            .call(req)
-            .await
-            .map(ServiceResponse::map_into_left_body);
-    };
-    let path = req.path();
-    let group = Group::of(path.strip_prefix(limits.prefix.as_str()).unwrap_or(path));
-    let source = limits
-        .trusted
-        .source(req.peer_addr().map(|a| a.ip()), req.headers());
-    let (Some(group), Some(source)) = (group, source) else {
-        return next
-            .call(req)
-            .await
-            .map(ServiceResponse::map_into_left_body);
-    };
-    if let Some(wait) = limits.refused_for(group, source) {
-        metrics::counter!("wecom_oidc_rate_limited_total", "endpoint" => group.label())
-            .increment(1);
-        // Retry-After in whole seconds, never 0 (RFC 9110 §10.2.3).
-        let retry_after = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        let response = HttpResponse::TooManyRequests()
-            .insert_header((header::RETRY_AFTER, retry_after.max(1).to_string()))
-            .finish();
-        return Ok(req.into_response(response).map_into_right_body());
+/// Counts the requests of the resource or scope it wraps under one limit group, and refuses them
+/// with 429 while the source is over that group's limits. It runs after routing, on whatever
+/// spelling of the path the router matched, so no spelling escapes it.
+#[derive(Debug, Clone, Copy)]
+pub struct Limited(pub Group);
+
+impl<S, B> Transform<S, ServiceRequest> for Limited
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = actix_web::Error;
+    type Transform = LimitedService<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(LimitedService {
+            service: Rc::new(service),
+            group: self.0,
+        }))
     }
-    let response = next.call(req).await?;
-    if let Some(kind) = group.failure_kind() {
-        if response.status() == actix_web::http::StatusCode::UNAUTHORIZED
-            || response
-                .response()
-                .extensions()
-                .get::<WrongUserCode>()
-                .is_some()
-        {
-            limits.record_failure(source, kind);
-        }
+}
+
+/// The service made by [`Limited`].
+pub struct LimitedService<S> {
+    service: Rc<S>,
+    group: Group,
+}
+
+impl<S, B> Service<ServiceRequest> for LimitedService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let service = Rc::clone(&self.service);
+        let group = self.group;
+        Box::pin(async move {
+            let limits = req.app_data::<web::Data<Limits>>().cloned();
+            let source = limits.as_ref().and_then(|limits| {
+                source(
+                    &limits.sources,
+                    req.peer_addr().map(|a| a.ip()),
+                    req.headers(),
+                )
+            });
+            let (Some(limits), Some(source)) = (limits, source) else {
+                return service
+                    .call(req)
+                    .await
+                    .map(ServiceResponse::map_into_left_body);
+            };
+            if let Some(wait) = limits.refused_for(group, source) {
+                metrics::counter!("wecom_oidc_rate_limited_total", "endpoint" => group.label())
+                    .increment(1);
+                // Retry-After in whole seconds, never 0 (RFC 9110 §10.2.3).
+                let retry_after = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                let response = HttpResponse::TooManyRequests()
+                    .insert_header((header::RETRY_AFTER, retry_after.max(1).to_string()))
+                    .finish();
+                return Ok(req.into_response(response).map_into_right_body());
+            }
+            let response = service.call(req).await?;
+            if let Some(kind) = group.failure_kind() {
+                if response.status() == actix_web::http::StatusCode::UNAUTHORIZED
+                    || response
+                        .response()
+                        .extensions()
+                        .get::<WrongUserCode>()
+                        .is_some()
+                {
+                    limits.record_failure(source, kind);
+                }
+            }
+            Ok(response.map_into_left_body())
+        })
     }
-    Ok(response.map_into_left_body())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limit_settings::TrustedProxies;
     use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
@@ -350,25 +362,72 @@ mod tests {
         map
     }
 
+    fn behind(proxies: &str, header: ForwardedHeader) -> LimitSettings {
+        LimitSettings {
+            per_minute: 0,
+            failures_per_minute: 0,
+            trusted_proxies: TrustedProxies::parse(proxies).unwrap(),
+            forwarded_header: header,
+        }
+    }
+
     #[test]
     fn forwarding_headers_count_only_from_trusted_proxies() {
-        let trusted = TrustedProxies::parse("10.0.0.0/8, 127.0.0.1").unwrap();
+        let settings = behind("10.0.0.0/8, 127.0.0.1", ForwardedHeader::XForwardedFor);
         let proxy: IpAddr = "10.1.2.3".parse().unwrap();
         let stranger: IpAddr = "198.51.100.1".parse().unwrap();
         let xff = headers(&[("x-forwarded-for", "203.0.113.9, 192.0.2.7, 10.9.9.9")]);
 
         assert_eq!(
-            trusted.source(Some(proxy), &xff),
+            source(&settings, Some(proxy), &xff),
             Some("192.0.2.7".parse().unwrap()),
             "the nearest untrusted hop"
         );
-        assert_eq!(trusted.source(Some(stranger), &xff), Some(stranger));
-        let forwarded = headers(&[("forwarded", "for=\"[2001:db8::1]:443\";proto=https")]);
+        assert_eq!(source(&settings, Some(stranger), &xff), Some(stranger));
         assert_eq!(
-            trusted.source(Some(proxy), &forwarded),
+            source(&settings, Some(proxy), &HeaderMap::new()),
+            Some(proxy)
+        );
+    }
+
+    #[test]
+    fn only_the_header_the_setting_names_is_read() {
+        let proxy: IpAddr = "10.1.2.3".parse().unwrap();
+        let both = headers(&[
+            ("forwarded", "for=\"[2001:db8::1]:443\";proto=https"),
+            ("x-forwarded-for", "192.0.2.7"),
+        ]);
+
+        let by_default = behind("10.0.0.0/8", ForwardedHeader::XForwardedFor);
+        assert_eq!(
+            source(&by_default, Some(proxy), &both),
+            Some("192.0.2.7".parse().unwrap()),
+            "a client-supplied Forwarded is ignored by default"
+        );
+        let forwarded = behind("10.0.0.0/8", ForwardedHeader::Forwarded);
+        assert_eq!(
+            source(&forwarded, Some(proxy), &both),
             Some("2001:db8::1".parse().unwrap())
         );
-        assert_eq!(trusted.source(Some(proxy), &HeaderMap::new()), Some(proxy));
-        assert!(TrustedProxies::parse("10.0.0.0/33").is_err());
+        let only_xff = headers(&[("x-forwarded-for", "192.0.2.7")]);
+        assert_eq!(
+            source(&forwarded, Some(proxy), &only_xff),
+            Some(proxy),
+            "with FORWARDED_HEADER=forwarded, X-Forwarded-For is ignored"
+        );
+    }
+
+    #[test]
+    fn a_hop_that_is_no_address_stops_the_walk_at_the_proxy_that_wrote_it() {
+        let settings = behind("10.0.0.0/8", ForwardedHeader::XForwardedFor);
+        let proxy: IpAddr = "10.1.2.3".parse().unwrap();
+        let chosen_by_client = headers(&[("x-forwarded-for", "203.0.113.9, unknown, 10.9.9.9")]);
+        assert_eq!(
+            source(&settings, Some(proxy), &chosen_by_client),
+            Some("10.9.9.9".parse().unwrap())
+        );
+        let forwarded = behind("10.0.0.0/8", ForwardedHeader::Forwarded);
+        let hidden = headers(&[("forwarded", "for=203.0.113.9, for=_hidden")]);
+        assert_eq!(source(&forwarded, Some(proxy), &hidden), Some(proxy));
     }
 }

@@ -59,6 +59,13 @@ enum Command {
         #[arg(long)]
         userid: Option<String>,
     },
+    /// Ask the running provider whether it is ready (`/readyz` answers 200): exit 0 if so, 1 if
+    /// not. What a container's HEALTHCHECK runs.
+    Health {
+        /// The readiness URL; by default `/readyz` on LISTEN_ADDR under OIDC_ISSUER's path.
+        #[arg(long)]
+        url: Option<String>,
+    },
     /// Run the WeCom simulator alone (the local stand-in the tests and the demo use).
     Simulator {
         /// Address to listen on.
@@ -175,6 +182,15 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             if !wecom_oidc::check::run(&config, userid.as_deref(), &mut out).await? {
                 anyhow::bail!("some checks failed (see above)");
             }
+        }
+        Command::Health { url } => {
+            let url = url.unwrap_or_else(|| wecom_oidc::health::readiness_url(&config));
+            println!(
+                "{}",
+                wecom_oidc::health::probe(&url)
+                    .await
+                    .map_err(anyhow::Error::msg)?
+            );
         }
         Command::Simulator { listen, directory } => {
             wecom_oidc::simulator::run(&listen, directory.as_deref()).await?;

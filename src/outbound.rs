@@ -3,6 +3,9 @@
 //! milliseconds each time; done once per client, it was a third of the start-up. It is done
 //! once, on a thread of its own started first thing (`prepare`), beside the migrations and the
 //! key generation.
+//!
+//! A leaf: no crate imports. It builds clients; who they call (WeCom, relying parties) is the
+//! caller's business.
 
 use std::sync::OnceLock;
 

@@ -1,5 +1,9 @@
 //! Building and running the application: store, keys, WeCom client, route table, middleware and
 //! background tasks. Tests and the demo start exactly this.
+//!
+//! The only place that assembles the parts; it handles no request itself. Below it the layers run
+//! `registry` → `routes` → `limits` → `oidc` → `keys`/`telemetry` → `storage` → `wecom`/`pages` →
+//! `config` → `domain` → leaves (drawn and checked in `layers.rs`).
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -15,7 +19,8 @@ use serde_json::json;
 
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::keys::{KeyManager, KEY_RELOAD_INTERVAL};
+use crate::key_timing::KEY_RELOAD_INTERVAL;
+use crate::keys::KeyManager;
 use crate::oidc::backchannel::BackchannelSender;
 use crate::oidc::{discovery, Provider};
 use crate::pages::Pages;
@@ -158,14 +163,13 @@ impl Application {
 
         let state_handle = state.clone();
         let hsts = config.issuer.is_https();
-        let limits = web::Data::from(crate::limits::Limits::new(&config.limits, &prefix));
+        let limits = web::Data::from(crate::limits::Limits::new(&config.limits));
         let mut server = HttpServer::new(move || {
             let mut app = App::new()
                 .app_data(state.clone())
                 .app_data(admin.clone())
                 .app_data(limits.clone())
                 .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
-                .wrap(from_fn(crate::limits::limit))
                 .wrap(from_fn(routes::shape::error_shape))
                 .wrap(security_headers(hsts))
                 .wrap(from_fn(crate::telemetry::record_request))
@@ -209,6 +213,12 @@ impl Application {
     /// The back-channel logout sender, to wait for its deliveries (`wait_idle`) in tests.
     pub fn backchannel(&self) -> BackchannelSender {
         self.state.provider.backchannel.clone()
+    }
+
+    /// The running provider's signing keys, to reload them on demand (as the background reloader
+    /// does every `KEY_RELOAD_INTERVAL`) in tests.
+    pub fn signing_keys(&self) -> Arc<KeyManager> {
+        Arc::clone(&self.state.provider.keys)
     }
 
     /// The port `/metrics` listens on, when `METRICS_ADDR` is set.

@@ -11,6 +11,8 @@
 //! `wecom_oidc_tokens_issued_total{grant_type}`, `wecom_oidc_wecom_requests_total{api,errcode}`,
 //! `wecom_oidc_wecom_request_duration_seconds{api}`, `wecom_oidc_rate_limited_total{endpoint}`,
 //! `wecom_oidc_db_pool_connections{state}`, `wecom_oidc_build_info{version}`.
+//!
+//! Records what happened and decides nothing: no request is refused or changed here.
 
 use std::net::TcpListener;
 use std::sync::{Arc, OnceLock};

@@ -5,9 +5,9 @@
 //    PKCE when discovery advertises S256) and, left to its default, client_secret_post: a
 //    different request shape from the core API check.
 // 2. passport-oauth2, the strategy Outline's OIDC plugin is built on, set up with the values of
-//    the README's Outline guide: explicit endpoints (no discovery), `state`, no PKCE, the client
-//    secret in the token request's body (client_secret_post), and the profile read from userinfo
-//    with the access token, as Outline does.
+//    the Outline guide (docs/integrations/outline.md): explicit endpoints (no discovery),
+//    `state`, no PKCE, the client secret in the token request's body (client_secret_post), and
+//    the profile read from userinfo with the access token, as Outline does.
 import assert from 'node:assert/strict'
 import http from 'node:http'
 import { createRequire } from 'node:module'

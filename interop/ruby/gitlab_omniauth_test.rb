@@ -1,7 +1,7 @@
 # GitLab's OpenID Connect strategy, gitlab-omniauth-openid-connect (Debian's
-# ruby-omniauth-openid-connect packages exactly that gem), set up with the README's GitLab guide:
-# discovery, scope openid profile email, client_auth_method basic, uid_field sub, mounted under
-# /users/auth as GitLab mounts it. A Rack application with OmniAuth's middleware stands in for
+# ruby-omniauth-openid-connect packages exactly that gem), set up with the GitLab guide
+# (docs/integrations/gitlab.md): discovery, scope openid profile email, client_auth_method basic,
+# uid_field sub, mounted under /users/auth as GitLab mounts it. A Rack application with OmniAuth's middleware stands in for
 # GitLab; Rack::Test drives it, and Net::HTTP plays the person's browser between it, the provider
 # and the WeCom simulator. The strategy does every protocol step and validation (state, nonce,
 # discovery's issuer, the ID token's signature, iss, aud, exp); the test checks the auth hash it
@@ -95,7 +95,7 @@ class GitLabOmniauthTest < Minitest::Test
     @app ||= Rack::Builder.new do
       use Rack::Session::Cookie, secret: SecureRandom.hex(64), same_site: :lax
       use OmniAuth::Builder do
-        # The README's gitlab_rails['omniauth_providers'] entry, args as GitLab passes them.
+        # The guide's gitlab_rails['omniauth_providers'] entry, args as GitLab passes them.
         provider :openid_connect,
                  name: 'openid_connect', scope: %w[openid profile email],
                  response_type: 'code', issuer: ISSUER,

@@ -3,9 +3,8 @@
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use super::group;
+use super::group::{self, GroupKinds};
 use super::scope::ScopeSet;
-use crate::config::{is_loopback_host, GroupKinds};
 
 /// How a client authenticates at the token endpoint (RFC 7591 §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -179,6 +178,16 @@ fn invalid_redirect(description: impl Into<String>) -> MetadataError {
 
 const MAX_URIS: usize = 20;
 const MAX_URI_LEN: usize = 2000;
+
+/// True for `localhost`, `127.0.0.0/8` and `[::1]`.
+pub fn is_loopback_host(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
 
 /// Absolute, no fragment (RFC 6749 §3.1.2), no wildcard, `https` unless the host is loopback
 /// (RFC 8252 §7.3); matched byte for byte later, so it is kept exactly as given.

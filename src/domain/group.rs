@@ -14,11 +14,59 @@
 //! `tag:研发部/平台组`, never the department path. Tag names are free text any sub-administrator
 //! may create, so an RBAC rule on a department path must not be reachable by naming a tag.
 
-use crate::config::GroupKinds;
-
 pub const NAME_PREFIX: &str = "dept:";
 pub const ID_PREFIX: &str = "deptid:";
 pub const TAG_PREFIX: &str = "tag:";
+
+/// Which kinds of group values go into the `groups` claim (formats above).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GroupKinds {
+    /// Department full paths from the top-most visible department, `总部/研发部/平台组`.
+    pub paths: bool,
+    /// Department names alone.
+    pub names: bool,
+    /// Department ids, as decimal strings.
+    pub ids: bool,
+    /// Tag names.
+    pub tags: bool,
+}
+
+impl GroupKinds {
+    /// What a profile keeps: every kind, so that a client's `allowed_groups` and `groups_claim`
+    /// can use any of them whatever GROUPS_CLAIM releases by default.
+    pub const ALL: GroupKinds = GroupKinds {
+        paths: true,
+        names: true,
+        ids: true,
+        tags: true,
+    };
+
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let mut kinds = GroupKinds::default();
+        for item in raw
+            .split(',')
+            .map(|s| s.trim().to_ascii_lowercase())
+            .filter(|s| !s.is_empty())
+        {
+            match item.as_str() {
+                "paths" => kinds.paths = true,
+                "names" => kinds.names = true,
+                "ids" => kinds.ids = true,
+                "tags" => kinds.tags = true,
+                other => {
+                    return Err(format!(
+                        "unknown kind {other:?}; expected a comma list of paths, names, ids, tags"
+                    ))
+                }
+            }
+        }
+        Ok(kinds)
+    }
+
+    pub fn any(&self) -> bool {
+        self.paths || self.names || self.ids || self.tags
+    }
+}
 
 /// Which of the four kinds a group value is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

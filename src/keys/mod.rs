@@ -1,4 +1,5 @@
 //! Signing keys and the JWKS, and (in `client_jwt`) client assertions: the only user of josekit.
+//! It reaches the database only through `storage` and never imports the HTTP framework.
 //!
 //! Keys live in the database so that every replica signs with the same key. Replicas re-read the
 //! table every `KEY_RELOAD_INTERVAL`, so a `keys rotate` run elsewhere reaches all of them.
@@ -12,10 +13,16 @@
 //!
 //! `delay` is `KEY_ACTIVATION_DELAY_SECS` (default: the JWKS cache lifetime plus the reload
 //! interval), so every cached JWKS holds the new key before any token it signed is seen. A
-//! replica also never signs with a key it has not itself published for `delay` (one that learned
-//! of a key late waits), and never with a retired key: in between it has no key to sign with and
-//! token requests get 503, which is safer than tokens nobody can verify. The first key of an
-//! empty table signs at once: no JWKS without it was ever served.
+//! replica also never signs with a key it has not itself published for `delay`: one that learned
+//! of the new key at its next reload, after the rotation, keeps signing with the previous key
+//! until its own `delay` is over, so no request fails across a rotation. The previous key is
+//! published long enough for that (`LATE_SIGNING`, counted into the retention). Only a replica
+//! that could not read the table for longer than `LATE_SIGNING` past the activation has no key to
+//! sign with: token requests then get 503, which is safer than tokens nobody can verify. The
+//! first key of an empty table signs at once: no JWKS without it was ever served.
+//!
+//! Sign-in cookies are sealed independently of all this (see `seal_for_browser`): with the
+//! newest key every replica has had time to read, whichever key signs.
 
 pub mod client_jwt;
 
@@ -34,16 +41,21 @@ use serde_json::{Map, Value};
 use crate::clock::UnixTime;
 use crate::config::{Config, SigningAlg};
 use crate::crypto::{base64url, sha256, Sealer, SEALED_PREFIX};
+use crate::key_timing::{JWKS_MAX_AGE, KEY_RELOAD_INTERVAL};
 use crate::storage::{Store, StoredKey};
 
 /// How long past an ID token's lifetime a retired key stays published, for clock skew and caches.
 const RETENTION_MARGIN: i64 = 300;
 
-/// How long relying parties and proxies may cache the JWKS (`Cache-Control: max-age`), at most.
-pub const JWKS_MAX_AGE: Duration = Duration::from_secs(3600);
+/// How long after its retirement a replica that has not yet published the new key for the delay
+/// may still sign with the previous one. A replica learns of a rotation at its next reload, at most
+/// `KEY_RELOAD_INTERVAL` after it; this allows four missed reloads more. The retired key stays
+/// published this much longer, so that what it signed late still verifies.
+const LATE_SIGNING: i64 = 5 * KEY_RELOAD_INTERVAL.as_secs() as i64;
 
-/// How often each replica re-reads the signing keys (a rotation elsewhere reaches it this fast).
-pub const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(60);
+/// How old a key must be before this replica seals sign-in cookies with it: by then every
+/// replica has re-read the key table (twice, given one slow reload) and can open them.
+const SEAL_AFTER: i64 = 2 * KEY_RELOAD_INTERVAL.as_secs() as i64;
 
 /// The key that signs now and the JWKS document, built once per change of the key table or of
 /// which key may sign.
@@ -57,9 +69,14 @@ struct KeySet {
     jwks: Arc<String>,
     /// One browser sealer per stored key whose private part opens (see `seal_for_browser`).
     browser_sealers: Vec<(String, Sealer)>,
-    /// Which rows this set was built from and which signs, to skip rebuilding when nothing changed.
-    fingerprint: (Vec<(String, Option<i64>)>, Option<String>),
+    /// The key of `browser_sealers` that seals now; `None` only when no stored key opens.
+    sealing_kid: Option<String>,
+    /// Which rows this set was built from, which signs and which seals, to skip rebuilding when
+    /// nothing changed.
+    fingerprint: Fingerprint,
 }
+
+type Fingerprint = (Vec<(String, Option<i64>)>, Option<String>, Option<String>);
 
 /// When a rotated key may start signing, and when keys rotate by themselves.
 #[derive(Debug, Clone, Copy)]
@@ -100,7 +117,13 @@ impl KeyManager {
             .key_encryption_key
             .as_ref()
             .map(|k| Sealer::new(k.expose_secret()));
-        let retention = config.lifetimes.id_token.as_secs() as i64 + RETENTION_MARGIN;
+        if sealer.is_none() {
+            tracing::warn!(
+                "KEY_ENCRYPTION_KEY is not set: signing keys (and client_secret_jwt secrets) are stored unencrypted in the database; set it to 32 or more random characters"
+            );
+        }
+        let retention =
+            config.lifetimes.id_token.as_secs() as i64 + LATE_SIGNING + RETENTION_MARGIN;
         let rotation = Rotation {
             activation_delay: config.keys.activation_delay.as_secs() as i64,
             every: config.keys.rotate_every.map(|d| d.as_secs() as i64),
@@ -171,8 +194,15 @@ impl KeyManager {
             first_seen.clone()
         };
         let signing = choose_signer(&keys, &first_seen, self.rotation.activation_delay, now);
-        let wanted = fingerprint(&keys, signing, self.retention, now);
-        if wanted != self.current.load().fingerprint {
+        let current = self.current.load();
+        let wanted = fingerprint(
+            &keys,
+            signing,
+            choose_sealer(&keys, &current.browser_sealers, now),
+            self.retention,
+            now,
+        );
+        if wanted != current.fingerprint {
             let set = build_key_set(&keys, signing, self.sealer.as_ref(), self.retention, now)?;
             match &set.kid {
                 Some(kid) => tracing::info!(%kid, "signing key set reloaded"),
@@ -280,18 +310,22 @@ impl KeyManager {
     }
 
     /// Seals `plaintext` for a cookie that only this provider can open: AES-256-GCM under a key
-    /// derived from the current signing key's private part, which every replica shares through
-    /// the key table (so any replica opens what another sealed). `<kid>.<sealed>`.
+    /// derived from a stored key's private part, which every replica shares through the key
+    /// table (so any replica opens what another sealed). `<kid>.<sealed>`.
+    ///
+    /// The sealing key is not the signing key: which key may sign depends on when this replica
+    /// learned of it, and a sign-in must not fail while no key may sign. It is the newest key
+    /// stored at least `SEAL_AFTER` ago (every replica has read it by then), or the oldest.
     pub fn seal_for_browser(&self, plaintext: &[u8]) -> anyhow::Result<String> {
         let set = self.current.load();
-        let Some(kid) = &set.kid else {
-            bail!("no signing key may seal on this replica yet");
+        let Some(kid) = &set.sealing_kid else {
+            bail!("no stored key opens with this KEY_ENCRYPTION_KEY");
         };
         let (_, sealer) = set
             .browser_sealers
             .iter()
             .find(|(id, _)| id == kid)
-            .ok_or_else(|| anyhow!("the signing key {kid} has no browser sealer"))?;
+            .ok_or_else(|| anyhow!("the sealing key {kid} has no browser sealer"))?;
         let sealed = sealer
             .seal(plaintext)
             .map_err(|_| anyhow!("sealing failed"))?;
@@ -335,9 +369,14 @@ fn is_published(key: &StoredKey, retention: i64, now: UnixTime) -> bool {
         .is_none_or(|retired| retired + retention > now)
 }
 
-/// The key this replica may sign with at `now`: the newest one not yet retired that it has
-/// published for `delay` and that everyone has had `delay` to learn of. A key with no older key
+/// The key this replica may sign with at `now`: the newest one that it has published for `delay`
+/// and that everyone has had `delay` to learn of (`keys` is newest first). A key with no older key
 /// signs at once (no JWKS without it was ever served).
+///
+/// That key may have been retired already: the rotation retires it when the new key may sign on
+/// the replica that rotated, while this one may have learned of the new key later. It keeps
+/// signing until the new key may sign here, for `LATE_SIGNING` at most, which its retention
+/// covers; after that nothing signs (see the module documentation).
 fn choose_signer<'k>(
     keys: &'k [StoredKey],
     first_seen: &HashMap<String, UnixTime>,
@@ -346,25 +385,46 @@ fn choose_signer<'k>(
 ) -> Option<&'k StoredKey> {
     let oldest = keys.iter().map(|k| k.generation).min()?;
     keys.iter()
-        .filter(|k| k.retired_at.is_none_or(|retired| retired > now))
         .find(|k| {
             let seen = first_seen.get(&k.kid).copied().unwrap_or(now);
             k.generation == oldest || k.created_at.max(seen) + delay <= now
         })
+        .filter(|k| {
+            k.retired_at
+                .is_none_or(|retired| retired + LATE_SIGNING > now)
+        })
+}
+
+/// The key that seals sign-in cookies at `now` (see `seal_for_browser`), among those whose
+/// browser sealer this replica has: the newest stored at least `SEAL_AFTER` ago, else the oldest.
+fn choose_sealer(
+    keys: &[StoredKey],
+    sealers: &[(String, Sealer)],
+    now: UnixTime,
+) -> Option<String> {
+    let mut usable = keys
+        .iter()
+        .filter(|k| sealers.iter().any(|(kid, _)| kid == &k.kid));
+    let newest_settled = usable.clone().find(|k| k.created_at + SEAL_AFTER <= now);
+    newest_settled
+        .or_else(|| usable.next_back())
+        .map(|k| k.kid.clone())
 }
 
 fn fingerprint(
     keys: &[StoredKey],
     signing: Option<&StoredKey>,
+    sealing_kid: Option<String>,
     retention: i64,
     now: UnixTime,
-) -> (Vec<(String, Option<i64>)>, Option<String>) {
+) -> Fingerprint {
     (
         keys.iter()
             .filter(|k| is_published(k, retention, now))
             .map(|k| (k.kid.clone(), k.retired_at))
             .collect(),
         signing.map(|k| k.kid.clone()),
+        sealing_kid,
     )
 }
 
@@ -409,21 +469,23 @@ fn build_key_set(
     let jwks = serde_json::to_string(&serde_json::json!({ "keys": published }))?;
     // Keys whose private part this replica cannot open (KEY_ENCRYPTION_KEY changed since) seal
     // nothing; the signing key's was opened above.
-    let browser_sealers = keys
+    let browser_sealers: Vec<(String, Sealer)> = keys
         .iter()
         .filter_map(|k| {
             let private = open_private_json(&k.private_jwk, sealer).ok()?;
             Some((k.kid.clone(), browser_sealer(&private)))
         })
         .collect();
+    let sealing_kid = choose_sealer(keys, &browser_sealers, now);
     Ok(KeySet {
         kid: signing.map(|k| k.kid.clone()),
         alg,
         signer,
         verifiers,
         jwks: Arc::new(jwks),
+        fingerprint: fingerprint(keys, signing, sealing_kid.clone(), retention, now),
         browser_sealers,
-        fingerprint: fingerprint(keys, signing, retention, now),
+        sealing_kid,
     })
 }
 

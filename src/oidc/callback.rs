@@ -9,7 +9,7 @@ use crate::storage::{ConsumedState, Session, SignIn, StorageError};
 use crate::wecom::{FailureCategory, Identity, WeComClient, WeComError};
 
 use super::login_state::Unparked;
-use super::membership::{current_groups, status_refusal};
+use super::membership::{current_groups, status_refusal, Gone};
 use super::profile::{subject_of, UserProfile};
 use super::{ClientRedirect, ErrorCode, Params, Provider};
 
@@ -142,34 +142,39 @@ impl Provider {
                 Refusal::new(PageKind::NoAccessToApplication, super::access::DENIED)
                     .of(&profile.sub()),
             ),
-            // OIDC Core §5.5.1: no token for another member than the `sub` the client named.
-            Ok((profile, _))
+            other => other,
+        };
+        let identified = match identified {
+            // A member seen before gets their profile updated in the session's own statement
+            // below; a first sign-in's row is written first, for its `sub`.
+            Ok((profile, Some(sub))) => Ok((profile, sub, true)),
+            Ok((profile, None)) => {
+                let sub = self
+                    .store
+                    .save_member(&profile.sub(), &profile.sub(), &profile, now)
+                    .await?;
+                Ok((profile, sub, false))
+            }
+            Err(refusal) => Err(refusal),
+        };
+        let identified = match identified {
+            // OIDC Core §5.5.1: no token for another member than the `sub` the client named,
+            // compared with the member's stored `sub` (which a renamed or later holder of a
+            // userid does not share with the userid).
+            Ok((_, sub, _))
                 if request
                     .claims
                     .as_ref()
                     .and_then(|c| c.required_sub())
-                    .is_some_and(|sub| sub != profile.sub()) =>
+                    .is_some_and(|required| required != sub) =>
             {
-                Err(
-                    Refusal::new(PageKind::DifferentMember, "not_the_requested_sub")
-                        .of(&profile.sub()),
-                )
+                Err(Refusal::new(PageKind::DifferentMember, "not_the_requested_sub").of(&sub))
             }
             other => other,
         };
         match identified {
-            Ok((profile, stored_sub)) => {
-                // A member seen before gets their profile updated in the session's own
-                // statement below; a first sign-in's row is written first, for its `sub`.
-                let (sub, profile_update) = match stored_sub {
-                    Some(sub) => (sub, Some(&profile)),
-                    None => (
-                        self.store
-                            .save_member(&profile.sub(), &profile.sub(), &profile, now)
-                            .await?,
-                        None,
-                    ),
-                };
+            Ok((profile, sub, seen_before)) => {
+                let profile_update = seen_before.then_some(&profile);
                 let session_cookie = new_secret_token();
                 let session = Session {
                     id_hash: sha256_hex(&session_cookie),
@@ -293,11 +298,12 @@ impl Provider {
         let member = match wecom.member(&userid).await {
             Ok(member) => member,
             Err(err) => {
-                let refusal = wecom_refusal(wecom, &err, "user_get").of(&sub);
-                if refusal.kind == PageKind::OutsideVisibleRange && previous.is_some() {
-                    self.revoke_member(&sub, &refusal.reason, now).await?;
+                // Outside the visible range, the member loses access; with no such userid
+                // (60111), the binding of the userid to their `sub` ends as well.
+                if let (Some(gone), Some(_)) = (Gone::of(&err), &previous) {
+                    self.member_gone(&sub, gone, now).await?;
                 }
-                return Ok(Err(refusal));
+                return Ok(Err(wecom_refusal(wecom, &err, "user_get").of(&sub)));
             }
         };
         if let Some((kind, reason)) = status_refusal(member.status) {

@@ -13,12 +13,12 @@ use std::time::Duration;
 use moka::future::Cache;
 use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
+use tokio::sync::Mutex;
 
 use crate::clock::UnixTime;
 use crate::crypto::{sha256_hex, Sealer, SEALED_PREFIX};
 use crate::domain::{AuthMethod, RegisteredClient};
 use crate::keys::client_jwt::{self, JwksVerdict};
-use crate::routes;
 use crate::storage::StorageError;
 
 use super::client_auth::PresentedCredentials;
@@ -32,11 +32,14 @@ pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-be
 const MAX_LIFETIME: i64 = 300;
 /// Tolerated disagreement between the client's clock and ours.
 const CLOCK_SKEW: i64 = 30;
-/// How long a fetched `jwks_uri` document is used, and the least time between two fetches forced
-/// by an unknown `kid` (so a stream of made-up kids cannot make us hammer the client).
-const JWKS_TTL: Duration = Duration::from_secs(300);
-const JWKS_REFETCH_AFTER: i64 = 10;
+/// How long a fetched `jwks_uri` document is used.
+const JWKS_TTL: i64 = 300;
+/// The least time between two fetches of one client's `jwks_uri`, whatever asks for them: an
+/// assertion with an unknown `kid` (the client may have rotated its keys), or one arriving after
+/// a failed fetch. A stream of made-up kids then costs the client one request per interval.
+const JWKS_REFETCH_INTERVAL: i64 = 10;
 const JWKS_TIMEOUT: Duration = Duration::from_secs(5);
+/// The largest `jwks_uri` document read; reading stops at the first byte past it.
 const JWKS_MAX_BYTES: usize = 64 * 1024;
 
 /// The client assertion of a request, if it carries one (RFC 7521 §4.2).
@@ -126,10 +129,21 @@ pub fn check_claims(
     })
 }
 
-/// `jwks_uri` documents, fetched with a timeout and kept briefly.
+/// `jwks_uri` documents, fetched with a timeout and a size cap, and kept briefly.
 pub struct ClientKeys {
     http: reqwest::Client,
-    documents: Cache<String, (Arc<Value>, UnixTime)>,
+    /// One slot per client and `jwks_uri`. Its lock is the single flight: one fetch at a time
+    /// per client; requests arriving meanwhile wait for it and use what it brought.
+    slots: Cache<String, Arc<Mutex<JwksSlot>>>,
+}
+
+/// What is known of one client's `jwks_uri`.
+#[derive(Default)]
+struct JwksSlot {
+    document: Option<Arc<Value>>,
+    fetched_at: UnixTime,
+    /// The last fetch, whether it brought a document or not.
+    attempted_at: Option<UnixTime>,
 }
 
 impl ClientKeys {
@@ -139,30 +153,55 @@ impl ClientKeys {
                 .timeout(JWKS_TIMEOUT)
                 .redirect(reqwest::redirect::Policy::none())
                 .build()?,
-            documents: Cache::builder()
+            // Expiry is judged against the request's `now` (see `get`); idle slots are dropped
+            // so that deleted clients do not stay in memory.
+            slots: Cache::builder()
                 .max_capacity(1_000)
-                .time_to_live(JWKS_TTL)
+                .time_to_idle(Duration::from_secs(2 * JWKS_TTL as u64))
                 .build(),
         })
     }
 
-    /// The document at `uri`: cached, or fetched when absent or when `refresh` and the cached one
-    /// is older than JWKS_REFETCH_AFTER.
-    async fn get(&self, uri: &str, refresh: bool, now: UnixTime) -> Option<Arc<Value>> {
-        if let Some((document, fetched_at)) = self.documents.get(uri).await {
-            if !refresh || now - fetched_at < JWKS_REFETCH_AFTER {
-                return Some(document);
-            }
-        }
-        let document = Arc::new(self.fetch(uri).await?);
-        self.documents
-            .insert(uri.to_owned(), (Arc::clone(&document), now))
+    /// `client_id`'s document at `uri`: the one kept while younger than JWKS_TTL, unless
+    /// `refresh` (an unknown `kid`) asks for a newer one; fetched otherwise, but never twice
+    /// within JWKS_REFETCH_INTERVAL.
+    async fn get(
+        &self,
+        client_id: &str,
+        uri: &str,
+        refresh: bool,
+        now: UnixTime,
+    ) -> Option<Arc<Value>> {
+        let slot = self
+            .slots
+            .get_with(format!("{client_id}\n{uri}"), async { Arc::default() })
             .await;
-        Some(document)
+        let mut slot = slot.lock().await;
+        let fresh = slot
+            .document
+            .as_ref()
+            .filter(|_| now - slot.fetched_at < JWKS_TTL)
+            .cloned();
+        let recently_tried = slot
+            .attempted_at
+            .is_some_and(|at| now - at < JWKS_REFETCH_INTERVAL);
+        if (fresh.is_some() && !refresh) || recently_tried {
+            return fresh;
+        }
+        slot.attempted_at = Some(now);
+        match self.fetch(uri).await {
+            Some(document) => {
+                let document = Arc::new(document);
+                slot.document = Some(Arc::clone(&document));
+                slot.fetched_at = now;
+                Some(document)
+            }
+            None => fresh,
+        }
     }
 
     async fn fetch(&self, uri: &str) -> Option<Value> {
-        let response = match self.http.get(uri).send().await {
+        let mut response = match self.http.get(uri).send().await {
             Ok(response) if response.status().is_success() => response,
             Ok(response) => {
                 tracing::warn!(status = %response.status(), "client jwks_uri answered an error");
@@ -173,10 +212,30 @@ impl ClientKeys {
                 return None;
             }
         };
-        let body = response.bytes().await.ok()?;
-        if body.len() > JWKS_MAX_BYTES {
-            tracing::warn!("client jwks_uri document too large");
+        let too_large = || tracing::warn!("client jwks_uri document larger than 64 KiB");
+        if response
+            .content_length()
+            .is_some_and(|length| length > JWKS_MAX_BYTES as u64)
+        {
+            too_large();
             return None;
+        }
+        // Read chunk by chunk, so that a document without a length, or one longer than it
+        // said, is dropped at the cap rather than read to its end.
+        let mut body = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) if body.len() + chunk.len() > JWKS_MAX_BYTES => {
+                    too_large();
+                    return None;
+                }
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                Ok(None) => break,
+                Err(err) => {
+                    tracing::warn!(error = %err, "client jwks_uri document unreadable");
+                    return None;
+                }
+            }
         }
         serde_json::from_slice(&body).ok()
     }
@@ -255,7 +314,7 @@ impl Provider {
         };
         let audiences = [
             self.issuer().to_owned(),
-            self.config.issuer.endpoint(routes::TOKEN_PATH),
+            self.config.issuer.endpoint(super::endpoints::TOKEN_PATH),
         ];
         let accepted = match check_claims(&claims, &client.client_id, &audiences, now) {
             Ok(accepted) => accepted,
@@ -287,12 +346,18 @@ impl Provider {
             };
         }
         let uri = client.metadata.jwks_uri.as_deref()?;
-        let document = self.client_keys.get(uri, false, now).await?;
+        let document = self
+            .client_keys
+            .get(&client.client_id, uri, false, now)
+            .await?;
         match client_jwt::verify_with_jwks(assertion, header, &document) {
             JwksVerdict::Verified(claims) => Some(claims),
             // The client may have rotated its keys since we fetched them: fetch once more.
             JwksVerdict::UnknownKid => {
-                let document = self.client_keys.get(uri, true, now).await?;
+                let document = self
+                    .client_keys
+                    .get(&client.client_id, uri, true, now)
+                    .await?;
                 match client_jwt::verify_with_jwks(assertion, header, &document) {
                     JwksVerdict::Verified(claims) => Some(claims),
                     _ => None,

@@ -210,11 +210,16 @@ impl Provider {
             }
             PresentedCredentials::Basic { secret, .. }
             | PresentedCredentials::Post { secret, .. } => {
-                // Confidential clients may use either secret method: relying parties differ in
-                // what they send by default, and both carry the same secret.
+                // Clients registered for a secret method may use either: relying parties differ in
+                // what they send by default, and both carry the same secret. Clients registered
+                // for a JWT method may not (OIDC Core §9: the registered method is the one used):
+                // a client_secret_jwt client's secret never travels, and accepting it in the
+                // clear would make whoever sees it once able to act as the client.
                 let confidential = client.filter(|c| {
-                    c.metadata.token_endpoint_auth_method.is_confidential()
-                        && c.secret_hash.is_some()
+                    matches!(
+                        c.metadata.token_endpoint_auth_method,
+                        AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost
+                    ) && c.secret_hash.is_some()
                 });
                 let verified = match &confidential {
                     Some(client) => self.verify_client_secret(client, secret).await?,

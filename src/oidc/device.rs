@@ -224,7 +224,7 @@ impl Provider {
                 Err(other) => return Err(other.into()),
             }
         };
-        let verification_uri = self.issuer_endpoint(crate::routes::DEVICE_PATH);
+        let verification_uri = self.issuer_endpoint(super::endpoints::DEVICE_PATH);
         let mut complete = url::Url::parse(&verification_uri).map_err(anyhow::Error::from)?;
         complete
             .query_pairs_mut()
@@ -455,7 +455,7 @@ impl Provider {
                 }
             }
         }
-        let mut back = url::Url::parse(&self.issuer_endpoint(crate::routes::DEVICE_PATH))
+        let mut back = url::Url::parse(&self.issuer_endpoint(super::endpoints::DEVICE_PATH))
             .map_err(anyhow::Error::from)?;
         back.query_pairs_mut()
             .append_pair("user_code", &user_code.display());

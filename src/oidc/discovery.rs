@@ -4,7 +4,8 @@ use serde_json::{json, Value};
 
 use crate::config::{Config, SigningAlg};
 use crate::domain::Scope;
-use crate::routes;
+
+use super::endpoints;
 
 /// Claims this provider can release, besides the ID token's own.
 fn claims_supported() -> Vec<&'static str> {
@@ -41,17 +42,17 @@ pub fn document(config: &Config, signing_algs: &[SigningAlg]) -> Value {
     let assertion_algs = crate::keys::client_jwt::ASSERTION_ALGS;
     json!({
         "issuer": issuer.as_str(),
-        "authorization_endpoint": issuer.endpoint(routes::AUTHORIZE_PATH),
-        "token_endpoint": issuer.endpoint(routes::TOKEN_PATH),
-        "userinfo_endpoint": issuer.endpoint(routes::USERINFO_PATH),
-        "jwks_uri": issuer.endpoint(routes::JWKS_PATH),
-        "revocation_endpoint": issuer.endpoint(routes::REVOKE_PATH),
-        "introspection_endpoint": issuer.endpoint(routes::INTROSPECT_PATH),
-        "end_session_endpoint": issuer.endpoint(routes::LOGOUT_PATH),
+        "authorization_endpoint": issuer.endpoint(endpoints::AUTHORIZE_PATH),
+        "token_endpoint": issuer.endpoint(endpoints::TOKEN_PATH),
+        "userinfo_endpoint": issuer.endpoint(endpoints::USERINFO_PATH),
+        "jwks_uri": issuer.endpoint(endpoints::JWKS_PATH),
+        "revocation_endpoint": issuer.endpoint(endpoints::REVOKE_PATH),
+        "introspection_endpoint": issuer.endpoint(endpoints::INTROSPECT_PATH),
+        "end_session_endpoint": issuer.endpoint(endpoints::LOGOUT_PATH),
         "scopes_supported": Scope::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query", "form_post"],
-        "device_authorization_endpoint": issuer.endpoint(routes::DEVICE_AUTHORIZATION_PATH),
+        "device_authorization_endpoint": issuer.endpoint(endpoints::DEVICE_AUTHORIZATION_PATH),
         "grant_types_supported": ["authorization_code", "refresh_token", crate::domain::client::DEVICE_CODE_GRANT],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": signing_algs.iter().map(|a| a.as_str()).collect::<Vec<_>>(),

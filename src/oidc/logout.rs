@@ -8,9 +8,9 @@
 use crate::clock::UnixTime;
 use crate::crypto::{base64url, constant_time_eq, sha256, sha256_hex};
 use crate::pages::{Page, PageForm, PageKind};
-use crate::routes::LOGOUT_PATH;
 use crate::storage::StorageError;
 
+use super::endpoints::LOGOUT_PATH;
 use super::{ClientRedirect, Params, Provider, ResponseMode};
 
 /// The confirmation form's field carrying the CSRF token.
@@ -179,7 +179,9 @@ impl Provider {
             )));
         }
 
-        self.store.end_session(&id_hash).await?;
+        self.store
+            .end_session(&id_hash, self.grant_memory(now))
+            .await?;
         self.audit(
             now,
             "logout",

@@ -2,19 +2,24 @@
 //!
 //! The provider remembers when WeCom last confirmed each member (`user/get`: status, visible
 //! range). A refresh and an SSO reuse ask WeCom again when that is older than
-//! `MEMBER_RECHECK_SECS`; a background sweep does the same for every member who still holds a
-//! session or a refresh token; WeCom's contact events ask at once. A member WeCom no longer admits
-//! loses everything at once ([`Provider::revoke_member`]).
+//! `MEMBER_RECHECK_SECS`; a background sweep does the same for every member still bound to a
+//! userid (those holding a session or refresh token first); WeCom's contact events ask at once.
+//! A member WeCom no longer admits loses everything at once ([`Provider::revoke_member`]). When
+//! WeCom says the userid does not exist at all (60111: deleted, or never there), the binding of
+//! that userid to the `sub` ends too ([`Provider::end_binding`]): WeCom may give the userid to
+//! someone new, who must get a new `sub`, and the old one is retired for good.
 //!
 //! ```text
 //!  refresh / SSO reuse ─┐
 //!  sweep (leased) ──────┼─▶ confirm_member ─▶ user/get ─┬─ active ─▶ profile and groups updated
 //!  WeCom event ─────────┘                              ├─ gone ───▶ revoke_member + back-channel logout
+//!                                                      ├─ 60111 ──▶ … and end_binding: the sub is retired
 //!                                                      └─ WeCom unreachable ─▶ nothing revoked, retry later
 //! ```
 
 use crate::clock::UnixTime;
-use crate::config::{GroupKinds, GroupsOnFailure};
+use crate::config::GroupsOnFailure;
+use crate::domain::group::GroupKinds;
 use crate::pages::PageKind;
 use crate::storage::{MemberRecord, StorageError};
 use crate::wecom::{FailureCategory, Member, MemberStatus, WeComClient, WeComError};
@@ -47,13 +52,33 @@ pub fn status_refusal(status: MemberStatus) -> Option<(PageKind, &'static str)> 
     }
 }
 
-/// Whether a failed `user/get` means the member is gone for this app (WeCom answers 60111 for a
-/// member who left, was deleted or is outside the visible range), rather than WeCom failing.
-fn gone_reason(err: &WeComError) -> Option<&'static str> {
-    match err.category() {
-        FailureCategory::UserNotFound => Some("member_not_found"),
-        FailureCategory::OutsideVisibleRange => Some("outside_visible_range"),
-        _ => None,
+/// What a failed `user/get` says of the member, when it says anything (rather than WeCom
+/// failing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gone {
+    /// Outside the app's visible range (60011): the member exists; access ends, the `sub` stays
+    /// theirs.
+    OutOfRange,
+    /// No such userid (60111 and its kin): the member was deleted or left. Access ends and so
+    /// does the binding of the userid to the `sub`.
+    NoSuchUserid,
+}
+
+impl Gone {
+    pub fn of(err: &WeComError) -> Option<Gone> {
+        match err.category() {
+            FailureCategory::UserNotFound => Some(Gone::NoSuchUserid),
+            FailureCategory::OutsideVisibleRange => Some(Gone::OutOfRange),
+            _ => None,
+        }
+    }
+
+    /// The audit reason.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Gone::OutOfRange => "outside_visible_range",
+            Gone::NoSuchUserid => "member_not_found",
+        }
     }
 }
 
@@ -110,7 +135,7 @@ impl Provider {
             return Ok(MemberCheck::Revoked("member_not_found"));
         };
         let recheck_after = self.config.membership.recheck_after.as_secs() as i64;
-        if now - record.checked_at < recheck_after {
+        if record.released.is_none() && now - record.checked_at < recheck_after {
             return Ok(MemberCheck::Admitted(Box::new(record.profile)));
         }
         self.recheck_member(record, now).await
@@ -124,6 +149,11 @@ impl Provider {
         record: MemberRecord<UserProfile>,
         now: UnixTime,
     ) -> Result<MemberCheck, StorageError> {
+        // The userid of a retired `sub` may belong to someone else by now: never ask about it.
+        if record.released.is_some() {
+            self.revoke_member(&record.sub, BINDING_ENDED, now).await?;
+            return Ok(MemberCheck::Revoked(BINDING_ENDED));
+        }
         let Some(wecom) = &self.wecom else {
             return Ok(MemberCheck::Unknown(WeComError::Unreachable(
                 "WeCom is not configured".into(),
@@ -132,10 +162,11 @@ impl Provider {
         let member = match wecom.member(&record.profile.userid).await {
             Ok(member) => member,
             Err(err) => {
-                return match gone_reason(&err) {
-                    Some(reason) => {
-                        self.revoke_member(&record.sub, reason, now).await?;
-                        Ok(MemberCheck::Revoked(reason))
+                return match Gone::of(&err) {
+                    Some(gone) => {
+                        self.member_gone(&record.sub, gone, now).await?;
+                        self.refused_by_wecom(&record.sub, now).await?;
+                        Ok(MemberCheck::Revoked(gone.reason()))
                     }
                     None => {
                         tracing::warn!(error = %err, explanation = %wecom.explain(&err), "could not confirm the member with WeCom");
@@ -146,6 +177,7 @@ impl Provider {
         };
         if let Some((_, reason)) = status_refusal(member.status) {
             self.revoke_member(&record.sub, reason, now).await?;
+            self.refused_by_wecom(&record.sub, now).await?;
             return Ok(MemberCheck::Revoked(reason));
         }
         let groups = match current_groups(wecom, self, &member, Some(&record.profile), now).await {
@@ -155,6 +187,15 @@ impl Provider {
         let profile = UserProfile::merge(&member, None, groups, Some(record.profile), now);
         self.store.update_member(&record.sub, &profile, now).await?;
         Ok(MemberCheck::Admitted(Box::new(profile)))
+    }
+
+    /// A member WeCom refused holds nothing more to revoke: the sweep asks about them again only
+    /// after `MEMBER_RECHECK_SECS`, like about a member it admitted.
+    async fn refused_by_wecom(&self, sub: &str, now: UnixTime) -> Result<(), StorageError> {
+        let recheck_after = self.config.membership.recheck_after.as_secs() as i64;
+        self.store
+            .hold_member_from_sweep(sub, now + recheck_after)
+            .await
     }
 
     /// Asks WeCom about the member whose userid is `userid` (a WeCom event named them), if they
@@ -183,15 +224,25 @@ impl Provider {
         reason: &str,
         now: UnixTime,
     ) -> Result<(), StorageError> {
-        let (grants, sessions) = self
+        let ended = self
             .store
             .revoke_member(sub, now, self.grant_memory(now))
             .await?;
+        // The sweep rechecks members who hold nothing too (see `sweep_members`): one refused by
+        // WeCom again is no news. An administrator's revocation is always recorded.
+        if ended.grants.is_empty()
+            && ended.sessions.is_empty()
+            && ended.session_clients.is_empty()
+            && reason != ADMIN_REVOKE
+        {
+            tracing::debug!(sub, reason, "member refused again; nothing left to revoke");
+            return Ok(());
+        }
         tracing::info!(
             sub,
             reason,
-            grants = grants.len(),
-            sessions = sessions.len(),
+            grants = ended.grants.len(),
+            sessions = ended.sessions.len(),
             "member's access revoked"
         );
         self.audit(
@@ -203,18 +254,76 @@ impl Provider {
             Some(reason),
         )
         .await;
-        let notices = grants
+        // Every client that received an ID token from one of the sessions hears of it, whether
+        // or not it still holds a live token; and every client holding a live grant.
+        let from_sessions = ended
+            .session_clients
             .into_iter()
-            .map(|grant| LogoutNotice {
-                client_id: grant.client_id,
+            .map(|(session_id, client_id)| (client_id, Some(session_id)));
+        let from_grants = ended
+            .grants
+            .into_iter()
+            .map(|grant| (grant.client_id, grant.session_id));
+        let notices = from_sessions
+            .chain(from_grants)
+            .map(|(client_id, session_id)| LogoutNotice {
+                client_id,
                 sub: sub.to_owned(),
-                sid: grant.session_id.as_deref().map(sid_of),
+                sid: session_id.as_deref().map(sid_of),
             })
             .collect();
         self.send_backchannel_logout(notices, reason, now).await;
         Ok(())
     }
+
+    /// WeCom says the userid of `sub` does not exist (60111 at a sign-in, recheck or sweep, or
+    /// a `delete_user` event): everything `sub` holds is revoked, then its binding to the userid
+    /// ends for good. Revoked first, so that a failure part-way leaves the binding in place for
+    /// the retry (an event redelivered, the next recheck) to find.
+    pub async fn end_binding(
+        &self,
+        sub: &str,
+        reason: &str,
+        now: UnixTime,
+    ) -> Result<(), StorageError> {
+        self.revoke_member(sub, reason, now).await?;
+        self.store.release_userid(sub, reason, now).await?;
+        tracing::info!(
+            sub,
+            reason,
+            "member's binding to their userid ended; sub retired"
+        );
+        self.audit(
+            now,
+            "member_released",
+            "success",
+            Some(sub),
+            None,
+            Some(reason),
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Acts on a `user/get` that says the member is gone.
+    pub async fn member_gone(
+        &self,
+        sub: &str,
+        gone: Gone,
+        now: UnixTime,
+    ) -> Result<(), StorageError> {
+        match gone {
+            Gone::OutOfRange => self.revoke_member(sub, gone.reason(), now).await,
+            Gone::NoSuchUserid => self.end_binding(sub, gone.reason(), now).await,
+        }
+    }
 }
+
+/// The audit reason of an administrator's revocation.
+const ADMIN_REVOKE: &str = "admin_revoke";
+
+/// The audit reason for a `sub` whose binding to its userid has ended.
+const BINDING_ENDED: &str = "binding_ended";
 
 /// How many members the sweep takes from its budget and leases at a time.
 const SWEEP_CHUNK: i64 = 10;
@@ -222,10 +331,11 @@ const SWEEP_CHUNK: i64 = 10;
 const SWEEP_LEASE_SECS: i64 = 120;
 
 impl Provider {
-    /// One pass of the background sweep: asks WeCom about every member who holds a live session
-    /// or refresh token and was last confirmed more than `MEMBER_RECHECK_SECS` ago, within the
-    /// minute's budget shared by every replica (`MEMBER_SWEEP_PER_MINUTE`). Members are leased,
-    /// so replicas sweeping at once never check the same member. Returns how many were checked.
+    /// One pass of the background sweep: asks WeCom about every member still bound to a userid
+    /// (those holding a live session or refresh token first) who was last confirmed more than
+    /// `MEMBER_RECHECK_SECS` ago, within the minute's budget shared by every replica
+    /// (`MEMBER_SWEEP_PER_MINUTE`). Members are leased, so replicas sweeping at once never check
+    /// the same member. Returns how many were checked.
     #[tracing::instrument(skip_all)]
     pub async fn sweep_members(&self, now: UnixTime) -> Result<usize, StorageError> {
         if self.wecom.is_none() {
@@ -284,9 +394,19 @@ impl Provider {
                 .map(str::to_owned)
                 .collect()
         };
+        // The story of the binding: a retired `sub` tells when and why it ended.
+        let binding = match &member.released {
+            None => serde_json::json!({ "state": "active" }),
+            Some(release) => serde_json::json!({
+                "state": "ended",
+                "ended_at": release.at,
+                "reason": release.reason,
+            }),
+        };
         Ok(Some(serde_json::json!({
             "sub": member.sub,
             "userid": member.profile.userid,
+            "binding": binding,
             "profile": member.profile,
             "checked_at": (member.checked_at > 0).then_some(member.checked_at),
             "sessions": sessions.iter().map(|s| serde_json::json!({
@@ -313,7 +433,7 @@ impl Provider {
         if self.store.get_member::<UserProfile>(sub).await?.is_none() {
             return Ok(false);
         }
-        self.revoke_member(sub, "admin_revoke", now).await?;
+        self.revoke_member(sub, ADMIN_REVOKE, now).await?;
         Ok(true)
     }
 }
@@ -360,9 +480,7 @@ impl Provider {
                     .find_member_by_userid::<UserProfile>(&subject_of(&userid))
                     .await?
                 {
-                    self.revoke_member(&member.sub, "member_deleted", now)
-                        .await?;
-                    self.store.release_userid(&member.sub).await?;
+                    self.end_binding(&member.sub, "member_deleted", now).await?;
                 }
             }
             MemberNews::Changed { userid } => {

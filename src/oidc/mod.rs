@@ -1,5 +1,7 @@
 //! The OpenID Connect protocol core. Nothing here knows about HTTP: handlers in `routes/` parse
-//! the request, call one function of `Provider`, and turn the outcome into a response.
+//! the request, call one function of `Provider`, and turn the outcome into a response. It never
+//! imports actix-web nor anything above it (`routes`, `limits`, `registry`, `startup`); SQL is
+//! reached through `storage`, WeCom through `wecom`, josekit through `keys`.
 //!
 //! ```text
 //!  relying party          wecom-oidc                                   WeCom
@@ -29,6 +31,7 @@ pub mod client_assertion;
 pub mod client_auth;
 pub mod device;
 pub mod discovery;
+pub mod endpoints;
 pub mod error;
 pub mod id_token;
 pub mod introspection;

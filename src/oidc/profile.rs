@@ -8,8 +8,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::config::{GroupKinds, LoginSettings};
+use crate::config::LoginSettings;
 use crate::domain::group::GroupKind;
+use crate::domain::group::GroupKinds;
 use crate::domain::{RegisteredClient, Scope, ScopeSet};
 use crate::wecom::{Gender, Member, MemberDetail};
 

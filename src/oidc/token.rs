@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::clock::UnixTime;
+use crate::clock::{UnixMillis, UnixTime};
 use crate::crypto::{new_secret_token, sha256_hex};
 use crate::domain::{CodeChallenge, GrantType, RegisteredClient, Scope, ScopeSet};
 use crate::storage::{
@@ -116,13 +116,15 @@ impl Provider {
         auth_time + self.config.membership.grant_max_ttl.as_secs() as i64
     }
 
+    /// `now_ms` to the millisecond, for the refresh token reuse grace; seconds do elsewhere.
     #[tracing::instrument(skip_all)]
     pub async fn token(
         &self,
         authorization: Option<&str>,
         params: &Params,
-        now: UnixTime,
+        now_ms: UnixMillis,
     ) -> Result<TokenResponse, OAuthError> {
+        let now: UnixTime = now_ms.div_euclid(1000);
         let credentials = PresentedCredentials::extract(authorization, params)?;
         let request = TokenRequest::parse(params)?;
         let client = self.authenticate_client_at(&credentials, now).await?;
@@ -167,7 +169,7 @@ impl Provider {
                 refresh_token,
                 scope,
             } => {
-                self.refresh(&client, &refresh_token, scope.as_deref(), now)
+                self.refresh(&client, &refresh_token, scope.as_deref(), now_ms)
                     .await
             }
             TokenRequest::DeviceCode { device_code } => {
@@ -247,6 +249,13 @@ impl Provider {
             }
             (None, None) => {}
         }
+        // Remembered for the session's whole life, beyond this grant's tokens: the client hears
+        // of the session's end by back-channel logout even once its access token has expired.
+        if let Some(session_id) = &details.session_id {
+            self.store
+                .record_session_client(session_id, &client.client_id)
+                .await?;
+        }
         let scope = ScopeSet::parse(&details.scope).0;
         let context = GrantContext {
             client,
@@ -269,8 +278,9 @@ impl Provider {
         client: &RegisteredClient,
         refresh_token: &str,
         scope: Option<&str>,
-        now: UnixTime,
+        now_ms: UnixMillis,
     ) -> Result<TokenResponse, OAuthError> {
+        let now: UnixTime = now_ms.div_euclid(1000);
         let token_hash = sha256_hex(refresh_token);
         // The member's standing is settled before the token is used up, so that a refresh
         // refused because WeCom cannot be reached can be retried with the same token.
@@ -306,15 +316,15 @@ impl Provider {
         }
         let record = match self
             .store
-            .rotate_refresh_token(&token_hash, &client.client_id, now)
+            .rotate_refresh_token(&token_hash, &client.client_id, now_ms)
             .await?
         {
             RefreshRotation::Rotated(record) => record,
             // Two tabs or pods refreshing with one token at once: the loser answers from the same
             // grant (as Dex does) instead of logging the person out.
             RefreshRotation::Reused {
-                used_at, record, ..
-            } if self.within_reuse_grace(used_at, now) => *record,
+                used_at_ms, record, ..
+            } if self.within_reuse_grace(used_at_ms, now_ms) => *record,
             // RFC 9700 §4.14.2: a rotated refresh token used again means it leaked; the whole
             // grant is revoked so that neither party keeps access.
             RefreshRotation::Reused { grant_id, .. } => {
@@ -377,10 +387,12 @@ impl Provider {
         self.issue_tokens(context, now).await
     }
 
-    /// Whether a refresh token rotated at `used_at` may still answer (REFRESH_REUSE_GRACE_SECS).
-    fn within_reuse_grace(&self, used_at: UnixTime, now: UnixTime) -> bool {
-        let grace = self.config.refresh_reuse_grace.as_secs() as i64;
-        grace > 0 && now - used_at <= grace
+    /// Whether a refresh token rotated at `used_at_ms` may still answer
+    /// (REFRESH_REUSE_GRACE_SECS), to the millisecond: counted in whole seconds, a grace of 2 s
+    /// would let a reuse through up to 2.999 s after the rotation.
+    fn within_reuse_grace(&self, used_at_ms: UnixMillis, now_ms: UnixMillis) -> bool {
+        let grace_ms = self.config.refresh_reuse_grace.as_millis() as i64;
+        grace_ms > 0 && now_ms - used_at_ms <= grace_ms
     }
 
     /// A code or refresh token came back after its one use: kill its grant, record why, and

@@ -1,5 +1,7 @@
 //! Pages a person sees: errors and refusals in Chinese or English, and the form-post response.
 //! Every string lives in `text()`, one place per language; templates are compiled in.
+//!
+//! Rendering only: no I/O, no HTTP framework, no protocol decisions; callers choose the status.
 
 use minijinja::{context, Environment};
 

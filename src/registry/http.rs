@@ -11,6 +11,7 @@ use super::{client_document, ChosenSecret, RegistryError};
 use crate::clock::Clock;
 use crate::crypto::{constant_time_eq, sha256};
 use crate::domain::ClientRegistration;
+use crate::limits::{Group, Limited};
 use crate::routes::AppState;
 use crate::storage::Store;
 
@@ -24,20 +25,24 @@ pub struct AdminContext {
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::resource("/admin/clients")
-            .route(web::get().to(list))
-            .route(web::post().to(create)),
-    )
-    .service(
-        web::resource("/admin/clients/{client_id}")
-            .route(web::get().to(get))
-            .route(web::put().to(update))
-            .route(web::delete().to(delete)),
-    )
-    .route("/admin/clients/{client_id}/secret", web::post().to(rotate))
-    .route("/admin/users/{sub}", web::get().to(show_member))
-    .route("/admin/users/{sub}/revoke", web::post().to(revoke_member))
-    .service(web::resource("/admin/audit").route(web::get().to(audit)));
+        web::scope("/admin")
+            .wrap(Limited(Group::Admin))
+            .service(
+                web::resource("/clients")
+                    .route(web::get().to(list))
+                    .route(web::post().to(create)),
+            )
+            .service(
+                web::resource("/clients/{client_id}")
+                    .route(web::get().to(get))
+                    .route(web::put().to(update))
+                    .route(web::delete().to(delete)),
+            )
+            .route("/clients/{client_id}/secret", web::post().to(rotate))
+            .route("/users/{sub}", web::get().to(show_member))
+            .route("/users/{sub}/revoke", web::post().to(revoke_member))
+            .service(web::resource("/audit").route(web::get().to(audit))),
+    );
 }
 
 fn json_error(status: StatusCode, error: &str, description: &str) -> HttpResponse {

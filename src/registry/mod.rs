@@ -1,5 +1,8 @@
 //! The client registry: registering, updating, rotating and removing relying parties. Shared by
 //! the admin HTTP API (`http`) and the command line (`cli`); nothing here knows about either.
+//!
+//! Validation of metadata lives in `domain::client`, SQL in `storage`; `http` is the only part that
+//! knows actix-web.
 
 pub mod cli;
 pub mod http;
@@ -75,6 +78,34 @@ impl ChosenSecret {
     }
 }
 
+/// Refuses an administrator's secret for a `client_secret_jwt` client (400
+/// `invalid_client_metadata`), rather than making it the HS256 key.
+///
+/// HS256 needs the secret itself to verify an assertion, so a `client_secret_jwt` client's secret
+/// is kept sealed beside its hash (`oidc::client_assertion`). A secret a person chose is kept only
+/// as an argon2id hash, for two reasons that HS256 would both undo: a copy of the database must
+/// not reveal it, and guessing it must be slow. Keeping it sealed (or plain, without
+/// KEY_ENCRYPTION_KEY) gives up the first; and every assertion the client sends is an HMAC of
+/// the secret, against which a guessable secret can be tried offline at HMAC speed, which gives
+/// up the second. RFC 7518 §3.2 also requires an HS256 key of at least 256 bits, which a
+/// generated secret has (256 random bits) and an 8-character choice does not. So such a client
+/// keeps a generated secret; an application that must keep its old secret uses
+/// client_secret_basic or client_secret_post instead.
+fn refuse_chosen_secret_for_jwt(
+    method: AuthMethod,
+    chosen: Option<&ChosenSecret>,
+) -> Result<(), RegistryError> {
+    if method == AuthMethod::ClientSecretJwt && chosen.is_some() {
+        return Err(RegistryError::Invalid(MetadataError {
+            error: "invalid_client_metadata",
+            description: "a client_secret_jwt client cannot have a chosen client_secret: its \
+                          HS256 key must be a generated secret (rotate it without choosing one)"
+                .to_owned(),
+        }));
+    }
+    Ok(())
+}
+
 /// The secret to store: a new generated one (returned, to be shown once, and stored as a
 /// digest), or the administrator's (not returned; argon2id on the blocking pool).
 async fn new_secret(
@@ -107,6 +138,7 @@ pub async fn create_client(
     let metadata = registration
         .into_metadata()
         .map_err(RegistryError::Invalid)?;
+    refuse_chosen_secret_for_jwt(metadata.token_endpoint_auth_method, chosen_secret.as_ref())?;
     let (client_secret, secret_hash) = if metadata.token_endpoint_auth_method.uses_secret() {
         let (secret, hash) = new_secret(chosen_secret).await?;
         (secret, Some(hash))
@@ -143,6 +175,7 @@ pub async fn update_client(
     let metadata = registration
         .into_metadata()
         .map_err(RegistryError::Invalid)?;
+    refuse_chosen_secret_for_jwt(metadata.token_endpoint_auth_method, chosen_secret.as_ref())?;
     let was_confidential = current.metadata.token_endpoint_auth_method.uses_secret();
     let is_confidential = metadata.token_endpoint_auth_method.uses_secret();
     // A client turning to client_secret_jwt needs a secret the server can read back, which only
@@ -188,6 +221,10 @@ pub async fn rotate_secret(
     if !client.metadata.token_endpoint_auth_method.uses_secret() {
         return Err(RegistryError::PublicClient);
     }
+    refuse_chosen_secret_for_jwt(
+        client.metadata.token_endpoint_auth_method,
+        chosen_secret.as_ref(),
+    )?;
     let (secret, hash) = new_secret(chosen_secret).await?;
     store.set_client_secret(client_id, &hash, now).await?;
     Ok(secret)

@@ -23,13 +23,12 @@ pub async fn device_authorization(
         Err(err) => return respond::oauth_error(&err),
     };
     // The address the approval page shows is the one the abuse limits count (TRUSTED_PROXIES).
-    let source = state
-        .provider
-        .config
-        .limits
-        .trusted_proxies
-        .source(req.peer_addr().map(|a| a.ip()), req.headers())
-        .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+    let source = crate::limits::source(
+        &state.provider.config.limits,
+        req.peer_addr().map(|a| a.ip()),
+        req.headers(),
+    )
+    .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
     match state
         .provider
         .device_authorization(
@@ -86,7 +85,11 @@ fn respond_device(
     let wrong_code = outcome.as_ref().is_ok_and(DeviceOutcome::is_wrong_code);
     let mut response = match outcome {
         Ok(DeviceOutcome::Device(page)) => {
-            let action = state.provider.config.issuer.endpoint(super::DEVICE_PATH);
+            let action = state
+                .provider
+                .config
+                .issuer
+                .endpoint(crate::oidc::endpoints::DEVICE_PATH);
             HttpResponse::build(
                 actix_web::http::StatusCode::from_u16(page.status())
                     .unwrap_or(actix_web::http::StatusCode::OK),

@@ -1,5 +1,9 @@
 //! Thin actix-web handlers: each extracts its input, calls one `Provider` function and maps the
 //! outcome to a response. Every route is mounted under the issuer's path prefix.
+//!
+//! Routes own the HTTP edge (extractors, cookies, status codes, CORS) and nothing else: no
+//! protocol decision, no SQL, no WeCom call. The paths come from `oidc::endpoints`; each
+//! resource names the limit group it counts under (`limits::Limited`).
 
 mod authorize;
 mod device;
@@ -17,21 +21,14 @@ use actix_web::middleware::DefaultHeaders;
 use actix_web::{web, HttpResponse};
 
 use crate::clock::Clock;
+use crate::limits::{Group, Limited};
+use crate::oidc::endpoints::{
+    AUTHORIZE_PATH, DEVICE_AUTHORIZATION_PATH, DEVICE_PATH, DISCOVERY_PATH, INTROSPECT_PATH,
+    JWKS_PATH, LOGOUT_PATH, REVOKE_PATH, TOKEN_PATH, USERINFO_PATH, WECOM_CALLBACK_PATH,
+    WECOM_EVENTS_PATH,
+};
 use crate::oidc::Provider;
 use crate::pages::Pages;
-
-pub const AUTHORIZE_PATH: &str = "/authorize";
-pub const TOKEN_PATH: &str = "/token";
-pub const USERINFO_PATH: &str = "/userinfo";
-pub const JWKS_PATH: &str = "/jwks";
-pub const REVOKE_PATH: &str = "/revoke";
-pub const INTROSPECT_PATH: &str = "/introspect";
-pub const LOGOUT_PATH: &str = "/logout";
-pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
-pub const WECOM_CALLBACK_PATH: &str = "/auth/wecom/callback";
-pub const WECOM_EVENTS_PATH: &str = "/wecom/events";
-pub const DEVICE_AUTHORIZATION_PATH: &str = "/device_authorization";
-pub const DEVICE_PATH: &str = "/device";
 
 /// What every handler shares.
 pub struct AppState {
@@ -77,11 +74,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route(JWKS_PATH, web::get().to(discovery::jwks))
     .service(
         web::resource(AUTHORIZE_PATH)
+            .wrap(Limited(Group::Authorize))
             .route(web::get().to(authorize::authorize))
             .route(web::post().to(authorize::authorize)),
     )
     // A resource, not a bare route: other methods get a 405 (shaped by `shape`), not a 404.
-    .service(web::resource(WECOM_CALLBACK_PATH).route(web::get().to(authorize::wecom_callback)))
+    .service(
+        web::resource(WECOM_CALLBACK_PATH)
+            .wrap(Limited(Group::Callback))
+            .route(web::get().to(authorize::wecom_callback)),
+    )
     .service(
         web::resource(WECOM_EVENTS_PATH)
             .route(web::get().to(wecom_events::verify))
@@ -90,6 +92,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource(TOKEN_PATH)
             .wrap(cors())
+            .wrap(Limited(Group::Token))
             .route(web::post().to(token::token))
             .route(web::method(Method::OPTIONS).to(preflight))
             .default_service(web::to(respond::method_not_allowed)),
@@ -97,18 +100,21 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource(DEVICE_AUTHORIZATION_PATH)
             .wrap(cors())
+            .wrap(Limited(Group::Token))
             .route(web::post().to(device::device_authorization))
             .route(web::method(Method::OPTIONS).to(preflight))
             .default_service(web::to(respond::method_not_allowed)),
     )
     .service(
         web::resource(DEVICE_PATH)
+            .wrap(Limited(Group::Device))
             .route(web::get().to(device::device_page))
             .route(web::post().to(device::device_decision)),
     )
     .service(
         web::resource(USERINFO_PATH)
             .wrap(cors())
+            .wrap(Limited(Group::Userinfo))
             .route(web::get().to(token::userinfo_get))
             .route(web::post().to(token::userinfo_post))
             .route(web::method(Method::OPTIONS).to(preflight)),
@@ -116,6 +122,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource(REVOKE_PATH)
             .wrap(cors())
+            .wrap(Limited(Group::RevokeIntrospect))
             .route(web::post().to(token::revoke))
             .route(web::method(Method::OPTIONS).to(preflight))
             .default_service(web::to(respond::method_not_allowed)),
@@ -123,6 +130,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource(INTROSPECT_PATH)
             .wrap(cors())
+            .wrap(Limited(Group::RevokeIntrospect))
             .route(web::post().to(token::introspect))
             .route(web::method(Method::OPTIONS).to(preflight))
             .default_service(web::to(respond::method_not_allowed)),

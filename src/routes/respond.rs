@@ -7,6 +7,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use serde_json::json;
 
 use super::AppState;
+use crate::oidc::endpoints;
 use crate::oidc::{ClientRedirect, ErrorCode, OAuthError, ResponseMode};
 use crate::pages::{Lang, Page, PageKind, Pages};
 use crate::storage::StorageError;
@@ -131,20 +132,33 @@ pub fn removal_cookie(state: &AppState, name: &str) -> Cookie<'static> {
     cookie
 }
 
-/// A cookie sent back to the WeCom callback only, not with every request to the provider (a
-/// pending sign-in: `oidc::login_state`). `__Host-` demands `Path=/` (RFC 6265bis §4.1.3.2), so
-/// over HTTPS it is a `__Secure-` cookie.
+/// The cookie name prefix that binds a cookie to this host and `Path=/` (RFC 6265bis §4.1.3.2).
+const HOST_PREFIX: &str = "__Host-";
+
+/// The cookie that carries a pending sign-in (`oidc::login_state`) until the WeCom callback.
+///
+/// On an https issuer at the root of its host it is a `__Host-` cookie with `Path=/`: a browser
+/// accepts such a cookie only from this very host, never with a `Domain`, so whoever controls a
+/// sibling subdomain cannot plant a sign-in of their own in a victim's browser (login CSRF,
+/// RFC 9700 §4.7; RFC 6265bis §4.1.3.2). An issuer with a path prefix cannot have `__Host-`,
+/// which demands `Path=/`, and must not have a cookie for the whole host it shares with others:
+/// there, and only there, it is a `__Secure-` cookie scoped to the callback's path. Over plain
+/// http (development) no prefix exists, and the cookie is scoped to the callback's path too.
 pub fn callback_cookie(
     state: &AppState,
     name: &str,
     value: String,
     max_age_secs: Option<i64>,
 ) -> Cookie<'static> {
-    let path = format!(
-        "{}{}",
-        state.cookie_path.trim_end_matches('/'),
-        super::WECOM_CALLBACK_PATH
-    );
+    let path = if state.cookie_prefix == HOST_PREFIX {
+        "/".to_owned()
+    } else {
+        format!(
+            "{}{}",
+            state.cookie_path.trim_end_matches('/'),
+            endpoints::WECOM_CALLBACK_PATH
+        )
+    };
     build_cookie(
         state,
         callback_cookie_name(state, name),
@@ -160,12 +174,12 @@ pub fn callback_cookie_removal(state: &AppState, name: &str) -> Cookie<'static> 
     cookie
 }
 
-/// The full name of a `callback_cookie`, prefix included.
+/// The full name of a `callback_cookie`, prefix included (see there).
 pub fn callback_cookie_name(state: &AppState, name: &str) -> String {
-    let prefix = if state.secure_cookies {
-        "__Secure-"
-    } else {
-        ""
+    let prefix = match (state.cookie_prefix, state.secure_cookies) {
+        (HOST_PREFIX, _) => HOST_PREFIX,
+        (_, true) => "__Secure-",
+        (_, false) => "",
     };
     format!("{prefix}{name}")
 }

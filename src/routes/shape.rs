@@ -15,6 +15,7 @@ use actix_web::{web, HttpResponse};
 use serde_json::json;
 
 use super::{respond, AppState};
+use crate::oidc::endpoints;
 use crate::pages::{Lang, Page, PageKind};
 
 /// Which error shape an endpoint speaks.
@@ -33,15 +34,15 @@ enum Shape {
 fn shape_of(path: &str, prefix: &str) -> Shape {
     let path = path.strip_prefix(prefix).unwrap_or(path);
     match path {
-        super::TOKEN_PATH
-        | super::REVOKE_PATH
-        | super::INTROSPECT_PATH
-        | super::DEVICE_AUTHORIZATION_PATH => Shape::OAuthJson,
-        super::USERINFO_PATH => Shape::Bearer,
-        super::AUTHORIZE_PATH
-        | super::WECOM_CALLBACK_PATH
-        | super::LOGOUT_PATH
-        | super::DEVICE_PATH => Shape::Page,
+        endpoints::TOKEN_PATH
+        | endpoints::REVOKE_PATH
+        | endpoints::INTROSPECT_PATH
+        | endpoints::DEVICE_AUTHORIZATION_PATH => Shape::OAuthJson,
+        endpoints::USERINFO_PATH => Shape::Bearer,
+        endpoints::AUTHORIZE_PATH
+        | endpoints::WECOM_CALLBACK_PATH
+        | endpoints::LOGOUT_PATH
+        | endpoints::DEVICE_PATH => Shape::Page,
         _ => Shape::Json,
     }
 }
@@ -88,7 +89,7 @@ fn allowed_methods(shape: Shape, path: &str) -> &'static str {
     match shape {
         Shape::OAuthJson => "POST, OPTIONS",
         Shape::Bearer => "GET, POST, OPTIONS",
-        Shape::Page if path.ends_with(super::WECOM_CALLBACK_PATH) => "GET",
+        Shape::Page if path.ends_with(endpoints::WECOM_CALLBACK_PATH) => "GET",
         Shape::Page => "GET, POST",
         Shape::Json => "GET",
     }
@@ -158,13 +159,16 @@ pub async fn error_shape(
         .as_ref()
         .map(|s| s.cookie_path.trim_end_matches('/').to_owned())
         .unwrap_or_default();
-    let path = req.path().to_owned();
-    let shape = shape_of(&path, &prefix);
+    let raw_path = req.path().to_owned();
     let response = next.call(req).await?;
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) || is_shaped(response.headers()) {
         return Ok(response.map_into_left_body());
     }
+    // The pattern of the resource that answered, when one did: every spelling of a path the
+    // router accepts (`/tok%65n`) is shaped like the endpoint it reached.
+    let path = response.request().match_pattern().unwrap_or(raw_path);
+    let shape = shape_of(&path, &prefix);
     let replacement = reshape(
         shape,
         &path,

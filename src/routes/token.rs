@@ -36,7 +36,7 @@ pub async fn token(req: HttpRequest, state: web::Data<AppState>, body: web::Byte
     let authorization = header_str(&req, header::AUTHORIZATION);
     match state
         .provider
-        .token(authorization, &params, state.clock.now())
+        .token(authorization, &params, state.clock.now_millis())
         .await
     {
         Ok(response) => no_store(&mut HttpResponse::Ok()).json(response),

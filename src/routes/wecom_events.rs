@@ -9,7 +9,12 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use super::AppState;
-use crate::wecom::events::{EventError, EventQuery};
+use crate::storage::WECOM_EVENT_MEMORY_SECS;
+use crate::wecom::events::{EventError, EventQuery, EVENT_WINDOW_SECS};
+
+// A delivery inside the window is recognised by its digest, one outside it by its timestamp:
+// the digests must outlive the window, or a replay could slip between the two.
+const _: () = assert!(WECOM_EVENT_MEMORY_SECS >= EVENT_WINDOW_SECS);
 
 /// WeCom drops the connection and redelivers after 5 s: processing that takes longer goes on in
 /// the background after the answer (wecom-events.md §10.6).
@@ -63,8 +68,10 @@ pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
     }
 }
 
-/// An event: answered with an empty 200 once it is authenticated and recorded; a redelivery or a
-/// replay of one already processed is answered the same and changes nothing.
+/// An event: answered with an empty 200 once it is authenticated, recorded and processed; a
+/// redelivery or a replay of one already processed, and a delivery whose signed timestamp is
+/// outside the window (`EVENT_WINDOW_SECS`), are answered the same and change nothing. An event
+/// whose processing failed is answered 503, so that WeCom delivers it again (§10.6).
 pub async fn deliver(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -81,13 +88,16 @@ pub async fn deliver(
         Err(err) => return refused(&err),
     };
     let now = state.clock.now();
-    if let Some(sent) = opened.timestamp {
-        if (now - sent).abs() > 300 {
-            tracing::warn!(
-                skew_secs = now - sent,
-                "WeCom event timestamp far from our clock"
-            );
-        }
+    if !opened.is_fresh(now) {
+        // A replay of a captured delivery, or a clock far off: either way a redelivery would be
+        // just as stale, so it is answered as received (WeCom retries anything else).
+        tracing::warn!(
+            channel = opened.channel.as_str(),
+            skew_secs = opened.timestamp.map(|sent| now - sent),
+            window_secs = EVENT_WINDOW_SECS,
+            "WeCom event outside the timestamp window; ignored"
+        );
+        return HttpResponse::Ok().finish();
     }
     let store = &state.provider.store;
     match store.record_wecom_event(&opened.digest, now).await {
@@ -115,7 +125,7 @@ pub async fn deliver(
                 .provider
                 .handle_wecom_event(&opened.message, now)
                 .await;
-            if let Err(err) = result {
+            if let Err(err) = &result {
                 tracing::error!(error = %err, "could not process a WeCom event; forgetting it so a redelivery retries");
                 if let Err(err) = state
                     .provider
@@ -126,14 +136,22 @@ pub async fn deliver(
                     tracing::error!(error = %err, "could not forget the WeCom event");
                 }
             }
+            result.is_ok()
         })
     };
     // Most events are done well within a second; a slow WeCom recheck continues in the background.
-    if tokio::time::timeout(PROCESSING_WAIT, processing)
-        .await
-        .is_err()
-    {
-        tracing::info!("WeCom event still processing; answered meanwhile");
+    match tokio::time::timeout(PROCESSING_WAIT, processing).await {
+        Ok(Ok(true)) => HttpResponse::Ok().finish(),
+        Err(_) => {
+            tracing::info!("WeCom event still processing; answered meanwhile");
+            HttpResponse::Ok().finish()
+        }
+        // Failed: not answered as received, so that WeCom redelivers it; the digest was
+        // forgotten, so the redelivery is processed afresh. (A panicked task is answered the
+        // same; its digest stays, and the sweep remains the safety net.)
+        Ok(Ok(false)) | Ok(Err(_)) => HttpResponse::ServiceUnavailable().json(json!({
+            "error": "temporarily_unavailable",
+            "error_description": "the event could not be processed; deliver it again"
+        })),
     }
-    HttpResponse::Ok().finish()
 }

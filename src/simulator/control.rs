@@ -215,6 +215,20 @@ impl SimulatorControl {
         Ok(())
     }
 
+    /// Adds a member as an administrator would in the console, without sending an event: WeCom
+    /// lets a userid freed by a deletion be given to someone new. Refused when the userid is taken
+    /// (userids are case-insensitive).
+    pub fn add_member(&self, member: super::directory::Member) -> anyhow::Result<()> {
+        let mut state = self.shared.lock();
+        anyhow::ensure!(
+            state.directory.member(&member.userid).is_none(),
+            "userid {} is taken",
+            member.userid
+        );
+        state.directory.members.push(member);
+        Ok(())
+    }
+
     /// A copy of the directory as it stands, per-app switches included.
     pub fn directory(&self) -> Directory {
         self.shared.lock().directory.clone()

@@ -1,4 +1,6 @@
 //! A local stand-in for WeCom (企业微信) used by `demo`, `wecom-oidc simulator` and the tests.
+//! An island: it takes only the event cipher from `wecom::events` (to sign and encrypt as WeCom
+//! does), and nothing in the provider imports it.
 //!
 //! One base URL serves all three WeCom hosts, so WECOM_API_BASE, WECOM_LOGIN_BASE and
 //! WECOM_OAUTH_BASE can all point at it:

@@ -1,6 +1,9 @@
 //! All SQL lives here. One set of queries serves Postgres and SQLite through sqlx's `Any` driver:
 //! placeholders are `$n` (both backends accept them), times are Unix seconds, flags and JSON are
 //! stored as BIGINT and TEXT. Callers see domain types and `StorageError`.
+//!
+//! Knows no HTTP, no WeCom and no protocol rule beyond what a statement must make atomic
+//! (single-use codes, states and refresh tokens). The only user of sqlx.
 
 mod assertions;
 mod audit;
@@ -24,10 +27,10 @@ use sqlx::{AnyPool, Executor};
 pub use audit::{AuditEvent, AuditQuery};
 pub use codes::{CodeGrant, CodeRedemption, NewCode};
 pub use device::{DeviceDecision, DeviceGrant, DeviceStatus};
-pub use requests::{ConsumedState, MemberGrant, PendingRequest, Session, SignIn};
+pub use requests::{ConsumedState, EndedAccess, MemberGrant, PendingRequest, Session, SignIn};
 pub use signing_keys::StoredKey;
 pub use tokens::{AccessTokenRecord, RefreshRotation, RefreshTokenRecord};
-pub use users::MemberRecord;
+pub use users::{MemberRecord, Release};
 
 use crate::clock::UnixTime;
 use crate::config::DatabaseSettings;
@@ -60,11 +63,50 @@ fn is_sqlite_busy(db: &dyn sqlx::error::DatabaseError) -> bool {
     if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_none() {
         return false;
     }
-    let primary = db
-        .code()
+    matches!(sqlite_primary_code(db), Some(5 | 6)) || db.message().contains("database is locked")
+}
+
+/// A SQLite error's primary result code: the low byte of its extended code.
+fn sqlite_primary_code(db: &dyn sqlx::error::DatabaseError) -> Option<i64> {
+    db.code()
         .and_then(|c| c.parse::<i64>().ok())
-        .map(|c| c & 0xff);
-    matches!(primary, Some(5 | 6)) || db.message().contains("database is locked")
+        .map(|c| c & 0xff)
+}
+
+/// Says what to do when opening the store failed because SQLite could not open or create the file
+/// (SQLITE_CANTOPEN) or may only read it (SQLITE_READONLY). SQLite itself says only "unable to
+/// open database file"; the usual cause is a volume or bind mount the image's user (uid 10001) may
+/// not write to, since SQLite creates the file and its `-wal` and `-shm` companions beside it.
+fn with_sqlite_open_hint(err: anyhow::Error, url: &str) -> anyhow::Error {
+    let cannot_open = match err.downcast_ref::<sqlx::Error>() {
+        Some(sqlx::Error::Database(db)) => {
+            db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
+                && matches!(sqlite_primary_code(db.as_ref()), Some(8 | 14))
+        }
+        _ => false,
+    };
+    if cannot_open {
+        err.context(sqlite_open_hint(url))
+    } else {
+        err
+    }
+}
+
+fn sqlite_open_hint(url: &str) -> String {
+    let file = sqlx::sqlite::SqliteConnectOptions::from_str(url)
+        .map(|options| options.get_filename().to_path_buf())
+        .unwrap_or_default();
+    let directory = match file.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    format!(
+        "cannot open the SQLite database {}: the directory {} must exist and be writable by the \
+         user wecom-oidc runs as (uid 10001 in the container image) — chown 10001 the volume or \
+         directory, or set DATABASE_URL to another place",
+        file.display(),
+        directory.display()
+    )
 }
 
 /// Postgres SQLSTATE 22021: a value the database cannot store as text (a NUL byte). No row can
@@ -140,6 +182,11 @@ const SQLITE_BUSY_TIMEOUT_MS: u64 = 500;
 /// write lock for milliseconds.
 const PURGE_BATCH: u64 = 500;
 
+/// How long the digest of a processed WeCom event is kept. Redeliveries come within minutes, and
+/// a delivery whose signed timestamp is older than the event window is refused before its
+/// digest is looked at; a day covers both with room to spare.
+pub const WECOM_EVENT_MEMORY_SECS: i64 = 86_400;
+
 /// `/readyz` answers within a second whether or not the database does.
 const PING_DEADLINE: Duration = Duration::from_millis(900);
 
@@ -196,7 +243,8 @@ impl Store {
                 other => break other,
             }
         }
-        .context("cannot connect to the database (DATABASE_URL)")?;
+        .context("cannot connect to the database (DATABASE_URL)")
+        .map_err(|err| with_sqlite_open_hint(err, &url))?;
         let store = Self {
             pool,
             backend,
@@ -286,6 +334,7 @@ impl Store {
             "auth_requests",
             "consumed_login_states",
             "sessions",
+            "session_clients",
             "authorization_codes",
             "access_tokens",
             "refresh_tokens",
@@ -297,9 +346,11 @@ impl Store {
                 .delete_in_batches(table, &format!("expires_at < {now}"))
                 .await?;
         }
-        // Redeliveries of a WeCom event come within minutes; a day covers any retry schedule.
         removed += self
-            .delete_in_batches("wecom_events", &format!("received_at < {}", now - 86_400))
+            .delete_in_batches(
+                "wecom_events",
+                &format!("received_at < {}", now - WECOM_EVENT_MEMORY_SECS),
+            )
             .await?;
         Ok(removed)
     }

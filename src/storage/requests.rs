@@ -71,6 +71,16 @@ pub struct MemberGrant {
     pub expires_at: i64,
 }
 
+/// What revoking a member ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndedAccess {
+    /// The grants that held live tokens.
+    pub grants: Vec<MemberGrant>,
+    pub sessions: Vec<Session>,
+    /// (session id hash, client_id): each client that received an ID token from a session.
+    pub session_clients: Vec<(String, String)>,
+}
+
 impl Store {
     #[tracing::instrument(skip_all)]
     pub async fn insert_pending_request<R: Serialize>(
@@ -272,23 +282,41 @@ impl Store {
     }
 
     /// Ends everything `sub` holds, in one transaction: every grant is remembered as revoked until
-    /// `remember_until` (so a token being issued concurrently is refused too), then their access
-    /// and refresh tokens and their sessions are deleted (codes die with their session). Returns
-    /// what was ended, for back-channel logout.
+    /// `remember_until`, then their access and refresh tokens and their sessions are deleted
+    /// (codes die with their session). Returns what was ended, for back-channel logout.
+    ///
+    /// The grants of the codes of `sub`'s sessions are remembered as revoked too, redeemed or
+    /// not: a code redeemed just before this commits may still be issuing its tokens, and every
+    /// token read checks `revoked_grants`, so whatever that redemption stores is dead once this
+    /// commits, on either store and in either order of the two commits.
     #[tracing::instrument(skip_all)]
     pub async fn revoke_member(
         &self,
         sub: &str,
         now: i64,
         remember_until: i64,
-    ) -> StorageResult<(Vec<MemberGrant>, Vec<Session>)> {
+    ) -> StorageResult<EndedAccess> {
         let grants = self.grants_of(sub, now).await?;
         let sessions = self.sessions_of(sub, now).await?;
+        let session_clients = sqlx::query(
+            "SELECT session_id, client_id FROM session_clients
+             WHERE sub = $1 AND expires_at > $2 ORDER BY session_id, client_id",
+        )
+        .bind(sub)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|row| Ok((column(row, "session_id")?, column(row, "client_id")?)))
+        .collect::<StorageResult<Vec<_>>>()?;
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO revoked_grants (grant_id, expires_at)
              SELECT grant_id, $2 FROM (SELECT grant_id FROM access_tokens WHERE sub = $1
-                                       UNION SELECT grant_id FROM refresh_tokens WHERE sub = $1) g
+                                       UNION SELECT grant_id FROM refresh_tokens WHERE sub = $1
+                                       UNION SELECT c.grant_id FROM authorization_codes c
+                                             JOIN sessions s ON s.id_hash = c.session_id
+                                             WHERE s.sub = $1) g
              WHERE true
              ON CONFLICT (grant_id) DO NOTHING",
         )
@@ -299,21 +327,38 @@ impl Store {
         for statement in [
             "DELETE FROM access_tokens WHERE sub = $1",
             "DELETE FROM refresh_tokens WHERE sub = $1",
+            "DELETE FROM session_clients WHERE sub = $1",
             "DELETE FROM sessions WHERE sub = $1",
         ] {
             sqlx::query(statement).bind(sub).execute(&mut *tx).await?;
         }
         tx.commit().await?;
-        Ok((grants, sessions))
+        Ok(EndedAccess {
+            grants,
+            sessions,
+            session_clients,
+        })
     }
 
-    /// Ends the session and revokes every token issued under it.
+    /// Ends the session and revokes every token issued under it, and (as `revoke_member` does)
+    /// the grants of its codes until `remember_until`, so that a code redeemed concurrently
+    /// leaves no live token behind.
     #[tracing::instrument(skip_all)]
-    pub async fn end_session(&self, id_hash: &str) -> StorageResult<()> {
+    pub async fn end_session(&self, id_hash: &str, remember_until: i64) -> StorageResult<()> {
         let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO revoked_grants (grant_id, expires_at)
+             SELECT grant_id, $2 FROM authorization_codes WHERE session_id = $1
+             ON CONFLICT (grant_id) DO NOTHING",
+        )
+        .bind(id_hash)
+        .bind(remember_until)
+        .execute(&mut *tx)
+        .await?;
         for statement in [
             "DELETE FROM access_tokens WHERE session_id = $1",
             "DELETE FROM refresh_tokens WHERE session_id = $1",
+            "DELETE FROM session_clients WHERE session_id = $1",
             "DELETE FROM sessions WHERE id_hash = $1",
         ] {
             sqlx::query(statement)

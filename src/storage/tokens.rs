@@ -40,11 +40,12 @@ pub enum RefreshRotation {
     /// This call is the one use of the token.
     Rotated(RefreshTokenRecord),
     /// The token was already rotated: someone replays it, so the grant must die (RFC 9700 §4.14.2)
-    /// — unless this is a concurrent refresh moments after the rotation (`used_at`, `record`).
+    /// — unless this is a concurrent refresh moments after the rotation (`used_at_ms`, `record`).
     Reused {
         grant_id: String,
         client_id: String,
-        used_at: i64,
+        /// When it was rotated, in milliseconds since the epoch.
+        used_at_ms: i64,
         record: Box<RefreshTokenRecord>,
     },
     Unknown,
@@ -83,14 +84,21 @@ fn refresh_from_row(row: &sqlx::any::AnyRow) -> StorageResult<RefreshTokenRecord
     })
 }
 
+/// A token is stored only for a `sub` whose binding to a userid has not ended (`$4` is the
+/// token's `sub`): a retired `sub` is never issued again, even by a grant that raced its release.
+const SUB_NOT_RETIRED: &str =
+    "NOT EXISTS (SELECT 1 FROM users WHERE sub = $4 AND released_at IS NOT NULL)";
+
 impl Store {
-    /// Stores a new access token unless its grant has been revoked meanwhile; `false` then.
+    /// Stores a new access token unless its grant has been revoked meanwhile, or its `sub`
+    /// retired; `false` then.
     #[tracing::instrument(skip_all, fields(client_id = %token.client_id))]
     pub async fn insert_access_token(&self, token: &AccessTokenRecord) -> StorageResult<bool> {
         let result = sqlx::query(&format!(
             "INSERT INTO access_tokens ({ACCESS_COLUMNS})
              SELECT $1, $2, $3, $4, $5, $6, $7, $8
-             WHERE NOT EXISTS (SELECT 1 FROM revoked_grants WHERE grant_id = $2)"
+             WHERE NOT EXISTS (SELECT 1 FROM revoked_grants WHERE grant_id = $2)
+               AND {SUB_NOT_RETIRED}"
         ))
         .bind(&token.token_hash)
         .bind(&token.grant_id)
@@ -110,7 +118,8 @@ impl Store {
         let result = sqlx::query(&format!(
             "INSERT INTO refresh_tokens ({REFRESH_COLUMNS})
              SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10
-             WHERE NOT EXISTS (SELECT 1 FROM revoked_grants WHERE grant_id = $2)"
+             WHERE NOT EXISTS (SELECT 1 FROM revoked_grants WHERE grant_id = $2)
+               AND {SUB_NOT_RETIRED}"
         ))
         .bind(&token.token_hash)
         .bind(&token.grant_id)
@@ -220,20 +229,23 @@ impl Store {
 
     /// Marks the refresh token used in one conditional statement: of two concurrent uses, one wins.
     /// Another client's token is left untouched and reported `Unknown` (RFC 6749 §6).
+    /// `used_at` keeps whole seconds like every other timestamp; `used_at_ms` the millisecond,
+    /// for the reuse grace.
     #[tracing::instrument(skip_all, fields(client_id))]
     pub async fn rotate_refresh_token(
         &self,
         token_hash: &str,
         client_id: &str,
-        now: i64,
+        now_ms: i64,
     ) -> StorageResult<RefreshRotation> {
         let row = sqlx::query(&format!(
-            "UPDATE refresh_tokens SET used_at = $1
-             WHERE token_hash = $2 AND client_id = $3 AND used_at IS NULL
+            "UPDATE refresh_tokens SET used_at = $1, used_at_ms = $2
+             WHERE token_hash = $3 AND client_id = $4 AND used_at IS NULL
                AND NOT EXISTS (SELECT 1 FROM revoked_grants r WHERE r.grant_id = refresh_tokens.grant_id)
              RETURNING {REFRESH_COLUMNS}"
         ))
-        .bind(now)
+        .bind(now_ms.div_euclid(1000))
+        .bind(now_ms)
         .bind(token_hash)
         .bind(client_id)
         .fetch_optional(&self.pool)
@@ -241,8 +253,9 @@ impl Store {
         if let Some(row) = row {
             return Ok(RefreshRotation::Rotated(refresh_from_row(&row)?));
         }
+        // A token rotated before `used_at_ms` existed counts from the start of its second.
         let used = sqlx::query(&format!(
-            "SELECT {REFRESH_COLUMNS}, used_at FROM refresh_tokens
+            "SELECT {REFRESH_COLUMNS}, COALESCE(used_at_ms, used_at * 1000) AS used_at_ms FROM refresh_tokens
              WHERE token_hash = $1 AND client_id = $2 AND used_at IS NOT NULL"
         ))
         .bind(token_hash)
@@ -253,7 +266,7 @@ impl Store {
             Some(row) => Ok(RefreshRotation::Reused {
                 grant_id: column(&row, "grant_id")?,
                 client_id: column(&row, "client_id")?,
-                used_at: column(&row, "used_at")?,
+                used_at_ms: column(&row, "used_at_ms")?,
                 record: Box::new(refresh_from_row(&row)?),
             }),
             None => Ok(RefreshRotation::Unknown),
@@ -285,15 +298,38 @@ impl Store {
         Ok(())
     }
 
-    /// The (client_id, sub) pairs holding tokens issued under the session with this id hash: who
-    /// must hear of its end by back-channel logout. Read before `end_session` deletes them.
+    /// Remembers, for as long as the session lives, that `client_id` received an ID token from
+    /// the session with this id hash (nothing when the session has ended meanwhile).
+    #[tracing::instrument(skip_all, fields(client_id))]
+    pub async fn record_session_client(
+        &self,
+        session_id_hash: &str,
+        client_id: &str,
+    ) -> StorageResult<()> {
+        sqlx::query(
+            "INSERT INTO session_clients (session_id, client_id, sub, expires_at)
+             SELECT id_hash, $2, sub, expires_at FROM sessions WHERE id_hash = $1
+             ON CONFLICT (session_id, client_id) DO NOTHING",
+        )
+        .bind(session_id_hash)
+        .bind(client_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The (client_id, sub) pairs that received an ID token from the session with this id hash,
+    /// or hold tokens issued under it: who must hear of its end by back-channel logout. Read
+    /// before `end_session` deletes them.
     #[tracing::instrument(skip_all)]
     pub async fn clients_of_session(
         &self,
         session_id_hash: &str,
     ) -> StorageResult<Vec<(String, String)>> {
         let rows = sqlx::query(
-            "SELECT client_id, sub FROM access_tokens WHERE session_id = $1
+            "SELECT client_id, sub FROM session_clients WHERE session_id = $1
+             UNION
+             SELECT client_id, sub FROM access_tokens WHERE session_id = $1
              UNION
              SELECT client_id, sub FROM refresh_tokens WHERE session_id = $1
              ORDER BY client_id, sub",

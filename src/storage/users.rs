@@ -1,5 +1,10 @@
 //! Members: the stored snapshot of each WeCom profile, keyed by a `sub` that never changes, found
 //! by the member's current userid (`userid_key`, lowercase), and when WeCom last confirmed them.
+//!
+//! A row is never deleted, so a `sub` (the primary key) is never issued to anyone else. When WeCom
+//! says a userid no longer exists, the row is released from it (`released_at`, `release_reason`)
+//! for good: the schema refuses a userid on a released row, and a later holder of the userid
+//! gets a new row and a new `sub`.
 
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -13,21 +18,57 @@ pub struct MemberRecord<P> {
     pub profile: P,
     /// When WeCom last confirmed the member (`user/get`), Unix seconds; 0 = never.
     pub checked_at: i64,
+    /// When and why the binding to the userid ended (`None` while it holds): the `sub` is
+    /// retired, and no token is issued for it again.
+    pub released: Option<Release>,
 }
+
+/// When a member's binding to their userid ended, and why (an audit reason).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Release {
+    pub at: i64,
+    pub reason: String,
+}
+
+/// The columns `member_from_row` reads.
+const MEMBER_COLUMNS: &str = "sub, profile, checked_at, released_at, release_reason";
+
+/// How many holders of one userid get the `{userid}~{n}` form before a random suffix is used.
+const NUMBERED_HOLDERS: u32 = 50;
 
 fn member_from_row<P: DeserializeOwned>(row: &sqlx::any::AnyRow) -> StorageResult<MemberRecord<P>> {
     Ok(MemberRecord {
         sub: column(row, "sub")?,
         profile: from_json(&column::<String>(row, "profile")?)?,
         checked_at: column(row, "checked_at")?,
+        released: match column::<Option<i64>>(row, "released_at")? {
+            Some(at) => Some(Release {
+                at,
+                reason: column::<Option<String>>(row, "release_reason")?.unwrap_or_default(),
+            }),
+            None => None,
+        },
     })
+}
+
+/// The `sub` of the `holder`-th member to hold a userid whose first holder got `first`: the
+/// first keeps the plain form; later ones get `~n`. `~` never appears in a WeCom userid
+/// (letters, digits and `_-@.` only), so no later member's first `sub` can equal it, and it
+/// needs no escaping in a URL (RFC 3986 §2.3).
+fn holder_sub(first: &str, holder: u32) -> String {
+    match holder {
+        1 => first.to_owned(),
+        n if n <= NUMBERED_HOLDERS => format!("{first}~{n}"),
+        _ => format!("{first}~{}", random_hex(4)),
+    }
 }
 
 impl Store {
     /// Stores the profile of the member whose lowercase userid is `userid_key`, as confirmed by
     /// WeCom at `now`, and returns their `sub`: the one they already have, or `preferred_sub` for
-    /// a new member — unless another member holds that `sub` already (an earlier member renamed
-    /// away from this userid keeps it for life), then a fresh one. A `sub` is never reassigned.
+    /// a new member — unless that `sub` was ever issued (an earlier holder of the userid who was
+    /// deleted or renamed away keeps it for life), then `{preferred_sub}~2`, `~3`, … A `sub` is
+    /// never reassigned: the primary key refuses it.
     #[tracing::instrument(skip_all)]
     pub async fn save_member<P: Serialize>(
         &self,
@@ -49,8 +90,8 @@ impl Store {
         if let Some(row) = updated {
             return column(&row, "sub");
         }
-        let mut sub = preferred_sub.to_owned();
-        for _ in 0..3 {
+        for holder in 1..=NUMBERED_HOLDERS + 3 {
+            let sub = holder_sub(preferred_sub, holder);
             let inserted = sqlx::query(
                 "INSERT INTO users (sub, userid_key, profile, updated_at, checked_at)
                  VALUES ($1, $2, $3, $4, $4) ON CONFLICT DO NOTHING",
@@ -73,7 +114,6 @@ impl Store {
             if let Some(row) = row {
                 return column(&row, "sub");
             }
-            sub = format!("{preferred_sub}.{}", random_hex(4));
         }
         Err(StorageError::Conflict)
     }
@@ -102,26 +142,30 @@ impl Store {
         &self,
         sub: &str,
     ) -> StorageResult<Option<MemberRecord<P>>> {
-        sqlx::query("SELECT sub, profile, checked_at FROM users WHERE sub = $1")
-            .bind(sub)
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(member_from_row)
-            .transpose()
+        sqlx::query(&format!(
+            "SELECT {MEMBER_COLUMNS} FROM users WHERE sub = $1"
+        ))
+        .bind(sub)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(member_from_row)
+        .transpose()
     }
 
     pub async fn find_member_by_userid<P: DeserializeOwned>(
         &self,
         userid_key: &str,
     ) -> StorageResult<Option<MemberRecord<P>>> {
-        sqlx::query("SELECT sub, profile, checked_at FROM users WHERE userid_key = $1")
-            .bind(userid_key)
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(member_from_row)
-            .transpose()
+        sqlx::query(&format!(
+            "SELECT {MEMBER_COLUMNS} FROM users WHERE userid_key = $1"
+        ))
+        .bind(userid_key)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(member_from_row)
+        .transpose()
     }
 
     pub async fn get_user<P: DeserializeOwned>(&self, sub: &str) -> StorageResult<P> {
@@ -146,12 +190,16 @@ impl Store {
         };
         rewrite(&mut member.profile);
         // WeCom keeps userids unique among current members: whoever held `new_key` here before
-        // has left, and keeps their `sub` without a userid.
-        sqlx::query("UPDATE users SET userid_key = NULL WHERE userid_key = $1 AND sub <> $2")
-            .bind(new_key)
-            .bind(&member.sub)
-            .execute(&self.pool)
-            .await?;
+        // has left, and keeps their `sub`, retired, without a userid.
+        sqlx::query(
+            "UPDATE users SET userid_key = NULL, released_at = $3, release_reason = 'userid_given_to_another'
+             WHERE userid_key = $1 AND sub <> $2",
+        )
+        .bind(new_key)
+        .bind(&member.sub)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
         let result = sqlx::query(
             "UPDATE users SET userid_key = $1, profile = $2, updated_at = $3 WHERE sub = $4",
         )
@@ -164,11 +212,29 @@ impl Store {
         Ok((result.rows_affected() == 1).then_some(member.sub))
     }
 
-    /// Detaches a deleted member from their userid: they keep their `sub` (never reassigned), and
-    /// a later member given the same userid gets a new one.
-    pub async fn release_userid(&self, sub: &str) -> StorageResult<()> {
-        sqlx::query("UPDATE users SET userid_key = NULL WHERE sub = $1")
+    /// Ends `sub`'s binding to its userid for good (WeCom says the userid no longer exists): the
+    /// `sub` stays retired on its row, and a later member given the same userid gets a new one.
+    /// A binding ended before keeps its first date and reason.
+    #[tracing::instrument(skip_all)]
+    pub async fn release_userid(&self, sub: &str, reason: &str, now: i64) -> StorageResult<()> {
+        sqlx::query(
+            "UPDATE users SET userid_key = NULL, released_at = $2, release_reason = $3
+             WHERE sub = $1 AND released_at IS NULL",
+        )
+        .bind(sub)
+        .bind(now)
+        .bind(reason)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Keeps the sweep away from a member WeCom refused until `until` (their `checked_at` stays
+    /// the last time WeCom admitted them).
+    pub async fn hold_member_from_sweep(&self, sub: &str, until: i64) -> StorageResult<()> {
+        sqlx::query("UPDATE users SET sweep_lease_until = $2 WHERE sub = $1")
             .bind(sub)
+            .bind(until)
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -219,9 +285,11 @@ impl Store {
         Ok(taken.rows_affected() == 1)
     }
 
-    /// Leases up to `limit` members that hold a live session or refresh token and that WeCom has
-    /// not confirmed since `checked_before`, until `lease_until`: a member leased by one replica
-    /// is not picked by another.
+    /// Leases up to `limit` members still bound to a userid whom WeCom has not confirmed since
+    /// `checked_before`, until `lease_until`: a member leased by one replica is not picked by
+    /// another. Members holding a live session or refresh token come first; the others follow,
+    /// because a userid deleted in WeCom must release its binding before WeCom can give it to
+    /// someone new, whether or not its holder is signed in anywhere.
     #[tracing::instrument(skip_all)]
     pub async fn lease_members_due<P: DeserializeOwned>(
         &self,
@@ -238,13 +306,15 @@ impl Store {
             "UPDATE users SET sweep_lease_until = $1
              WHERE sub IN (
                  SELECT u.sub FROM users u
-                 WHERE u.checked_at < $2 AND u.sweep_lease_until < $3
-                   AND (EXISTS (SELECT 1 FROM sessions s WHERE s.sub = u.sub AND s.expires_at > $3)
-                     OR EXISTS (SELECT 1 FROM refresh_tokens r
-                                WHERE r.sub = u.sub AND r.used_at IS NULL AND r.expires_at > $3))
-                 ORDER BY u.checked_at
+                 WHERE u.checked_at < $2 AND u.sweep_lease_until < $3 AND u.released_at IS NULL
+                 ORDER BY CASE WHEN EXISTS (SELECT 1 FROM sessions s
+                                            WHERE s.sub = u.sub AND s.expires_at > $3)
+                                 OR EXISTS (SELECT 1 FROM refresh_tokens r
+                                            WHERE r.sub = u.sub AND r.used_at IS NULL AND r.expires_at > $3)
+                               THEN 0 ELSE 1 END,
+                          u.checked_at
                  LIMIT $4 {skip_locked})
-             RETURNING sub, profile, checked_at"
+             RETURNING {MEMBER_COLUMNS}"
         ))
         .bind(lease_until)
         .bind(checked_before)

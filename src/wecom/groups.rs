@@ -19,8 +19,8 @@ use reqwest::Method;
 
 use super::answer::{self, Answer};
 use super::{Department, Member, WeComClient, WeComError};
-use crate::config::GroupKinds;
 use crate::domain::group;
+use crate::domain::group::GroupKinds;
 
 /// `tag/get` calls in flight at once on a cold cache: quick enough for hundreds of tags, far
 /// below WeCom's concurrency limit (45033).

@@ -1,4 +1,4 @@
-//! The WeCom API client, the only user of reqwest: the corp access token cache, errcodes and
+//! The WeCom API client, the only module that calls WeCom's API: the corp access token cache, errcodes and
 //! retries, member profiles, groups, app messages, and the login URLs (facts and sources in wecom-api.md).
 //!
 //! Every business call goes through [`WeComClient::call`]:
@@ -12,6 +12,9 @@
 //!
 //! The corp secret, access tokens, codes and user tickets never reach a log line, an error or a
 //! `Debug` output: they travel only in the URL or body of a request, and no URL is ever logged.
+//!
+//! Returns WeCom's facts (members, groups, errcodes); what they mean for access is decided in
+//! `oidc`. It never touches the store or the HTTP framework.
 
 mod answer;
 mod error;
@@ -36,7 +39,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use url::Url;
 
-use crate::config::{GroupKinds, WeComCredentials, WeComSettings};
+use crate::config::{WeComCredentials, WeComSettings};
+use crate::domain::group::GroupKinds;
 use answer::Answer;
 pub use error::{FailureCategory, WeComError};
 use http::{Request, Transport};

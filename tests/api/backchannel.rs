@@ -590,3 +590,56 @@ async fn each_notice_is_sent_once_and_a_client_requiring_sid_gets_none_without_o
         .count();
     assert_eq!(delivered, 2, "{audit:?}");
 }
+
+#[tokio::test]
+async fn a_client_whose_access_token_expired_still_hears_when_the_session_ends() {
+    for ending in ["logout", "admin_revoke"] {
+        let app = TestApp::spawn().await;
+        let mut rp = RelyingParty::start(Answer::Ok).await;
+        let client = client_with_backchannel(&app, &rp).await;
+        // No offline_access: once the access token expires, the client holds no live token.
+        let issued = tokens(&app, &client, &[("scope", "openid")]).await;
+        assert!(issued.get("refresh_token").is_none(), "{ending}");
+        let id_token = issued["id_token"].as_str().unwrap();
+        let sid = unverified_claims(id_token)["sid"].clone();
+        app.clock.advance(3601);
+        assert_eq!(
+            app.userinfo(issued["access_token"].as_str().unwrap())
+                .await
+                .status(),
+            401,
+            "{ending}: the access token has expired, the session (8 h) has not"
+        );
+
+        match ending {
+            "logout" => {
+                let response = app
+                    .browser
+                    .get(logout_url(&app, &[("id_token_hint", id_token)]))
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(response.status().is_success() || response.status().is_redirection());
+            }
+            _ => {
+                let response = app
+                    .http
+                    .post(app.url("/admin/users/wangwu/revoke"))
+                    .bearer_auth(ADMIN_TOKEN)
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(response.status().is_success(), "{ending}");
+            }
+        }
+
+        let delivery = rp.next().await;
+        let (_, claims) = verify_with_jwks(&app, &delivery.logout_token).await;
+        assert_eq!(claims["aud"], client.id.as_str(), "{ending}");
+        assert_eq!(claims["sub"], "wangwu", "{ending}");
+        assert_eq!(claims["sid"], sid, "{ending}");
+        app.backchannel.wait_idle().await;
+        assert!(rp.nothing_more(), "{ending}: one logout token");
+        assert!(!sso_still_works(&app, &client).await, "{ending}");
+    }
+}

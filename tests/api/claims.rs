@@ -449,3 +449,44 @@ async fn check_lists_a_members_group_values_for_writing_rules() {
         assert!(report.contains(value), "{value} in {report}");
     }
 }
+
+#[tokio::test]
+async fn a_sub_requested_by_value_is_compared_with_the_stored_sub_not_the_userid() {
+    let app = crate::events::app_with_events().await;
+    let client = app.confidential_client().await;
+    tokens_for(&app, &client, "wangwu", &[]).await;
+    let renamed = app
+        .simulator
+        .control()
+        .rename_member("wangwu", "wangwu01")
+        .await
+        .unwrap();
+    assert!(renamed.iter().all(|d| d.accepted()));
+    let by_value = |sub: &str| json!({ "id_token": { "sub": { "value": sub } } }).to_string();
+
+    // The renamed member, asked for by the sub they have always had, is accepted…
+    let tokens = tokens_for(
+        &app,
+        &client,
+        "wangwu01",
+        &[("claims", &by_value("wangwu")), ("prompt", "login")],
+    )
+    .await;
+    let id_token = jwt_claims(tokens["id_token"].as_str().unwrap());
+    assert_eq!(id_token["sub"], "wangwu");
+    assert_eq!(id_token["preferred_username"], "wangwu01");
+
+    // …and a request for the sub their userid would spell is another member's: refused.
+    let wecom = app
+        .follow(&app.authorize_url(
+            &client,
+            &[("claims", &by_value("wangwu01")), ("prompt", "login")],
+        ))
+        .await;
+    let callback = app.wecom_approves(&wecom, &[("userid", "wangwu01")]).await;
+    let response = app.browser.get(&callback).send().await.unwrap();
+    assert_refused_with(response, "应用要求的是另一位成员的登录").await;
+    let audit = app.audit().await;
+    assert_eq!(audit[0].reason.as_deref(), Some("not_the_requested_sub"));
+    assert_eq!(audit[0].sub.as_deref(), Some("wangwu"));
+}

@@ -426,3 +426,246 @@ async fn a_client_secret_jwt_secret_is_sealed_at_rest_with_the_key_encryption_ke
     let assertion = sign(&signer, None, &claims(&app, &client.id, json!({})));
     assert_eq!(introspect_with(&app, &client.id, &assertion).await.0, 200);
 }
+
+#[tokio::test]
+async fn a_client_secret_jwt_client_cannot_authenticate_by_sending_its_secret() {
+    let app = TestApp::spawn().await;
+    let client = app
+        .register(json!({ "client_name": "hs", "token_endpoint_auth_method": "client_secret_jwt" }))
+        .await;
+    let secret = client.secret.clone().unwrap();
+    let introspect = || app.http.post(app.url("/introspect"));
+
+    let basic = introspect()
+        .basic_auth(&client.id, Some(&secret))
+        .form(&[("token", "not-a-token")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(basic.status(), 401, "client_secret_basic");
+    assert!(basic.headers().contains_key("www-authenticate"));
+    let body: Value = basic.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_client");
+    let post = introspect()
+        .form(&[
+            ("token", "not-a-token"),
+            ("client_id", client.id.as_str()),
+            ("client_secret", secret.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status(), 401, "client_secret_post");
+    let body: Value = post.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_client");
+
+    // The assertion it is registered for still works; basic and post clients keep both.
+    let signer = HS256.signer_from_bytes(secret.as_bytes()).unwrap();
+    let assertion = sign(&signer, None, &claims(&app, &client.id, json!({})));
+    assert_eq!(introspect_with(&app, &client.id, &assertion).await.0, 200);
+    let basic_client = app.confidential_client().await;
+    let post = introspect()
+        .form(&[
+            ("token", "not-a-token"),
+            ("client_id", basic_client.id.as_str()),
+            ("client_secret", basic_client.secret.as_deref().unwrap()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status(), 200, "basic and post are interchangeable");
+}
+
+#[tokio::test]
+async fn a_chosen_secret_is_refused_for_a_client_secret_jwt_client_and_its_key_is_unchanged() {
+    let app = TestApp::spawn().await;
+    let client = app
+        .register(json!({ "client_name": "hs", "token_endpoint_auth_method": "client_secret_jwt" }))
+        .await;
+    let admin = |method: reqwest::Method, path: String, body: Value| {
+        app.http
+            .request(method, app.url(&path))
+            .bearer_auth(crate::helpers::ADMIN_TOKEN)
+            .json(&body)
+            .send()
+    };
+    // Long enough for an HS256 key (josekit refuses fewer than 32 bytes), to show it is not one.
+    let chosen = "a-secret-a-person-chose-long-enough-for-hs256";
+
+    let rotated = admin(
+        reqwest::Method::POST,
+        format!("/admin/clients/{}/secret", client.id),
+        json!({ "client_secret": chosen }),
+    )
+    .await
+    .unwrap();
+    let updated = admin(
+        reqwest::Method::PUT,
+        format!("/admin/clients/{}", client.id),
+        json!({
+            "client_name": "hs", "redirect_uris": [client.redirect_uri],
+            "token_endpoint_auth_method": "client_secret_jwt", "client_secret": chosen,
+        }),
+    )
+    .await
+    .unwrap();
+    let created = admin(
+        reqwest::Method::POST,
+        "/admin/clients".to_owned(),
+        json!({
+            "client_name": "hs2", "redirect_uris": [client.redirect_uri],
+            "token_endpoint_auth_method": "client_secret_jwt", "client_secret": chosen,
+        }),
+    )
+    .await
+    .unwrap();
+
+    for (response, case) in [
+        (rotated, "rotate"),
+        (updated, "update"),
+        (created, "create"),
+    ] {
+        assert_eq!(response.status(), 400, "{case}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_client_metadata", "{case}");
+    }
+    let old = HS256
+        .signer_from_bytes(client.secret.as_deref().unwrap().as_bytes())
+        .unwrap();
+    let assertion = sign(&old, None, &claims(&app, &client.id, json!({})));
+    assert_eq!(
+        introspect_with(&app, &client.id, &assertion).await.0,
+        200,
+        "nothing changed"
+    );
+    let with_chosen = HS256.signer_from_bytes(chosen.as_bytes()).unwrap();
+    let assertion = sign(&with_chosen, None, &claims(&app, &client.id, json!({})));
+    assert_eq!(introspect_with(&app, &client.id, &assertion).await.0, 401);
+}
+
+/// A `private_key_jwt` client whose keys are at `jwks_uri`.
+async fn register_jwks_uri_client(app: &TestApp, jwks_uri: &str) -> String {
+    register_jwt_client(
+        app,
+        json!({ "token_endpoint_auth_method": "private_key_jwt", "jwks_uri": jwks_uri }),
+    )
+    .await
+}
+
+/// Introspects once per assertion, all at once; the statuses.
+async fn introspect_all(app: &TestApp, client_id: &str, assertions: &[String]) -> Vec<u16> {
+    futures_util::future::join_all(
+        assertions
+            .iter()
+            .map(|assertion| introspect_with(app, client_id, assertion)),
+    )
+    .await
+    .into_iter()
+    .map(|(status, _)| status)
+    .collect()
+}
+
+#[tokio::test]
+async fn unknown_kids_fetch_a_jwks_uri_once_per_interval_however_many_assertions_carry_them() {
+    let app = TestApp::spawn().await;
+    let jwks_server = MockServer::start().await;
+    let (signer, public) = ec_key("known");
+    // A slow answer: the assertions of a batch all arrive while the first fetch is in flight.
+    Mock::given(path("/jwks"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({ "keys": [public] }))
+                .set_delay(std::time::Duration::from_millis(300)),
+        )
+        .mount(&jwks_server)
+        .await;
+    let client_id = register_jwks_uri_client(&app, &format!("{}/jwks", jwks_server.uri())).await;
+    let made_up = |batch: &str| -> Vec<String> {
+        (0..8)
+            .map(|i| {
+                sign(
+                    signer.as_ref(),
+                    Some(&format!("{batch}-{i}")),
+                    &claims(&app, &client_id, json!({})),
+                )
+            })
+            .collect()
+    };
+    let fetches = || async { jwks_server.received_requests().await.unwrap().len() };
+
+    let statuses = introspect_all(&app, &client_id, &made_up("first")).await;
+    assert!(statuses.iter().all(|s| *s == 401), "{statuses:?}");
+    assert_eq!(
+        fetches().await,
+        1,
+        "one fetch in flight for the whole batch"
+    );
+
+    app.clock.advance(9);
+    let statuses = introspect_all(&app, &client_id, &made_up("second")).await;
+    assert!(statuses.iter().all(|s| *s == 401), "{statuses:?}");
+    assert_eq!(fetches().await, 1, "no refetch within the interval");
+    let known = sign(
+        signer.as_ref(),
+        Some("known"),
+        &claims(&app, &client_id, json!({})),
+    );
+    assert_eq!(introspect_with(&app, &client_id, &known).await.0, 200);
+
+    app.clock.advance(1);
+    let statuses = introspect_all(&app, &client_id, &made_up("third")).await;
+    assert!(statuses.iter().all(|s| *s == 401), "{statuses:?}");
+    assert_eq!(fetches().await, 2, "one refetch once the interval is over");
+}
+
+#[tokio::test]
+async fn a_jwks_uri_document_over_64_kib_is_refused_without_reading_it_to_the_end() {
+    let app = TestApp::spawn().await;
+    let (signer, public) = ec_key("k");
+    let document = json!({ "keys": [public], "padding": " ".repeat(70 * 1024) });
+    let jwks_server = MockServer::start().await;
+    Mock::given(path("/jwks"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(&document))
+        .mount(&jwks_server)
+        .await;
+    let sized = register_jwks_uri_client(&app, &format!("{}/jwks", jwks_server.uri())).await;
+    // A server that sends 70 KiB of a document with no length, then neither finishes nor closes.
+    let endless = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endless_uri = format!("http://{}/jwks", endless.local_addr().unwrap());
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut socket, _) = endless.accept().await.unwrap();
+        let mut request = [0u8; 4096];
+        let _ = socket.read(&mut request).await;
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n";
+        let body = document.to_string();
+        let _ = socket.write_all(head.as_bytes()).await;
+        let _ = socket.write_all(&body.as_bytes()[..body.len() - 10]).await;
+        std::future::pending::<()>().await;
+    });
+    let unending = register_jwks_uri_client(&app, &endless_uri).await;
+
+    let assertion = |client_id: &str| {
+        sign(
+            signer.as_ref(),
+            Some("k"),
+            &claims(&app, client_id, json!({})),
+        )
+    };
+    let (status, body) = introspect_with(&app, &sized, &assertion(&sized)).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+    // The provider waits up to 5 s for a jwks_uri; stopping at the cap answers well before.
+    let (status, body) = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        introspect_with(&app, &unending, &assertion(&unending)),
+    )
+    .await
+    .expect("reading stops at 64 KiB, not at the end of the document");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+}

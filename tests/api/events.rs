@@ -7,14 +7,15 @@ use serde_json::Value;
 use crate::backchannel::{client_with_backchannel, verify_with_jwks, Answer, RelyingParty};
 use crate::helpers::{TestApp, TestClient, AGENT_ID};
 use crate::membership::{active, refresh, sign_in_with_refresh_as, Tokens};
-use wecom_oidc::simulator::{Attempt, EventSource};
+use wecom_oidc::simulator::{Attempt, EventSource, Member};
+use wecom_oidc::wecom::events::EVENT_WINDOW_SECS;
 
 const EVENT_TOKEN: &str = "T0kenForOidcTests";
 /// 43 characters whose last one carries non-zero trailing bits, like most real keys.
 const EVENT_AES_KEY: &str = "Wq8vRkT3mXa9LzPq2NcY7dHf0JsB4uE6gKiO1tMnV5C";
 
 /// The provider with the app's event URL configured and verified, as an administrator would.
-async fn app_with_events() -> TestApp {
+pub(crate) async fn app_with_events() -> TestApp {
     let app = TestApp::spawn_with(&[
         ("WECOM_EVENT_TOKEN", EVENT_TOKEN),
         ("WECOM_EVENT_AES_KEY", EVENT_AES_KEY),
@@ -256,4 +257,133 @@ async fn without_the_event_settings_the_endpoint_does_not_exist() {
     ] {
         assert_eq!(response.status(), 404);
     }
+}
+
+/// Moves both clocks, the provider's and WeCom's, forward together.
+fn advance_both_clocks(app: &TestApp, seconds: i64) {
+    app.clock.advance(seconds);
+    app.simulator
+        .control()
+        .advance_clock(std::time::Duration::from_secs(seconds as u64));
+}
+
+fn disable_event(userid: &str) -> String {
+    format!(
+        "<xml><ToUserName><![CDATA[wwsim0000000001]]></ToUserName><FromUserName><![CDATA[sys]]></FromUserName><CreateTime>1717171800</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[change_contact]]></Event><ChangeType><![CDATA[update_user]]></ChangeType><UserID><![CDATA[{userid}]]></UserID><Status>2</Status></xml>"
+    )
+}
+
+#[tokio::test]
+async fn a_delivery_replayed_after_the_timestamp_window_changes_nothing_and_a_fresh_one_works() {
+    let app = app_with_events().await;
+    let client = app.confidential_client().await;
+    let held = sign_in(&app, &client, "wangwu").await;
+    let control = app.simulator.control();
+    let source = EventSource::app(AGENT_ID);
+    // Captured on its way (a proxy log), never delivered, and sent by someone else later.
+    let captured = control
+        .seal_event(&source, &disable_event("wangwu"))
+        .unwrap();
+    // Past the window by a minute: the provider's test clock stands still between advances
+    // while WeCom's follows the wall clock.
+    advance_both_clocks(&app, EVENT_WINDOW_SECS + 60);
+
+    let replay = control.deliver(captured).await;
+
+    assert!(
+        replay.accepted(),
+        "answered as received: a retry would be as stale"
+    );
+    assert_eq!(app.userinfo(&held.access).await.status(), 200);
+    assert!(active(&app, &client, &held.refresh).await);
+    assert!(!app
+        .audit()
+        .await
+        .iter()
+        .any(|row| row.event == "member_revoked"));
+
+    // The same message, signed now by WeCom, counts.
+    let fresh = control
+        .seal_event(&source, &disable_event("wangwu"))
+        .unwrap();
+    assert!(control.deliver(fresh).await.accepted());
+    assert_gone(&app, &client, &held).await;
+}
+
+#[tokio::test]
+async fn a_rename_replayed_a_day_later_cannot_move_a_sub_to_the_userids_new_holder() {
+    let app = app_with_events().await;
+    let client = app.confidential_client().await;
+    let control = app.simulator.control();
+    sign_in(&app, &client, "wangwu").await;
+    let rename = control.rename_member("wangwu", "wangwu01").await.unwrap();
+    assert!(all_accepted(&rename));
+    // The freed userid goes to someone new, who gets a sub of their own.
+    let newcomer = Member {
+        userid: "wangwu".to_owned(),
+        name: "新王五".to_owned(),
+        ..control.directory().member("wangwu01").unwrap().clone()
+    };
+    control.add_member(newcomer).unwrap();
+    let second = sign_in(&app, &client, "wangwu").await;
+    let second_sub = crate::membership::claims(&second.id_token)["sub"].clone();
+    assert_ne!(second_sub, "wangwu");
+    advance_both_clocks(&app, 25 * 3600);
+    app.store
+        .purge_expired(wecom_oidc::clock::Clock::now(&app.clock))
+        .await
+        .unwrap();
+
+    let replay = control.deliver(rename[0].request.clone()).await;
+
+    assert!(replay.accepted());
+    let renamed = sign_in(&app, &client, "wangwu01").await;
+    assert_eq!(
+        crate::membership::claims(&renamed.id_token)["sub"],
+        "wangwu"
+    );
+    let again = sign_in(&app, &client, "wangwu").await;
+    assert_eq!(
+        crate::membership::claims(&again.id_token)["sub"],
+        second_sub
+    );
+}
+
+#[tokio::test]
+async fn a_delete_user_event_that_cannot_be_processed_is_refused_so_that_wecom_delivers_it_again() {
+    let app = app_with_events().await;
+    let client = app.confidential_client().await;
+    let lisi = sign_in(&app, &client, "lisi").await;
+    let control = app.simulator.control();
+    app.execute_sql("ALTER TABLE revoked_grants RENAME TO revoked_grants_away")
+        .await;
+
+    let deliveries = control.delete_member("lisi").await.unwrap();
+
+    let delete = deliveries
+        .iter()
+        .find(|d| d.request.plaintext.contains("delete_user"))
+        .expect("a delete_user delivery");
+    assert!(!delete.accepted(), "{:?}", delete.attempts);
+    assert!(delete
+        .attempts
+        .iter()
+        .all(|attempt| *attempt == Attempt::Status(503)));
+    app.execute_sql("ALTER TABLE revoked_grants_away RENAME TO revoked_grants")
+        .await;
+    // WeCom's next redelivery goes through and does what the first could not.
+    assert!(control.deliver(delete.request.clone()).await.accepted());
+    assert_gone(&app, &client, &lisi).await;
+    let shown: Value = app
+        .http
+        .get(app.url("/admin/users/lisi"))
+        .bearer_auth(crate::helpers::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown["binding"]["state"], "ended");
+    assert_eq!(shown["binding"]["reason"], "member_deleted");
 }

@@ -11,6 +11,7 @@ use url::Url;
 use wecom_oidc::clock::ManualClock;
 use wecom_oidc::config::Config;
 use wecom_oidc::crypto::{base64url, random_token, sha256};
+use wecom_oidc::keys::KeyManager;
 use wecom_oidc::oidc::backchannel::BackchannelSender;
 use wecom_oidc::simulator::{Directory, Simulator};
 use wecom_oidc::startup::{Application, BuildOptions, MemberSweep};
@@ -139,6 +140,8 @@ pub struct TestApp {
     pub backchannel: BackchannelSender,
     /// Where `/metrics` answers, when the test set `METRICS_ADDR`.
     pub metrics_port: Option<u16>,
+    /// The provider's signing keys: `reload(now)` is one tick of its background reloader.
+    pub keys: Arc<KeyManager>,
     /// Held so that the database lives exactly as long as the application.
     db: TestDatabase,
 }
@@ -231,6 +234,7 @@ impl TestApp {
         let sweep = application.member_sweep();
         let backchannel = application.backchannel();
         let metrics_port = application.metrics_port();
+        let keys = application.signing_keys();
         tokio::spawn(application.run_until_stopped());
         TestApp {
             issuer,
@@ -243,6 +247,7 @@ impl TestApp {
             sweep,
             backchannel,
             metrics_port,
+            keys,
             db,
         }
     }
@@ -257,6 +262,19 @@ impl TestApp {
 
     pub fn database_url(&self) -> String {
         self.db.url.clone()
+    }
+
+    /// Runs one statement on the application's database from outside, as an operator's session
+    /// would (to break a table for a failure test, and mend it again).
+    pub async fn execute_sql(&self, sql: &str) {
+        use sqlx::Connection;
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&self.db.url)
+            .await
+            .expect("a connection to the test database");
+        sqlx::Executor::execute(&mut conn, sql)
+            .await
+            .expect("the statement runs");
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -585,3 +585,234 @@ async fn the_cli_shows_and_revokes_a_member() {
     let (status, _) = refresh(&app, &client, &tokens.refresh).await;
     assert_eq!(status, 400);
 }
+
+/// What the admin API tells of `sub`.
+async fn member_document(app: &TestApp, sub: &str) -> Value {
+    let response = app
+        .http
+        .get(app.url(&format!("/admin/users/{sub}")))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "GET /admin/users/{sub}");
+    response.json().await.unwrap()
+}
+
+/// An administrator deletes `userid` in the console (no event reaches this provider: none is
+/// configured) and returns the deleted member, to hand the userid to someone new later.
+async fn delete_without_event(app: &TestApp, userid: &str) -> wecom_oidc::simulator::Member {
+    let control = app.simulator.control();
+    let member = control.directory().member(userid).unwrap().clone();
+    assert!(control.delete_member(userid).await.unwrap().is_empty());
+    member
+}
+
+/// WeCom gives the userid of `deleted` to someone new.
+fn give_userid_to_a_newcomer(app: &TestApp, deleted: wecom_oidc::simulator::Member) {
+    let newcomer = wecom_oidc::simulator::Member {
+        name: "新来的同事".to_owned(),
+        ..deleted
+    };
+    app.simulator.control().add_member(newcomer).unwrap();
+}
+
+#[tokio::test]
+async fn a_userid_the_sweep_found_deleted_and_given_to_someone_new_gets_a_new_sub() {
+    let app = TestApp::spawn().await;
+    let client = app.confidential_client().await;
+    let leaver = sign_in_with_refresh(&app, &client, "wangwu").await;
+    assert_eq!(claims(&leaver.id_token)["sub"], "wangwu");
+
+    let deleted = delete_without_event(&app, "wangwu").await;
+    app.clock.advance(301);
+    assert_eq!(
+        app.sweep.run_once().await.unwrap(),
+        1,
+        "user/get answers 60111"
+    );
+    give_userid_to_a_newcomer(&app, deleted);
+    let newcomer = sign_in_with_refresh_as(&app, &client, "wangwu", &[("prompt", "login")]).await;
+
+    let newcomer_claims = claims(&newcomer.id_token);
+    assert_eq!(
+        newcomer_claims["sub"], "wangwu~2",
+        "a new sub for the new holder"
+    );
+    assert_eq!(newcomer_claims["preferred_username"], "wangwu");
+    assert_eq!(newcomer_claims["name"], "新来的同事");
+    assert_access_ended(&app, &client, &leaver).await;
+    let info: Value = app.userinfo(&newcomer.access).await.json().await.unwrap();
+    assert_eq!(info["sub"], "wangwu~2");
+    // The story, as an administrator reads it.
+    let old = member_document(&app, "wangwu").await;
+    assert_eq!(old["binding"]["state"], "ended");
+    assert_eq!(old["binding"]["reason"], "member_not_found");
+    assert_eq!(
+        old["binding"]["ended_at"],
+        wecom_oidc::clock::Clock::now(&app.clock)
+    );
+    assert_eq!(old["sessions"].as_array().unwrap().len(), 0);
+    assert_eq!(
+        member_document(&app, "wangwu~2").await["binding"]["state"],
+        "active"
+    );
+    // The old sub never comes back: not at a refresh, not at the next sign-in.
+    app.clock.advance(301);
+    let (status, _) = refresh(&app, &client, &leaver.refresh).await;
+    assert_eq!(status, 400);
+    let again = sign_in_with_refresh_as(&app, &client, "wangwu", &[("prompt", "login")]).await;
+    assert_eq!(claims(&again.id_token)["sub"], "wangwu~2");
+}
+
+#[tokio::test]
+async fn sixty_one_eleven_at_sign_in_ends_the_binding_and_the_next_holder_gets_a_new_sub() {
+    let app = TestApp::spawn().await;
+    let client = app.confidential_client().await;
+    let first = sign_in_with_refresh(&app, &client, "lisi").await;
+    assert_eq!(claims(&first.id_token)["sub"], "lisi");
+    // WeCom says the userid does not exist while someone signs in with it (deleted between
+    // auth/getuserinfo and user/get); a moment later the userid is someone else's.
+    app.simulator.control().inject(Fault::new(
+        "/cgi-bin/user/get",
+        FaultKind::Errcode(60111),
+        1,
+    ));
+    let wecom = app
+        .follow(&app.authorize_url(&client, &[("prompt", "login")]))
+        .await;
+    let callback = app.wecom_approves(&wecom, &[("userid", "lisi")]).await;
+    let refused = app.browser.get(&callback).send().await.unwrap();
+    assert_eq!(
+        refused.status(),
+        403,
+        "no code for a userid WeCom says does not exist"
+    );
+    assert_access_ended(&app, &client, &first).await;
+
+    let next = sign_in_with_refresh_as(&app, &client, "lisi", &[("prompt", "login")]).await;
+
+    assert_eq!(claims(&next.id_token)["sub"], "lisi~2");
+    assert_eq!(claims(&next.id_token)["preferred_username"], "lisi");
+    let old = member_document(&app, "lisi").await;
+    assert_eq!(
+        (&old["binding"]["state"], &old["binding"]["reason"]),
+        (&Value::from("ended"), &Value::from("member_not_found"))
+    );
+}
+
+/// A code redeemed just before the member's access is revoked (or the session logged out), whose
+/// tokens are stored just after: the interleaving a busy server can produce, forced here by
+/// driving the store directly between the two steps of the token endpoint.
+#[tokio::test]
+async fn tokens_stored_after_a_revocation_by_a_redemption_that_raced_it_are_dead() {
+    use wecom_oidc::clock::Clock;
+    use wecom_oidc::crypto::{new_secret_token, sha256_hex};
+    use wecom_oidc::storage::{AccessTokenRecord, CodeRedemption, RefreshTokenRecord};
+
+    for ending in ["admin_revoke", "logout"] {
+        let app = TestApp::spawn().await;
+        let client = app.confidential_client().await;
+        let code = app
+            .sign_in(&client, "wangwu", &[("scope", "openid offline_access")])
+            .await
+            .code
+            .expect("a code");
+        let now = app.clock.now();
+        // The token endpoint redeems the code…
+        let CodeRedemption::Redeemed(grant) = app
+            .store
+            .redeem_code::<Value>(&sha256_hex(&code), &client.id, now)
+            .await
+            .unwrap()
+        else {
+            panic!("{ending}: the code is redeemed");
+        };
+        let session_id = grant.details["session_id"].as_str().map(str::to_owned);
+        // …the member's access ends meanwhile…
+        match ending {
+            "admin_revoke" => {
+                let response = app
+                    .http
+                    .post(app.url("/admin/users/wangwu/revoke"))
+                    .bearer_auth(ADMIN_TOKEN)
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(response.status().is_success(), "{ending}");
+            }
+            _ => app
+                .store
+                .end_session(session_id.as_deref().unwrap(), now + 86_400)
+                .await
+                .unwrap(),
+        }
+        // …and only then does the redemption store its tokens.
+        let access = new_secret_token();
+        let refresh_token = new_secret_token();
+        app.store
+            .insert_access_token(&AccessTokenRecord {
+                token_hash: sha256_hex(&access),
+                grant_id: grant.grant_id.clone(),
+                client_id: client.id.clone(),
+                sub: "wangwu".to_owned(),
+                scope: "openid offline_access".to_owned(),
+                session_id: session_id.clone(),
+                issued_at: now,
+                expires_at: now + 3600,
+            })
+            .await
+            .unwrap();
+        app.store
+            .insert_refresh_token(&RefreshTokenRecord {
+                token_hash: sha256_hex(&refresh_token),
+                grant_id: grant.grant_id.clone(),
+                client_id: client.id.clone(),
+                sub: "wangwu".to_owned(),
+                scope: "openid offline_access".to_owned(),
+                session_id,
+                auth_time: now,
+                amr: String::new(),
+                issued_at: now,
+                expires_at: now + 86_400,
+            })
+            .await
+            .unwrap();
+
+        assert_eq!(app.userinfo(&access).await.status(), 401, "{ending}");
+        assert!(!active(&app, &client, &access).await, "{ending}");
+        assert!(!active(&app, &client, &refresh_token).await, "{ending}");
+        let (status, body) = refresh(&app, &client, &refresh_token).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_grant")),
+            "{ending}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_sweep_also_finds_a_deleted_userid_whose_holder_is_signed_in_nowhere() {
+    let app = TestApp::spawn().await;
+    let client = app.confidential_client().await;
+    let code = app.sign_in(&client, "zhangsan", &[]).await.code.unwrap();
+    assert_eq!(app.exchange(&client, &code, None).await.status(), 200);
+    // Long gone from every application: the session (8 h) and the access token have expired.
+    app.clock.advance(9 * 3600);
+    let deleted = delete_without_event(&app, "zhangsan").await;
+
+    assert_eq!(app.sweep.run_once().await.unwrap(), 1);
+    give_userid_to_a_newcomer(&app, deleted);
+    let newcomer = sign_in_with_refresh(&app, &client, "zhangsan").await;
+
+    assert_eq!(claims(&newcomer.id_token)["sub"], "zhangsan~2");
+    assert_eq!(
+        member_document(&app, "zhangsan").await["binding"]["reason"],
+        "member_not_found"
+    );
+    assert_eq!(
+        app.sweep.run_once().await.unwrap(),
+        0,
+        "a retired sub is never asked about again, and the newcomer was just confirmed"
+    );
+}

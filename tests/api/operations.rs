@@ -1,5 +1,5 @@
-//! The client registry (admin API and CLI), key rotation, restarts, replicas, path prefixes and
-//! start-up failures.
+//! The client registry (admin API and CLI), key rotation, restarts, replicas, path prefixes,
+//! start-up failures and warnings, and the `health` probe a container runs.
 
 use std::process::Command;
 
@@ -323,6 +323,9 @@ pub(crate) fn binary() -> Command {
         "WECOM_CORP_ID",
         "WECOM_CORP_SECRET",
         "WECOM_AGENT_ID",
+        "KEY_ENCRYPTION_KEY",
+        "LISTEN_ADDR",
+        "RUST_LOG",
     ] {
         command.env_remove(key);
     }
@@ -585,4 +588,140 @@ async fn signing_keys_are_encrypted_at_rest_when_a_key_encryption_key_is_set() {
         .await
         .unwrap_err();
     assert!(format!("{err:#}").contains("KEY_ENCRYPTION_KEY"), "{err:#}");
+}
+
+/// Runs the binary off the async runtime, which the application under test shares.
+async fn run_binary(mut command: Command) -> std::process::Output {
+    tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[tokio::test]
+async fn health_exits_0_when_the_provider_is_ready_found_from_its_settings_or_a_url() {
+    let app = TestApp::spawn_full(&[], "/sso", TestDatabase::create().await).await;
+    // As in the container: LISTEN_ADDR is the unspecified address, the issuer has a path prefix.
+    let mut from_settings = binary();
+    from_settings
+        .arg("health")
+        .env("LISTEN_ADDR", format!("0.0.0.0:{}", app.port))
+        .env("OIDC_ISSUER", &app.issuer);
+    let mut from_url = binary();
+    from_url.args(["health", "--url", &app.url("/readyz")]);
+
+    for (case, command) in [("settings", from_settings), ("--url", from_url)] {
+        let output = run_binary(command).await;
+
+        let stdout = text(&output.stdout);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{case}: {stdout}{}",
+            text(&output.stderr)
+        );
+        assert_eq!(stdout.lines().count(), 1, "{case}: one line: {stdout}");
+        assert!(
+            stdout.contains(&app.url("/readyz")),
+            "{case}: names the URL it asked: {stdout}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn health_exits_1_with_one_line_when_nothing_listens_or_the_answer_is_not_200() {
+    let app = TestApp::spawn().await;
+    let closed_port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+
+    for (case, url, says) in [
+        (
+            "closed port",
+            format!("http://127.0.0.1:{closed_port}/readyz"),
+            "nothing answers",
+        ),
+        ("not 200", app.url("/no-such-page"), "answered 404"),
+    ] {
+        let mut command = binary();
+        command.args(["health", "--url", &url]);
+        let output = run_binary(command).await;
+
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{case}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{case}: one line: {stderr}");
+        assert!(stderr.contains(says), "{case}: {stderr}");
+    }
+}
+
+#[tokio::test]
+async fn start_up_warns_while_signing_keys_are_stored_unencrypted() {
+    let db = TestDatabase::create().await;
+    let warning = "KEY_ENCRYPTION_KEY is not set";
+
+    let mut without = binary();
+    without
+        .args(["keys", "rotate"])
+        .env("DATABASE_URL", &db.url);
+    let output = run_binary(without).await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains(warning),
+        "{}",
+        text(&output.stderr)
+    );
+
+    let mut with = binary();
+    with.args(["keys", "rotate"])
+        .env("DATABASE_URL", &db.url)
+        .env(
+            "KEY_ENCRYPTION_KEY",
+            "a-key-encryption-key-of-32-characters",
+        );
+    let output = run_binary(with).await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        !text(&output.stderr).contains(warning),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
+#[test]
+fn a_sqlite_store_whose_directory_cannot_be_written_fails_saying_what_to_do() {
+    // chmod does not stop root, as whom CI runs; a regular file where the directory should be stops
+    // everyone, and SQLite answers it as it answers a directory it may not write: "unable to open
+    // database file".
+    let not_a_directory = std::env::temp_dir().join(format!(
+        "wecom-oidc-not-a-directory-{}",
+        wecom_oidc::crypto::random_hex(8)
+    ));
+    std::fs::write(&not_a_directory, b"").unwrap();
+    let database = not_a_directory.join("wecom-oidc.db");
+
+    let output = binary()
+        .args(["keys", "rotate"])
+        .env("DATABASE_URL", format!("sqlite://{}", database.display()))
+        .output()
+        .unwrap();
+    std::fs::remove_file(&not_a_directory).unwrap();
+
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    for expected in [
+        database.display().to_string(),
+        format!(
+            "the directory {} must exist and be writable",
+            not_a_directory.display()
+        ),
+        "uid 10001".to_owned(),
+        "chown 10001".to_owned(),
+        "DATABASE_URL".to_owned(),
+    ] {
+        assert!(stderr.contains(&expected), "{expected:?} in {stderr}");
+    }
 }

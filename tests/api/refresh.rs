@@ -96,6 +96,45 @@ async fn reuse_after_the_grace_window_revokes_the_whole_grant() {
 }
 
 #[tokio::test]
+async fn the_reuse_grace_is_exact_to_the_millisecond() {
+    let app = TestApp::spawn_with(&[("REFRESH_REUSE_GRACE_SECS", "2")]).await;
+    let client = app.confidential_client().await;
+    let tokens = tokens_for(
+        &app,
+        &client,
+        "wangwu",
+        &[("scope", "openid offline_access")],
+    )
+    .await;
+    let token = refresh_token_of(&tokens);
+    // The rotation happens at the start of a second: whole seconds would read 2.5 s as 2.
+    let (status, rotated) = refresh(&app, &client, &token, None).await;
+    assert_eq!(status, 200);
+
+    app.clock.advance_millis(2_000);
+    let (status, _) = refresh(&app, &client, &token, None).await;
+    assert_eq!(
+        status, 200,
+        "2.000 s after the rotation is within a 2 s grace"
+    );
+    app.clock.advance_millis(500);
+    let (status, body) = refresh(&app, &client, &token, None).await;
+
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "2.5 s after the rotation is outside a 2 s grace"
+    );
+    assert_eq!(
+        app.userinfo(rotated["access_token"].as_str().unwrap())
+            .await
+            .status(),
+        401,
+        "a reuse outside the grace kills the grant"
+    );
+}
+
+#[tokio::test]
 async fn a_grace_of_zero_keeps_strict_rotation() {
     let app = TestApp::spawn_with(&[("REFRESH_REUSE_GRACE_SECS", "0")]).await;
     let client = app.confidential_client().await;

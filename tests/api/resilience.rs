@@ -3,13 +3,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use reqwest::header::{SET_COOKIE, STRICT_TRANSPORT_SECURITY, WWW_AUTHENTICATE};
+use reqwest::header::{COOKIE, SET_COOKIE, STRICT_TRANSPORT_SECURITY, WWW_AUTHENTICATE};
 use serde_json::{json, Value};
 use wecom_oidc::clock::{Clock, ManualClock};
 use wecom_oidc::config::Config;
 use wecom_oidc::startup::Application;
 
-use crate::helpers::{too_large_for_a_cookie, TestApp, TestDatabase, ADMIN_TOKEN};
+use crate::helpers::{location, too_large_for_a_cookie, TestApp, TestDatabase, ADMIN_TOKEN};
 
 #[tokio::test]
 async fn the_port_is_not_bound_until_the_database_is_ready() {
@@ -283,14 +283,15 @@ async fn an_https_issuer_gets_prefixed_secure_cookies_and_hsts() {
 
     let cookie = sign_in_cookie(&app, &app.url("/authorize")).await;
 
-    // Not `__Host-`, which demands `Path=/`: this cookie goes to the callback only.
-    assert!(cookie.starts_with("__Secure-wecom_oidc_login_"), "{cookie}");
+    // `__Host-`: no sibling subdomain can plant one (login CSRF).
+    assert!(cookie.starts_with("__Host-wecom_oidc_login_"), "{cookie}");
     let attributes: Vec<&str> = cookie.split("; ").collect();
     assert!(
         attributes.contains(&"Secure")
             && attributes.contains(&"HttpOnly")
             && attributes.contains(&"SameSite=Lax")
-            && attributes.contains(&"Path=/auth/wecom/callback"),
+            && attributes.contains(&"Path=/")
+            && !attributes.iter().any(|a| a.starts_with("Domain=")),
         "{cookie}"
     );
     // A request too large for a cookie is kept as a row, bound by a cookie for the whole site.
@@ -315,6 +316,49 @@ async fn an_https_issuer_gets_prefixed_secure_cookies_and_hsts() {
         .to_str()
         .unwrap()
         .starts_with("max-age="));
+}
+
+#[tokio::test]
+async fn on_an_https_issuer_only_the_host_cookie_completes_a_sign_in_not_one_planted_from_a_sibling_subdomain(
+) {
+    let app = TestApp::spawn_with(&[("OIDC_ISSUER", "https://sso.example.com")]).await;
+    let client = app.confidential_client().await;
+    let response = app
+        .http
+        .get(app.authorize_url(&client, &[]))
+        .send()
+        .await
+        .unwrap();
+    let set_cookie = response.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+    let (name, value) = set_cookie
+        .split(';')
+        .next()
+        .unwrap()
+        .split_once('=')
+        .unwrap();
+    let callback = app
+        .wecom_approves(&location(&response), &[("userid", "wangwu")])
+        .await
+        .replacen("https://sso.example.com", &app.issuer, 1);
+    let callback_with = |cookie: String| app.http.get(&callback).header(COOKIE, cookie).send();
+
+    // A sibling subdomain may set `__Secure-` cookies for the parent domain with any path (say,
+    // one from a sign-in of the attacker's own); it cannot set `__Host-` ones.
+    let planted = name.replacen("__Host-", "__Secure-", 1);
+    let refused = callback_with(format!("{planted}={value}")).await.unwrap();
+    assert!(
+        !refused.status().is_redirection(),
+        "a __Secure- cookie completes no sign-in: {}",
+        refused.status()
+    );
+    let accepted = callback_with(format!("{name}={value}")).await.unwrap();
+
+    assert!(accepted.status().is_redirection(), "{}", accepted.status());
+    let back = location(&accepted);
+    assert!(
+        back.starts_with(&client.redirect_uri) && back.contains("code="),
+        "{back}"
+    );
 }
 
 #[tokio::test]

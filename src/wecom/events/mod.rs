@@ -21,7 +21,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::config::{EventChannelSettings, EventSettings};
-pub use crypto::{check_token, decode_aes_key, EventCipher, EventError};
+pub use crypto::{EventCipher, EventError};
 pub use xml::{parse_envelope, parse_event, Envelope, EventMessage, WeComEvent, MAX_BODY_BYTES};
 
 /// Which configured source a callback came from; its signature tells.
@@ -69,8 +69,23 @@ pub struct OpenedEvent {
     /// SHA-256 (lowercase hex) of the decrypted message: the dedupe key, since WeCom's own
     /// `FromUserName + CreateTime` collides for contact events in the same second (§10.6).
     pub digest: String,
-    /// The query's `timestamp`, for logging clock skew; no sample checks a window (§10.6).
+    /// The query's signed `timestamp` (`None` when it is not a number).
     pub timestamp: Option<i64>,
+}
+
+/// How far an event's signed `timestamp` may be from our clock, either way, for the event to
+/// count. WeCom documents no window (§10.6) and no official sample checks one; WeCom's own
+/// redeliveries come within seconds, so five minutes leave room for clock skew while a delivery
+/// captured on its way (a proxy log) cannot be replayed later.
+pub const EVENT_WINDOW_SECS: i64 = 300;
+
+impl OpenedEvent {
+    /// Whether the signed timestamp lies within [`EVENT_WINDOW_SECS`] of `now`. The signature
+    /// covers the timestamp, so a replayed delivery cannot be given a fresh one.
+    pub fn is_fresh(&self, now: i64) -> bool {
+        self.timestamp
+            .is_some_and(|sent| (now - sent).abs() <= EVENT_WINDOW_SECS)
+    }
 }
 
 /// The configured callback channels of one corporation, each with receiveid = CorpID.

@@ -6,6 +6,7 @@
 use sha2::{Digest, Sha256};
 
 use super::*;
+use crate::event_keys::{check_token, decode_aes_key};
 
 // T1: WeCom official python sample callback/Sample.py, sbzhu/weworkapi_python@16e0b05.
 const T1_TOKEN: &str = "hJqcu3uJ9Tn2gXPmxx2w9kkCkCE2EPYo";
