@@ -2,10 +2,13 @@
 # Interop check: real relying-party libraries sign in against wecom-oidc end to end. Builds the
 # binary, starts the WeCom simulator (sample corporation) and the provider on a fresh SQLite file in
 # a temporary directory on free loopback ports, and runs, each against its own registered client:
-#   interop/node     openid-client, passport + its strategy, passport-oauth2 (npm ci, lock file)
+#   interop/node     openid-client (code flow, and a CLI's device flow: initiateDeviceAuthorization,
+#                    pollDeviceAuthorizationGrant), passport + its strategy, passport-oauth2
+#                    (npm ci, lock file)
 #   interop/python   Authlib's Flask client (pinned requirements, throw-away virtualenv)
 #   interop/ruby     GitLab's omniauth strategy   } Debian packages; skipped when missing unless
 #   interop/apache   Apache's mod_auth_openidc    } INTEROP_REQUIRE_ALL is set (CI sets it)
+#   interop/node     oidc-agent's oidc-gen --flow=device (oidc-agent-cli) }
 # then stops everything. Exits non-zero if any check fails, printing the servers' logs.
 #
 #   bash interop/run.sh
@@ -90,14 +93,25 @@ env -u DATABASE_URL \
   WECOM_API_BASE="$SIMULATOR" \
   WECOM_LOGIN_BASE="$SIMULATOR" \
   WECOM_OAUTH_BASE="$SIMULATOR" \
+  DEVICE_POLL_INTERVAL_SECS=1 \
   RUST_LOG=info,sqlx=warn \
   "$WECOM_OIDC_BIN" serve >"$WORK/provider.log" 2>&1 &
 PIDS+=($!)
 wait_for "$ISSUER/readyz" provider "${PIDS[-1]}"
 echo "== interop: provider $ISSUER, WeCom simulator $SIMULATOR"
 
-echo "== interop: Node (openid-client, passport)"
+echo "== interop: Node (openid-client code and device flows, passport)"
 (cd interop/node && npm ci --silent --no-audit --no-fund && node --test --test-reporter=spec)
+
+echo "== interop: oidc-agent (oidc-gen --flow=device)"
+if command -v oidc-gen >/dev/null 2>&1 && command -v oidc-agent >/dev/null 2>&1; then
+  (cd interop/node && node --test --test-reporter=spec oidc-agent.check.js)
+elif [ -n "${INTEROP_REQUIRE_ALL:-}" ]; then
+  echo "interop: oidc-agent-cli (oidc-gen, oidc-agent) is required" >&2
+  exit 1
+else
+  echo "SKIPPED: needs oidc-agent-cli (Debian package)"
+fi
 
 echo "== interop: Python (Authlib's Flask client)"
 python3 -m venv "$WORK/venv"

@@ -91,6 +91,9 @@ const KNOWN_KEYS: &[&str] = &[
     "TRUSTED_PROXIES",
     "FORWARDED_HEADER",
     "WECOM_PROXY",
+    "DEVICE_CODE_TTL_SECS",
+    "DEVICE_POLL_INTERVAL_SECS",
+    "DEVICE_PUSH",
 ];
 
 /// Where WeCom sends the member back after sign-in, under the issuer: the default of
@@ -127,6 +130,18 @@ pub struct Config {
     pub metrics_addr: Option<String>,
     /// Per-source abuse limits and the proxies whose forwarding headers are believed.
     pub limits: LimitSettings,
+    pub device: DeviceSettings,
+}
+
+/// The device authorization grant (RFC 8628).
+#[derive(Debug, Clone, Copy)]
+pub struct DeviceSettings {
+    /// How long a device code and its user code live (`DEVICE_CODE_TTL_SECS`, `expires_in`).
+    pub code_ttl: Duration,
+    /// The least time between two polls (`DEVICE_POLL_INTERVAL_SECS`, `interval`).
+    pub poll_interval: Duration,
+    /// Send the member named by `login_hint` a WeCom message to approve (`DEVICE_PUSH`).
+    pub push: bool,
 }
 
 /// Signing-key rotation.
@@ -754,7 +769,14 @@ impl Config {
             },
         };
 
+        let device = DeviceSettings {
+            code_ttl: secs("DEVICE_CODE_TTL_SECS", Duration::from_secs(600), 3600)?,
+            poll_interval: secs("DEVICE_POLL_INTERVAL_SECS", Duration::from_secs(5), 60)?,
+            push: parse_bool(&get, "DEVICE_PUSH", true)?,
+        };
+
         Ok(Config {
+            device,
             issuer,
             listen_addr,
             database,
@@ -928,6 +950,9 @@ mod tests {
         assert!(config.metrics_addr.is_none() && config.wecom.proxy.is_none());
         assert_eq!(config.limits.per_minute, 1200);
         assert_eq!(config.limits.failures_per_minute, 30);
+        assert_eq!(config.device.code_ttl, Duration::from_secs(600));
+        assert_eq!(config.device.poll_interval, Duration::from_secs(5));
+        assert!(config.device.push);
     }
 
     #[test]
@@ -955,6 +980,9 @@ mod tests {
             ("KEY_ACTIVATION_DELAY_SECS", "-1"),
             ("AUDIT_RETENTION_DAYS", "forever"),
             ("RATE_LIMIT_PER_MINUTE", "lots"),
+            ("DEVICE_CODE_TTL_SECS", "0"),
+            ("DEVICE_POLL_INTERVAL_SECS", "61"),
+            ("DEVICE_PUSH", "maybe"),
         ] {
             let err = Config::from_pairs([(key, value)]).unwrap_err().to_string();
             assert!(err.contains(key), "{key}={value}: {err}");

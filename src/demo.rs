@@ -1,7 +1,9 @@
 //! `wecom-oidc demo`: one command, no configuration, no network. It starts the WeCom simulator,
 //! the provider on a fresh embedded store, and a small relying party (built on the `openidconnect`
 //! crate, as a real application would be) whose page signs in with WeCom and then shows the
-//! verified ID token's claims and the userinfo answer.
+//! verified ID token's claims and the userinfo answer. It also registers a command-line client
+//! for the device flow (RFC 8628), prints the curl commands that play it, and shows the WeCom
+//! messages the simulator delivered (the pushed approvals).
 //!
 //! Only wiring of existing parts (`simulator`, `startup`, `registry`): no protocol logic lives here.
 
@@ -24,7 +26,7 @@ use serde::Deserialize;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::domain::ClientRegistration;
-use crate::simulator::{Directory, Simulator};
+use crate::simulator::{Directory, Simulator, SimulatorControl};
 use crate::startup::{Application, BuildOptions};
 
 /// What the demo application remembers between sending the person off and their return.
@@ -42,6 +44,8 @@ struct DemoApp {
     metadata: CoreProviderMetadata,
     http: openidconnect::reqwest::Client,
     pending: Mutex<HashMap<String, PendingLogin>>,
+    /// The simulator, for the messages it delivered.
+    wecom: SimulatorControl,
 }
 
 impl DemoApp {
@@ -133,6 +137,13 @@ pub async fn run() -> anyhow::Result<()> {
         .client_secret
         .ok_or_else(|| anyhow!("the demo client has no secret"))?;
 
+    let cli: ClientRegistration = serde_json::from_value(serde_json::json!({
+        "client_name": "wecom-oidc demo CLI",
+        "token_endpoint_auth_method": "none",
+        "grant_types": ["device_code", "refresh_token"],
+    }))?;
+    let cli = crate::registry::create_client(&store, cli, None, clock.now()).await?;
+    let device_commands = device_flow_commands(&config.issuer, &cli.client.client_id);
     let http = openidconnect::reqwest::ClientBuilder::new()
         .redirect(openidconnect::reqwest::redirect::Policy::none())
         .build()?;
@@ -148,6 +159,7 @@ pub async fn run() -> anyhow::Result<()> {
         metadata,
         http,
         pending: Mutex::new(HashMap::new()),
+        wecom: simulator.control().clone(),
     });
     let server = HttpServer::new(move || {
         App::new()
@@ -155,6 +167,7 @@ pub async fn run() -> anyhow::Result<()> {
             .route("/", web::get().to(home_page))
             .route("/login", web::get().to(login))
             .route("/callback", web::get().to(callback))
+            .route("/messages", web::get().to(messages))
     })
     .workers(1)
     .listen(demo_listener)?
@@ -164,6 +177,9 @@ pub async fn run() -> anyhow::Result<()> {
     println!("  wecom-oidc demo is running. Open {home} and sign in with WeCom.");
     println!("  (provider: http://127.0.0.1:{provider_port}, WeCom simulator: {wecom}; Ctrl-C stops all)");
     println!();
+    println!("{device_commands}");
+    println!("  WeCom messages the simulator delivered: {home}messages");
+    println!();
     let result = server.await;
     provider.abort();
     simulator.stop().await;
@@ -171,6 +187,21 @@ pub async fn run() -> anyhow::Result<()> {
         let _ = std::fs::remove_file(format!("{}{suffix}", database.display()));
     }
     Ok(result?)
+}
+
+/// The device flow as a terminal plays it, ready to paste: ask for a code (pushed to ZhangSan's
+/// WeCom by `login_hint`), open the link, approve, then poll for the tokens.
+fn device_flow_commands(issuer: &crate::config::Issuer, client_id: &str) -> String {
+    let device = issuer.endpoint(crate::oidc::endpoints::DEVICE_AUTHORIZATION_PATH);
+    let token = issuer.endpoint(crate::oidc::endpoints::TOKEN_PATH);
+    format!(
+        "  Sign in from a terminal (device flow, RFC 8628): paste this, open the link it prints,\n  \
+         sign in as ZhangSan and approve; the tokens follow.\n\n    \
+         R=$(curl -s -d client_id={client_id} -d 'scope=openid profile offline_access' -d login_hint=ZhangSan {device}); \
+         echo \"$R\"; D=$(echo \"$R\" | sed 's/.*\"device_code\":\"\\([^\"]*\\)\".*/\\1/'); \
+         until curl -sf -d grant_type=urn:ietf:params:oauth:grant-type:device_code -d client_id={client_id} -d device_code=$D {token}; \
+         do sleep 5; done; echo\n"
+    )
 }
 
 fn html(body: String) -> HttpResponse {
@@ -196,7 +227,9 @@ async fn home_page(demo: web::Data<DemoApp>) -> HttpResponse {
         "<h1>wecom-oidc demo application</h1>\
          <p>This page is an ordinary OpenID Connect application. The button sends you to wecom-oidc at \
          <code>{}</code>, which sends you to (a simulator of) WeCom's QR login; pick who scans.</p>\
-         <p><a class=\"button\" href=\"/login\">Sign in with WeCom · 企业微信登录</a></p>",
+         <p><a class=\"button\" href=\"/login\">Sign in with WeCom · 企业微信登录</a></p>\
+         <p>From a terminal, the device flow: see the command the demo printed, and the \
+         <a href=\"/messages\">WeCom messages</a> it sends.</p>",
         escape(&demo.issuer)
     ))
 }
@@ -222,6 +255,37 @@ async fn login(demo: web::Data<DemoApp>) -> HttpResponse {
     HttpResponse::Found()
         .insert_header((header::LOCATION, url.to_string()))
         .finish()
+}
+
+/// The app messages the simulated WeCom delivered, newest first, with their links.
+async fn messages(demo: web::Data<DemoApp>) -> HttpResponse {
+    let sent = demo.wecom.messages();
+    let items: String = sent
+        .iter()
+        .rev()
+        .map(|message| {
+            let text = |key: &str| escape(message.content[key].as_str().unwrap_or_default());
+            format!(
+                "<li><p>to <b>{}</b> ({}) at {}</p><p><b>{}</b></p><pre>{}</pre><p><a class=\"button\" href=\"{}\">{}</a></p></li>",
+                escape(&message.touser.join(", ")),
+                escape(&message.msgtype),
+                crate::clock::utc_timestamp(message.sent_at),
+                text("title"),
+                text("description"),
+                text("url"),
+                text("btntxt"),
+            )
+        })
+        .collect();
+    html(format!(
+        "<h1>WeCom messages (simulated)</h1><p>What <code>message/send</code> delivered; the link \
+         opens as it would in the WeCom client.</p><ul>{}</ul><p><a href=\"/\">Back</a></p>",
+        if items.is_empty() {
+            "<li>none yet</li>".to_owned()
+        } else {
+            items
+        }
+    ))
 }
 
 #[derive(Deserialize)]

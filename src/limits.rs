@@ -10,6 +10,8 @@
 //!   tokens are routine behind an office NAT). A source past one is refused at those endpoints
 //!   until its allowance refills. The limit is on the source, not on the client: the same
 //!   client keeps working from its own addresses while someone guesses its secret elsewhere.
+//!   Wrong user codes at `/device` (marked `WrongUserCode` by the handler) have an allowance of
+//!   their own at `AUTH_FAILURE_LIMIT_PER_MINUTE` (RFC 8628 §5.1).
 //!
 //! The source is the peer address, or — only when the peer is in `TRUSTED_PROXIES` — the
 //! nearest address that is not itself a trusted proxy in the one header `FORWARDED_HEADER` names:
@@ -44,7 +46,7 @@ use crate::limit_settings::{ForwardedHeader, LimitSettings};
 /// believed: the first hop that is not a trusted proxy is the client, and anything further out
 /// is whatever the client chose to send. A hop that is not an address (`for=unknown`, garbage)
 /// stops the walk at the last proxy that wrote it, never letting a client-written hop through.
-fn source(
+pub fn source(
     settings: &LimitSettings,
     peer: Option<IpAddr>,
     headers: &header::HeaderMap,
@@ -102,11 +104,17 @@ fn forwarded_for(element: &str) -> Option<IpAddr> {
     })
 }
 
+/// Set on a response that answered a user code matching nothing: a failure of its source.
+#[derive(Debug, Clone, Copy)]
+pub struct WrongUserCode;
+
 /// The limit a resource counts under, attached to the resource itself (`.wrap(Limited(…))`), so
 /// that every spelling of its path that the router accepts (`/tok%65n` is `/token`) counts alike.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Group {
     Authorize,
+    /// The device verification page, where people type user codes.
+    Device,
     Callback,
     Token,
     RevokeIntrospect,
@@ -118,6 +126,7 @@ impl Group {
     fn label(self) -> &'static str {
         match self {
             Group::Authorize => "authorize",
+            Group::Device => "device",
             Group::Callback => "wecom_callback",
             Group::Token => "token",
             Group::RevokeIntrospect => "revoke_introspect",
@@ -131,6 +140,7 @@ impl Group {
         match self {
             Group::Token | Group::RevokeIntrospect => Some(Failure::ClientAuthentication),
             Group::Userinfo => Some(Failure::Userinfo),
+            Group::Device => Some(Failure::UserCode),
             _ => None,
         }
     }
@@ -142,6 +152,7 @@ impl Group {
 enum Failure {
     ClientAuthentication,
     Userinfo,
+    UserCode,
 }
 
 /// The limits of one application; cheap to share.
@@ -149,7 +160,7 @@ pub struct Limits {
     /// Which proxies and which header say where a request came from.
     sources: LimitSettings,
     /// One limiter per group (userinfo has only the failure limit).
-    requests: Option<[(Group, DefaultKeyedRateLimiter<IpAddr>); 5]>,
+    requests: Option<[(Group, DefaultKeyedRateLimiter<IpAddr>); 6]>,
     failures: Vec<(Failure, DefaultKeyedRateLimiter<IpAddr>)>,
     /// Sources past a failure allowance, and until when.
     blocked: moka::sync::Cache<(IpAddr, Failure), Instant>,
@@ -161,6 +172,7 @@ impl Limits {
             let quota = Quota::per_minute(n);
             [
                 Group::Authorize,
+                Group::Device,
                 Group::Callback,
                 Group::Token,
                 Group::RevokeIntrospect,
@@ -171,6 +183,7 @@ impl Limits {
         let failures = [
             (Failure::ClientAuthentication, settings.failures_per_minute),
             (Failure::Userinfo, settings.per_minute),
+            (Failure::UserCode, settings.failures_per_minute),
         ]
         .into_iter()
         .filter_map(|(kind, per_minute)| {
@@ -317,7 +330,13 @@ where
             }
             let response = service.call(req).await?;
             if let Some(kind) = group.failure_kind() {
-                if response.status() == actix_web::http::StatusCode::UNAUTHORIZED {
+                if response.status() == actix_web::http::StatusCode::UNAUTHORIZED
+                    || response
+                        .response()
+                        .extensions()
+                        .get::<WrongUserCode>()
+                        .is_some()
+                {
                     limits.record_failure(source, kind);
                 }
             }

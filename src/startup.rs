@@ -96,7 +96,12 @@ impl Application {
                 let listener = TcpListener::bind(addr)
                     .with_context(|| format!("cannot listen on {addr} (METRICS_ADDR)"))?;
                 let port = listener.local_addr()?.port();
-                tokio::spawn(crate::telemetry::serve(listener, handle, store.clone())?);
+                tokio::spawn(crate::telemetry::serve(
+                    listener,
+                    handle,
+                    store.clone(),
+                    Arc::clone(&clock),
+                )?);
                 Some(port)
             }
             None => None,

@@ -15,7 +15,7 @@
 //! Records what happened and decides nothing: no request is refused or changed here.
 
 use std::net::TcpListener;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
@@ -24,6 +24,7 @@ use actix_web::middleware::Next;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+use crate::clock::Clock;
 use crate::storage::Store;
 
 /// Latency buckets in seconds: sub-millisecond cache hits to multi-second WeCom timeouts.
@@ -88,6 +89,14 @@ fn describe() {
         "wecom_oidc_db_pool_connections",
         "Database pool connections by state (open, idle, max)"
     );
+    metrics::describe_gauge!(
+        "wecom_oidc_device_grants_pending",
+        "Device authorization requests waiting for their person to approve or deny"
+    );
+    metrics::describe_counter!(
+        "wecom_oidc_device_pushes_total",
+        "Device approvals pushed to WeCom by result (sent, unreachable, limited, failed)"
+    );
     metrics::describe_gauge!("wecom_oidc_build_info", "Always 1; the version as a label");
     metrics::gauge!("wecom_oidc_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 }
@@ -122,15 +131,26 @@ pub fn login(result: &str, reason: Option<&str>) {
     .increment(1);
 }
 
+/// A device approval pushed to WeCom: `sent`, `unreachable`, `limited` or `failed`.
+pub fn device_push(result: &'static str) {
+    metrics::counter!("wecom_oidc_device_pushes_total", "result" => result).increment(1);
+}
+
 struct MetricsState {
     handle: PrometheusHandle,
     store: Store,
+    clock: Arc<dyn Clock>,
 }
 
 async fn render(state: web::Data<MetricsState>) -> HttpResponse {
     let (open, idle, max) = state.store.pool_stats();
     for (kind, value) in [("open", open), ("idle", idle), ("max", max)] {
         metrics::gauge!("wecom_oidc_db_pool_connections", "state" => kind).set(f64::from(value));
+    }
+    // Read at scrape time, so the gauge is right on every replica whichever one took the request.
+    match state.store.pending_device_grants(state.clock.now()).await {
+        Ok(pending) => metrics::gauge!("wecom_oidc_device_grants_pending").set(pending as f64),
+        Err(err) => tracing::warn!(error = %err, "could not count pending device grants"),
     }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
@@ -142,8 +162,13 @@ pub fn serve(
     listener: TcpListener,
     handle: PrometheusHandle,
     store: Store,
+    clock: Arc<dyn Clock>,
 ) -> std::io::Result<Server> {
-    let state = web::Data::new(MetricsState { handle, store });
+    let state = web::Data::new(MetricsState {
+        handle,
+        store,
+        clock,
+    });
     Ok(HttpServer::new(move || {
         App::new()
             .app_data(state.clone())

@@ -37,13 +37,26 @@ export class Browser {
   #jar = new Map() // origin -> Map(name -> value)
 
   async get(url) {
+    return this.#send(url, {})
+  }
+
+  /** POST an HTML form's fields to `url`, as a browser submitting it. */
+  async postForm(url, fields) {
+    return this.#send(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams(fields).toString(),
+    })
+  }
+
+  async #send(url, init) {
     url = new URL(url)
     const cookies = this.#jar.get(url.origin)
-    const headers = {}
+    const headers = { ...init.headers }
     if (cookies?.size) {
       headers.cookie = [...cookies].map(([k, v]) => `${k}=${v}`).join('; ')
     }
-    const response = await fetch(url, { redirect: 'manual', headers })
+    const response = await fetch(url, { ...init, redirect: 'manual', headers })
     for (const line of response.headers.getSetCookie()) {
       const [pair, ...attributes] = line.split(';')
       const eq = pair.indexOf('=')
@@ -76,7 +89,43 @@ export class Browser {
    * redirects to: the relying party's redirect_uri with `code` and `state`.
    */
   async signIn(authorizationUrl, member) {
-    const atWecom = await this.redirectFrom(authorizationUrl)
+    const callback = await this.#scanAtWecom(authorizationUrl, member)
+    return this.redirectFrom(callback)
+  }
+
+  /**
+   * The person opens a device's `verification_uri_complete` (the QR code a terminal prints, or
+   * the verification page with a code they typed), signs in at WeCom as `member`, comes back to
+   * the approval page and presses `decision` (approve or deny). Returns the approval page's HTML.
+   */
+  async answerDevice(verificationUriComplete, member, decision) {
+    const opened = new URL(verificationUriComplete)
+    const callback = await this.#scanAtWecom(opened, member)
+    const back = await this.redirectFrom(callback)
+    assert.equal(back.pathname, opened.pathname, 'back at the approval page')
+    assert.ok(back.searchParams.get('user_code'), 'with the user code')
+    const page = await this.get(back)
+    const html = await page.text()
+    assert.equal(page.status, 200, html.slice(0, 300))
+    const hidden = (name) => {
+      const match = html.match(new RegExp(`name="${name}" value="([^"]*)"`))
+      assert.ok(match, `the approval form has ${name}`)
+      return match[1]
+    }
+    const action = new URL(opened)
+    action.search = ''
+    const answered = await this.postForm(action, {
+      user_code: hidden('user_code'),
+      csrf_token: hidden('csrf_token'),
+      decision,
+    })
+    assert.equal(answered.status, 200, `the ${decision} was taken`)
+    return html
+  }
+
+  /** To WeCom from `url`, "scan" as `member`, and return the provider callback WeCom sends to. */
+  async #scanAtWecom(url, member) {
+    const atWecom = await this.redirectFrom(url)
     assert.equal(atWecom.origin, new URL(SIMULATOR).origin, `not sent to WeCom: ${atWecom}`)
     assert.equal(atWecom.pathname, '/wwlogin/sso/login', 'a desktop browser gets the web login')
     const picker = await this.get(atWecom)
@@ -87,6 +136,6 @@ export class Browser {
     approve.searchParams.set('userid', member)
     const callback = await this.redirectFrom(approve)
     assert.equal(callback.origin, new URL(ISSUER).origin, `WeCom did not return: ${callback}`)
-    return this.redirectFrom(callback)
+    return callback
   }
 }

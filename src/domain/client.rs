@@ -47,6 +47,12 @@ impl AuthMethod {
 pub enum GrantType {
     AuthorizationCode,
     RefreshToken,
+    /// The device authorization grant (RFC 8628 §3.4); `device_code` is accepted as a short name.
+    #[serde(
+        rename = "urn:ietf:params:oauth:grant-type:device_code",
+        alias = "device_code"
+    )]
+    DeviceCode,
 }
 
 impl GrantType {
@@ -54,15 +60,21 @@ impl GrantType {
         match self {
             GrantType::AuthorizationCode => "authorization_code",
             GrantType::RefreshToken => "refresh_token",
+            GrantType::DeviceCode => DEVICE_CODE_GRANT,
         }
     }
 }
+
+/// The grant type URN of RFC 8628 §3.4.
+pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
 /// A registration or update request as the admin API and the CLI receive it (RFC 7591 names).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientRegistration {
     pub client_name: String,
+    /// Required unless the client uses only the device grant (a CLI has no redirect).
+    #[serde(default)]
     pub redirect_uris: Vec<String>,
     #[serde(default)]
     pub post_logout_redirect_uris: Vec<String>,
@@ -218,7 +230,19 @@ impl ClientRegistration {
         if client_name.is_empty() || client_name.chars().count() > 200 {
             return Err(invalid_metadata("client_name must be 1 to 200 characters"));
         }
-        if self.redirect_uris.is_empty() {
+        let mut grant_types = self
+            .grant_types
+            .unwrap_or_else(|| vec![GrantType::AuthorizationCode, GrantType::RefreshToken]);
+        grant_types.dedup();
+        if !grant_types.contains(&GrantType::AuthorizationCode)
+            && !grant_types.contains(&GrantType::DeviceCode)
+        {
+            return Err(invalid_metadata(
+                "grant_types must include authorization_code or urn:ietf:params:oauth:grant-type:device_code (the ways to start a grant here)",
+            ));
+        }
+        // A device-only client never redirects anywhere: it polls the token endpoint.
+        if self.redirect_uris.is_empty() && grant_types.contains(&GrantType::AuthorizationCode) {
             return Err(invalid_redirect("redirect_uris must hold at least one URI"));
         }
         if self.redirect_uris.len() > MAX_URIS || self.post_logout_redirect_uris.len() > MAX_URIS {
@@ -243,15 +267,6 @@ impl ClientRegistration {
         let auth_method = self
             .token_endpoint_auth_method
             .unwrap_or(AuthMethod::ClientSecretBasic);
-        let mut grant_types = self
-            .grant_types
-            .unwrap_or_else(|| vec![GrantType::AuthorizationCode, GrantType::RefreshToken]);
-        grant_types.dedup();
-        if !grant_types.contains(&GrantType::AuthorizationCode) {
-            return Err(invalid_metadata(
-                "grant_types must include authorization_code (the only way to start a grant here)",
-            ));
-        }
         if let Some(types) = &self.response_types {
             if types.iter().any(|t| t != "code") {
                 return Err(invalid_metadata(

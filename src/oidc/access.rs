@@ -81,7 +81,7 @@ impl Provider {
         ))
     }
 
-    async fn audit_access_refused(&self, client_id: &str, sub: &str, now: UnixTime) {
+    pub(super) async fn audit_access_refused(&self, client_id: &str, sub: &str, now: UnixTime) {
         tracing::info!(client_id, "member not in the client's allowed_groups");
         self.audit(
             now,

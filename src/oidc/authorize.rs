@@ -96,6 +96,7 @@ impl Provider {
             code_challenge: None,
             login_method: LoginMethod::Qr,
             claims: None,
+            device: None,
         };
         let fail = |request: &AuthorizationRequest, code: ErrorCode, description: &str| {
             Ok(AuthorizeOutcome::Redirect(request.error(
@@ -321,6 +322,17 @@ impl Provider {
             return fail(&request, ErrorCode::LoginRequired, "no active session");
         }
 
+        self.send_to_wecom(request, browser, now).await
+    }
+
+    /// Parks `request` in this browser (`login_state`) and sends the person to WeCom's login:
+    /// silent OAuth inside the WeCom client, the QR page elsewhere.
+    pub(super) async fn send_to_wecom(
+        &self,
+        mut request: AuthorizationRequest,
+        browser: &BrowserContext<'_>,
+        now: UnixTime,
+    ) -> Result<AuthorizeOutcome, StorageError> {
         let (Some(credentials), Some(_)) = (&self.config.wecom.credentials, &self.wecom) else {
             tracing::error!("WeCom credentials are not configured; sign-in cannot proceed");
             return Ok(AuthorizeOutcome::ShowError(Page::new(

@@ -183,7 +183,15 @@ impl Provider {
                     expires_at: now + self.config.lifetimes.session.as_secs() as i64,
                     amr: request.login_method.amr().to_owned(),
                 };
-                let (code, redirect) = self.mint_code(&request, &session, &profile, now);
+                // A device sign-in goes on to its approval page; the grant waits for the
+                // person's answer there (`device`), so no code is issued.
+                let (code, redirect) = match request.device {
+                    Some(_) => (None, request.reply()),
+                    None => {
+                        let (code, redirect) = self.mint_code(&request, &session, &profile, now);
+                        (Some(code), redirect)
+                    }
+                };
                 let audit = super::audit_event(
                     now,
                     "sign_in",
@@ -201,7 +209,7 @@ impl Provider {
                     state: consumed,
                     profile_update,
                     session: &session,
-                    code: &code,
+                    code: code.as_ref(),
                     audit: &audit,
                 };
                 match self.store.start_session(&sign_in).await {
@@ -232,12 +240,16 @@ impl Provider {
                     Some(&refusal.reason),
                 )
                 .await;
+                let page = Page::new(refusal.kind);
+                // A device has no redirect to go back to: the terminal learns of the refusal
+                // by polling until the code expires.
+                if request.device.is_some() {
+                    return Ok(CallbackOutcome::ShowError(page));
+                }
                 let back = request
                     .error(ErrorCode::AccessDenied, &refusal.reason, self.issuer())
                     .url();
-                Ok(CallbackOutcome::ShowError(
-                    Page::new(refusal.kind).back(back),
-                ))
+                Ok(CallbackOutcome::ShowError(page.back(back)))
             }
         }
     }

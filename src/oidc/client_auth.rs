@@ -113,6 +113,19 @@ impl PresentedCredentials {
     }
 }
 
+/// The client, when it is registered as public (`none`).
+fn public_client(
+    client: Option<RegisteredClient>,
+    failure: OAuthError,
+) -> Result<RegisteredClient, OAuthError> {
+    match client {
+        Some(client) if client.metadata.token_endpoint_auth_method == AuthMethod::None => {
+            Ok(client)
+        }
+        _ => Err(failure),
+    }
+}
+
 fn form_decode(raw: &str) -> String {
     percent_decode_str(&raw.replace('+', " "))
         .decode_utf8_lossy()
@@ -186,12 +199,15 @@ impl Provider {
         match credentials {
             // Verified by `authenticate_client_at`, which is the way in for assertions.
             PresentedCredentials::Assertion { .. } => Err(failure),
-            PresentedCredentials::IdOnly { .. } => match client {
-                Some(client) if client.metadata.token_endpoint_auth_method == AuthMethod::None => {
-                    Ok(client)
-                }
-                _ => Err(failure),
-            },
+            // A public client names itself. Some send an empty secret to say the same (oidc-agent
+            // sends `Basic base64(client_id:)`): no secret proves nothing, as for `none`.
+            PresentedCredentials::IdOnly { .. } => public_client(client, failure),
+            PresentedCredentials::Basic { secret, .. }
+            | PresentedCredentials::Post { secret, .. }
+                if secret.is_empty() =>
+            {
+                public_client(client, failure)
+            }
             PresentedCredentials::Basic { secret, .. }
             | PresentedCredentials::Post { secret, .. } => {
                 // Clients registered for a secret method may use either: relying parties differ in

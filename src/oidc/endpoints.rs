@@ -15,3 +15,7 @@ pub use crate::config::WECOM_CALLBACK_PATH;
 pub const WECOM_EVENTS_PATH: &str = "/wecom/events";
 /// Where the admin console's own authorization responses arrive (`console`).
 pub const CONSOLE_CALLBACK_PATH: &str = "/console/callback";
+/// RFC 8628 §3.1: where a device asks for its codes.
+pub const DEVICE_AUTHORIZATION_PATH: &str = "/device_authorization";
+/// RFC 8628 §3.3: the verification page a person opens (`verification_uri`).
+pub const DEVICE_PATH: &str = "/device";

@@ -5,7 +5,7 @@ use std::fmt;
 
 use crate::storage::StorageError;
 
-/// RFC 6749 §4.1.2.1, §5.2, RFC 7009 §2.2.1, OIDC Core §3.1.2.6.
+/// RFC 6749 §4.1.2.1, §5.2, RFC 7009 §2.2.1, RFC 8628 §3.5, OIDC Core §3.1.2.6.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
     InvalidRequest,
@@ -22,6 +22,12 @@ pub enum ErrorCode {
     RequestNotSupported,
     RequestUriNotSupported,
     InvalidToken,
+    /// RFC 8628 §3.5: the person has not answered yet.
+    AuthorizationPending,
+    /// RFC 8628 §3.5: polling too fast; the interval grows by 5 s.
+    SlowDown,
+    /// RFC 8628 §3.5: the device code has expired.
+    ExpiredToken,
 }
 
 impl ErrorCode {
@@ -41,6 +47,9 @@ impl ErrorCode {
             ErrorCode::RequestNotSupported => "request_not_supported",
             ErrorCode::RequestUriNotSupported => "request_uri_not_supported",
             ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::AuthorizationPending => "authorization_pending",
+            ErrorCode::SlowDown => "slow_down",
+            ErrorCode::ExpiredToken => "expired_token",
         }
     }
 }

@@ -18,6 +18,8 @@
 //!  POST /revoke, /introspect ▶ introspection::{revoke, introspect}
 //!  GET /logout ─────────▶ logout::logout (confirmation page unless id_token_hint names the member)
 //!                         └─ session ended ─ background ─▶ POST backchannel_logout_uri (logout token)
+//!  POST /device_authorization ▶ device::device_authorization (a CLI, RFC 8628; see `device`)
+//!  GET/POST /device ────▶ device::{device_page, device_decision}: WeCom sign-in as above, approve
 //! ```
 
 pub mod access;
@@ -27,6 +29,7 @@ pub mod callback;
 pub mod claims_request;
 pub mod client_assertion;
 pub mod client_auth;
+pub mod device;
 pub mod discovery;
 pub mod endpoints;
 pub mod error;
@@ -77,6 +80,8 @@ pub struct Provider {
     pub backchannel: backchannel::BackchannelSender,
     /// Fetched `jwks_uri` documents of `private_key_jwt` clients.
     pub client_keys: client_assertion::ClientKeys,
+    /// How often device approvals may be pushed to WeCom.
+    pub device_push: device::PushLimits,
 }
 
 /// A validated authorization request, kept in the store while the person is at WeCom.
@@ -95,6 +100,10 @@ pub struct AuthorizationRequest {
     /// The `claims` parameter (OIDC Core §5.5); absent in requests stored before it existed.
     #[serde(default)]
     pub claims: Option<claims_request::ClaimsRequest>,
+    /// A sign-in on the way to approving a device (RFC 8628): the normalised user code. The
+    /// callback opens the session and returns to the approval page (`redirect_uri`) with no code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
 }
 
 /// The two ways WeCom signs a person in.
@@ -187,6 +196,7 @@ impl Provider {
         Ok(Self {
             secrets: client_auth::VerifiedSecrets::new(config.client_secret_cache_ttl),
             client_keys: client_assertion::ClientKeys::new()?,
+            device_push: device::PushLimits::default(),
             backchannel,
             wecom,
             keys,

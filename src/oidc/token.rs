@@ -42,6 +42,8 @@ pub enum TokenRequest {
         refresh_token: String,
         scope: Option<String>,
     },
+    /// RFC 8628 §3.4.
+    DeviceCode { device_code: String },
 }
 
 impl TokenRequest {
@@ -68,6 +70,9 @@ impl TokenRequest {
                 refresh_token: required("refresh_token")?,
                 scope: params.get("scope").map(str::to_owned),
             }),
+            Some(crate::domain::client::DEVICE_CODE_GRANT) => Ok(TokenRequest::DeviceCode {
+                device_code: required("device_code")?,
+            }),
             Some(other) => Err(OAuthError::new(
                 ErrorCode::UnsupportedGrantType,
                 format!("grant_type {other:?} is not supported"),
@@ -79,29 +84,30 @@ impl TokenRequest {
         match self {
             TokenRequest::AuthorizationCode { .. } => GrantType::AuthorizationCode,
             TokenRequest::RefreshToken { .. } => GrantType::RefreshToken,
+            TokenRequest::DeviceCode { .. } => GrantType::DeviceCode,
         }
     }
 }
 
 /// The grant a new set of tokens belongs to.
-struct GrantContext<'a> {
-    client: &'a RegisteredClient,
-    grant_id: &'a str,
-    sub: &'a str,
+pub(super) struct GrantContext<'a> {
+    pub client: &'a RegisteredClient,
+    pub grant_id: &'a str,
+    pub sub: &'a str,
     /// What these tokens carry.
-    scope: ScopeSet,
+    pub scope: ScopeSet,
     /// What the grant allows: the refresh token keeps it, so a refresh with a narrower scope does
     /// not narrow later ones (RFC 6749 §6).
-    granted: ScopeSet,
-    session_id: Option<String>,
-    auth_time: UnixTime,
+    pub granted: ScopeSet,
+    pub session_id: Option<String>,
+    pub auth_time: UnixTime,
     /// OIDC `amr` values, space-separated.
-    amr: &'a str,
-    nonce: Option<&'a str>,
+    pub amr: &'a str,
+    pub nonce: Option<&'a str>,
     /// The `claims` parameter of the authorization request (not kept for refreshes).
-    claims: Option<&'a ClaimsRequest>,
+    pub claims: Option<&'a ClaimsRequest>,
     /// The member's profile when the grant already carries it (a code's); read otherwise.
-    profile: Option<&'a UserProfile>,
+    pub profile: Option<&'a UserProfile>,
 }
 
 impl Provider {
@@ -139,7 +145,11 @@ impl Provider {
                 ),
             ));
         }
-        let grant_type = request.grant_type().as_str();
+        // The metric's label is a short name: `device_code`, not the URN.
+        let grant_type = match request.grant_type() {
+            GrantType::DeviceCode => "device_code",
+            other => other.as_str(),
+        };
         let issued = match request {
             TokenRequest::AuthorizationCode {
                 code,
@@ -161,6 +171,9 @@ impl Provider {
             } => {
                 self.refresh(&client, &refresh_token, scope.as_deref(), now_ms)
                     .await
+            }
+            TokenRequest::DeviceCode { device_code } => {
+                self.poll_device(&client, &device_code, now).await
             }
         };
         if issued.is_ok() {
@@ -431,7 +444,7 @@ impl Provider {
 
     /// Stores a new access token (and refresh token when the grant calls for one) and signs the
     /// ID token.
-    async fn issue_tokens(
+    pub(super) async fn issue_tokens(
         &self,
         grant: GrantContext<'_>,
         now: UnixTime,

@@ -76,6 +76,12 @@ pub enum PageKind {
     LogoutRefused,
     ServiceUnavailable,
     InternalError,
+    /// A device request approved: back to the terminal.
+    DeviceApproved,
+    /// A device request denied.
+    DeviceDenied,
+    /// A user code that has expired or was answered already: nothing to approve.
+    DeviceCodeExpired,
 }
 
 /// A page to show: its kind, an optional technical detail, and where "back" leads.
@@ -124,7 +130,10 @@ impl Page {
     /// 4xx for what the person or the application got wrong, 403 for refusals, 5xx for our side.
     pub fn status(&self) -> u16 {
         match self.kind {
-            PageKind::LoggedOut | PageKind::ConfirmLogout => 200,
+            PageKind::LoggedOut
+            | PageKind::ConfirmLogout
+            | PageKind::DeviceApproved
+            | PageKind::DeviceDenied => 200,
             PageKind::NotMember
             | PageKind::AccountDisabled
             | PageKind::AccountLeft
@@ -188,6 +197,93 @@ fn text(kind: PageKind, lang: Lang) -> (&'static str, &'static str, &'static str
         (ServiceUnavailable, Lang::En) => ("Service unavailable", "The sign-in service cannot handle requests right now.", "Please try again shortly."),
         (InternalError, Lang::Zh) => ("出错了", "登录服务发生了内部错误。", "请稍后重试；如果一直出现，请联系 IT 管理员。"),
         (InternalError, Lang::En) => ("Something went wrong", "The sign-in service hit an internal error.", "Please try again; if it keeps happening, contact your IT administrator."),
+        (DeviceApproved, Lang::Zh) => ("已授权", "设备登录已获批准。", "请回到你的终端继续操作，现在可以关闭此页面。"),
+        (DeviceApproved, Lang::En) => ("Approved", "The device sign-in has been approved.", "Return to your terminal to continue; you can close this page now."),
+        (DeviceDenied, Lang::Zh) => ("已拒绝", "你拒绝了这次设备登录，终端不会获得你的身份。", "请回到你的终端；如果不是你发起的请求，无需其他操作。"),
+        (DeviceDenied, Lang::En) => ("Denied", "You denied this device sign-in; the terminal gets nothing.", "Return to your terminal. If you did not start this, nothing else is needed."),
+        (DeviceCodeExpired, Lang::Zh) => ("没有待批准的请求", "这个设备码已过期或已处理过，没有可以批准的内容。", "请回到你的终端重新发起登录，获取新的设备码。"),
+        (DeviceCodeExpired, Lang::En) => ("Nothing to approve", "This device code has expired or has already been answered.", "Return to your terminal and start the sign-in again for a new code."),
+    }
+}
+
+/// The device verification page (RFC 8628 §3.3): the form to type a user code, or the approval
+/// of the request it names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DevicePage {
+    /// One field for the user code; `wrong` after a code that matches nothing.
+    EnterCode {
+        wrong: bool,
+    },
+    Approve(DeviceApproval),
+}
+
+/// What the person sees before approving (RFC 8628 §5.4: enough to notice a request that is not
+/// theirs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceApproval {
+    pub client_name: String,
+    pub scopes: Vec<crate::domain::Scope>,
+    /// The address the device request came from.
+    pub requested_from: String,
+    pub requested_at: crate::clock::UnixTime,
+    /// As the terminal shows it, `XXXX-XXXX`.
+    pub user_code: String,
+    pub csrf_token: String,
+}
+
+impl DevicePage {
+    pub fn status(&self) -> u16 {
+        match self {
+            DevicePage::EnterCode { wrong: true } => 400,
+            _ => 200,
+        }
+    }
+}
+
+/// A scope in words.
+fn scope_words(scope: crate::domain::Scope, lang: Lang) -> &'static str {
+    use crate::domain::Scope::*;
+    match (scope, lang) {
+        (OpenId, Lang::Zh) => "确认你的企业微信身份",
+        (OpenId, Lang::En) => "confirm your WeCom identity",
+        (Profile, Lang::Zh) => "姓名、头像、职务等基本资料",
+        (Profile, Lang::En) => "your name, avatar, position and basic profile",
+        (Email, Lang::Zh) => "邮箱地址",
+        (Email, Lang::En) => "your email address",
+        (Phone, Lang::Zh) => "手机号码",
+        (Phone, Lang::En) => "your phone number",
+        (Groups, Lang::Zh) => "所在部门和标签",
+        (Groups, Lang::En) => "your departments and tags",
+        (OfflineAccess, Lang::Zh) => "在你离开后继续访问（刷新令牌）",
+        (OfflineAccess, Lang::En) => "keep access while you are away (refresh token)",
+    }
+}
+
+/// The strings of the device page.
+fn device_text(page: &DevicePage, lang: Lang) -> minijinja::Value {
+    match (page, lang) {
+        (DevicePage::EnterCode { .. }, Lang::Zh) => context! {
+            title => "设备登录", message => "请输入终端或设备上显示的代码。",
+            wrong => "代码不正确，请核对后重新输入。", next => "下一步",
+        },
+        (DevicePage::EnterCode { .. }, Lang::En) => context! {
+            title => "Sign in a device", message => "Enter the code shown on your terminal or device.",
+            wrong => "That code is not right. Check it and try again.", next => "Next",
+        },
+        (DevicePage::Approve(_), Lang::Zh) => context! {
+            title => "批准设备登录？", message => "一个设备请求以你的身份登录：",
+            application => "应用", access => "将获得", from => "请求来自", when => "请求时间",
+            code => "设备码",
+            warning => "只有当这个请求是你本人刚刚在终端上发起、且设备码与终端上显示的一致时才批准。如果有人发给你这个链接或代码，请拒绝。",
+            approve => "批准", deny => "拒绝",
+        },
+        (DevicePage::Approve(_), Lang::En) => context! {
+            title => "Approve this device?", message => "A device asks to sign in as you:",
+            application => "Application", access => "It gets", from => "Requested from", when => "Requested at",
+            code => "Code",
+            warning => "Approve only if you just started this on your own terminal and the code matches what it shows. If someone sent you this link or code, deny.",
+            approve => "Approve", deny => "Deny",
+        },
     }
 }
 
@@ -210,6 +306,7 @@ impl Pages {
         let mut env = Environment::new();
         env.add_template("page.html", include_str!("page.html"))?;
         env.add_template("form_post.html", include_str!("form_post.html"))?;
+        env.add_template("device.html", include_str!("device.html"))?;
         Ok(Self { env })
     }
 
@@ -240,6 +337,35 @@ impl Pages {
             .unwrap_or_else(|e| {
                 tracing::error!(error = %e, "page template failed");
                 title.to_owned()
+            })
+    }
+
+    /// The device verification page; its forms go to `action` (the page's own URL).
+    pub fn render_device(&self, page: &DevicePage, action: &str, lang: Lang) -> String {
+        let approval = match page {
+            DevicePage::Approve(approval) => Some(context! {
+                client_name => approval.client_name,
+                scopes => approval.scopes.iter().map(|s| scope_words(*s, lang)).collect::<Vec<_>>(),
+                requested_from => approval.requested_from,
+                requested_at => crate::clock::utc_timestamp(approval.requested_at),
+                user_code => approval.user_code,
+                csrf_token => approval.csrf_token,
+            }),
+            DevicePage::EnterCode { .. } => None,
+        };
+        self.env
+            .get_template("device.html")
+            .and_then(|t| {
+                t.render(context! {
+                    lang => match lang { Lang::Zh => "zh-CN", Lang::En => "en" },
+                    t => device_text(page, lang),
+                    wrong => matches!(page, DevicePage::EnterCode { wrong: true }),
+                    approval, action,
+                })
+            })
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "device template failed");
+                String::new()
             })
     }
 

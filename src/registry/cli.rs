@@ -19,8 +19,8 @@ pub enum ClientCommand {
     Create {
         #[arg(long)]
         name: String,
-        /// Repeat for several.
-        #[arg(long = "redirect-uri", required = true)]
+        /// Repeat for several; none for a client that uses only the device grant.
+        #[arg(long = "redirect-uri")]
         redirect_uris: Vec<String>,
         #[arg(long = "post-logout-redirect-uri")]
         post_logout_redirect_uris: Vec<String>,
@@ -28,7 +28,7 @@ pub enum ClientCommand {
         /// (with --jwks-uri or --jwks), or none for a public client.
         #[arg(long = "auth-method", value_parser = parse_auth_method)]
         auth_method: Option<AuthMethod>,
-        /// authorization_code, refresh_token (default both).
+        /// authorization_code, refresh_token (default both), device_code (RFC 8628).
         #[arg(long = "grant-type", value_parser = parse_grant_type)]
         grant_types: Vec<GrantType>,
         /// The scopes the client may ask for (space separated); every scope when omitted.
@@ -105,7 +105,7 @@ fn parse_auth_method(raw: &str) -> Result<AuthMethod, String> {
 
 fn parse_grant_type(raw: &str) -> Result<GrantType, String> {
     serde_json::from_value(serde_json::Value::String(raw.to_owned()))
-        .map_err(|_| "expected authorization_code or refresh_token".to_owned())
+        .map_err(|_| "expected authorization_code, refresh_token or device_code".to_owned())
 }
 
 pub async fn run(

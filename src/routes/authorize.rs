@@ -11,7 +11,7 @@ use crate::oidc::login_state::{login_cookie_name, Parked};
 use crate::oidc::logout::{LogoutOutcome, LogoutRequest};
 use crate::oidc::{Params, BROWSER_COOKIE, SESSION_COOKIE};
 
-fn cookie_value(req: &HttpRequest, state: &AppState, name: &str) -> Option<String> {
+pub(super) fn cookie_value(req: &HttpRequest, state: &AppState, name: &str) -> Option<String> {
     named_cookie(req, &format!("{}{name}", state.cookie_prefix))
 }
 
@@ -55,30 +55,35 @@ pub async fn authorize(
             respond::to_client(&state, &reply, after_post, Vec::new())
         }
         Ok(AuthorizeOutcome::RedirectToWeCom { url, parked }) => {
-            let mut builder = respond::redirect(&url, after_post);
-            match parked {
-                Parked::Cookie { name, value } => {
-                    let max_age = state.provider.config.lifetimes.auth_request.as_secs() as i64;
-                    builder.cookie(respond::callback_cookie(
-                        &state,
-                        &name,
-                        value,
-                        Some(max_age),
-                    ));
-                }
-                Parked::Row {
-                    new_browser_cookie: Some(value),
-                } => {
-                    builder.cookie(respond::cookie(&state, BROWSER_COOKIE, value, None));
-                }
-                Parked::Row {
-                    new_browser_cookie: None,
-                } => {}
-            }
-            builder.finish()
+            to_wecom(&state, &url, parked, after_post)
         }
         Err(err) => respond::storage_failure_page(&state.pages, err, lang),
     }
+}
+
+/// Off to WeCom, with the cookie that keeps the sign-in where `login_state` parked it.
+pub(super) fn to_wecom(
+    state: &AppState,
+    url: &str,
+    parked: Parked,
+    after_post: bool,
+) -> HttpResponse {
+    let mut builder = respond::redirect(url, after_post);
+    match parked {
+        Parked::Cookie { name, value } => {
+            let max_age = state.provider.config.lifetimes.auth_request.as_secs() as i64;
+            builder.cookie(respond::callback_cookie(state, &name, value, Some(max_age)));
+        }
+        Parked::Row {
+            new_browser_cookie: Some(value),
+        } => {
+            builder.cookie(respond::cookie(state, BROWSER_COOKIE, value, None));
+        }
+        Parked::Row {
+            new_browser_cookie: None,
+        } => {}
+    }
+    builder.finish()
 }
 
 pub async fn wecom_callback(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {

@@ -6,6 +6,7 @@
 //! resource names the limit group it counts under (`limits::Limited`).
 
 mod authorize;
+mod device;
 mod discovery;
 mod health;
 pub(crate) mod respond;
@@ -22,8 +23,9 @@ use actix_web::{web, HttpResponse};
 use crate::clock::Clock;
 use crate::limits::{Group, Limited};
 use crate::oidc::endpoints::{
-    AUTHORIZE_PATH, DISCOVERY_PATH, INTROSPECT_PATH, JWKS_PATH, LOGOUT_PATH, REVOKE_PATH,
-    TOKEN_PATH, USERINFO_PATH, WECOM_CALLBACK_PATH, WECOM_EVENTS_PATH,
+    AUTHORIZE_PATH, DEVICE_AUTHORIZATION_PATH, DEVICE_PATH, DISCOVERY_PATH, INTROSPECT_PATH,
+    JWKS_PATH, LOGOUT_PATH, REVOKE_PATH, TOKEN_PATH, USERINFO_PATH, WECOM_CALLBACK_PATH,
+    WECOM_EVENTS_PATH,
 };
 use crate::oidc::Provider;
 use crate::pages::Pages;
@@ -94,6 +96,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(token::token))
             .route(web::method(Method::OPTIONS).to(preflight))
             .default_service(web::to(respond::method_not_allowed)),
+    )
+    .service(
+        web::resource(DEVICE_AUTHORIZATION_PATH)
+            .wrap(cors())
+            .wrap(Limited(Group::Token))
+            .route(web::post().to(device::device_authorization))
+            .route(web::method(Method::OPTIONS).to(preflight))
+            .default_service(web::to(respond::method_not_allowed)),
+    )
+    .service(
+        web::resource(DEVICE_PATH)
+            .wrap(Limited(Group::Device))
+            .route(web::get().to(device::device_page))
+            .route(web::post().to(device::device_decision)),
     )
     .service(
         web::resource(USERINFO_PATH)

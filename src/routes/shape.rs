@@ -34,13 +34,15 @@ enum Shape {
 fn shape_of(path: &str, prefix: &str) -> Shape {
     let path = path.strip_prefix(prefix).unwrap_or(path);
     match path {
-        endpoints::TOKEN_PATH | endpoints::REVOKE_PATH | endpoints::INTROSPECT_PATH => {
-            Shape::OAuthJson
-        }
+        endpoints::TOKEN_PATH
+        | endpoints::REVOKE_PATH
+        | endpoints::INTROSPECT_PATH
+        | endpoints::DEVICE_AUTHORIZATION_PATH => Shape::OAuthJson,
         endpoints::USERINFO_PATH => Shape::Bearer,
-        endpoints::AUTHORIZE_PATH | endpoints::WECOM_CALLBACK_PATH | endpoints::LOGOUT_PATH => {
-            Shape::Page
-        }
+        endpoints::AUTHORIZE_PATH
+        | endpoints::WECOM_CALLBACK_PATH
+        | endpoints::LOGOUT_PATH
+        | endpoints::DEVICE_PATH => Shape::Page,
         _ => Shape::Json,
     }
 }

@@ -10,7 +10,7 @@ use crate::oidc::userinfo::{bearer_token, UserinfoError};
 use crate::oidc::{OAuthError, Params};
 
 /// RFC 6749 §3.2: the token endpoint takes `application/x-www-form-urlencoded` POST bodies.
-fn form_params(req: &HttpRequest, body: &web::Bytes) -> Result<Params, OAuthError> {
+pub(super) fn form_params(req: &HttpRequest, body: &web::Bytes) -> Result<Params, OAuthError> {
     let is_form = header_str(req, header::CONTENT_TYPE)
         .map(|ct| {
             ct.split(';')

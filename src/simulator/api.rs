@@ -1,5 +1,5 @@
 //! The `/cgi-bin/` server APIs: gettoken, code → identity, sensitive detail, members,
-//! departments and tags. Plain functions over [`SimState`], no actix, so they are tested
+//! departments and tags, app messages. Plain functions over [`SimState`], no actix, so they are tested
 //! without a server; every failure is an errcode the HTTP edge turns into WeCom's envelope.
 
 use serde_json::{json, Map, Value};
@@ -8,7 +8,7 @@ use super::directory::{App, Department, Directory, Member, SensitiveField};
 use super::errcode;
 use super::params::Params;
 use super::state::{
-    domain_matches, GrantKind, SimState, SimTime, Subject, TicketGrant,
+    domain_matches, GrantKind, SentMessage, SimState, SimTime, Subject, TicketGrant,
     DEBUG_RATE_LIMIT_PER_MINUTE, TICKET_TTL_SECS,
 };
 
@@ -49,6 +49,7 @@ pub fn handle(state: &mut SimState, now: SimTime, call: &ApiCall<'_>) -> Option<
         "/cgi-bin/department/get" => (Method::Get, department_get),
         "/cgi-bin/tag/list" => (Method::Get, tag_list),
         "/cgi-bin/tag/get" => (Method::Get, tag_get),
+        "/cgi-bin/message/send" => (Method::Post, message_send),
         _ => return None,
     };
     let answer = check_method(method, call.method)
@@ -504,5 +505,65 @@ fn tag_get(state: &mut SimState, now: SimTime, call: &ApiCall<'_>) -> Result<Fie
         "tagname": tag.tagname,
         "userlist": users,
         "partylist": parties,
+    })))
+}
+
+/// `POST /cgi-bin/message/send` (wecom-api.md §10), `touser` only: the message goes to the
+/// recipients the app may reach (known, active, in its visible range); the others come back in
+/// `invaliduser`, lower-cased, and 81013 when none is left. Sent messages are kept for the demo
+/// and the tests.
+fn message_send(state: &mut SimState, now: SimTime, call: &ApiCall<'_>) -> Result<Fields, i64> {
+    let app = authorize(state, now, call)?;
+    let body: Value = serde_json::from_slice(call.body).map_err(|_| errcode::DATA_FORMAT_ERROR)?;
+    let agent_id = body.get("agentid").and_then(|a| {
+        a.as_i64()
+            .map(|n| n.to_string())
+            .or_else(|| a.as_str().map(str::to_owned))
+    });
+    if agent_id.as_deref() != Some(app.agent_id.as_str()) {
+        return Err(errcode::INVALID_AGENTID);
+    }
+    let msgtype = body
+        .get("msgtype")
+        .and_then(Value::as_str)
+        .filter(|t| ["text", "textcard", "markdown"].contains(t))
+        .ok_or(errcode::DATA_FORMAT_ERROR)?;
+    let content = body
+        .get(msgtype)
+        .filter(|c| c.is_object())
+        .cloned()
+        .ok_or(errcode::DATA_FORMAT_ERROR)?;
+    let touser = body
+        .get("touser")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+        .ok_or(errcode::ALL_RECIPIENTS_INVALID)?;
+    let (mut valid, mut invalid) = (Vec::new(), Vec::new());
+    for userid in touser.split('|') {
+        match state.directory.member(userid) {
+            Some(member) if member.status == 1 && state.directory.member_visible(&app, member) => {
+                valid.push(member.userid.clone());
+            }
+            _ => invalid.push(userid.to_lowercase()),
+        }
+    }
+    if valid.is_empty() {
+        return Err(errcode::ALL_RECIPIENTS_INVALID);
+    }
+    let msgid = format!("sim-msg-{}", state.messages.len() + 1);
+    state.messages.push(SentMessage {
+        msgid: msgid.clone(),
+        agent_id: app.agent_id.clone(),
+        touser: valid,
+        msgtype: msgtype.to_owned(),
+        content,
+        sent_at: now,
+    });
+    Ok(fields(json!({
+        "invaliduser": invalid.join("|"),
+        "invalidparty": "",
+        "invalidtag": "",
+        "unlicenseduser": "",
+        "msgid": msgid,
     })))
 }

@@ -98,6 +98,11 @@ impl SimulatorControl {
         self.shared.lock().calls(path)
     }
 
+    /// The app messages `message/send` delivered, oldest first.
+    pub fn messages(&self) -> Vec<super::state::SentMessage> {
+        self.shared.lock().messages.clone()
+    }
+
     pub fn all_calls(&self) -> BTreeMap<String, usize> {
         self.shared.lock().all_calls()
     }

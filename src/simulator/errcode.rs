@@ -28,6 +28,9 @@ pub const NO_PRIVILEGE: i64 = 60011;
 pub const IP_NOT_ALLOWED: i64 = 60020;
 pub const USERID_NOT_FOUND: i64 = 60111;
 pub const INVALID_PARTY_ID: i64 = 60123;
+pub const INVALID_AGENTID: i64 = 40056;
+/// `message/send` with no valid recipient (wecom-api.md §10).
+pub const ALL_RECIPIENTS_INVALID: i64 = 81013;
 
 /// The English text WeCom puts before `, hint:`; unknown codes (injected ones) get a generic one.
 pub fn text(errcode: i64) -> &'static str {
@@ -59,6 +62,8 @@ pub fn text(errcode: i64) -> &'static str {
         IP_NOT_ALLOWED => "not allow to access from your ip",
         USERID_NOT_FOUND => "userid not found",
         INVALID_PARTY_ID => "invalid party id",
+        INVALID_AGENTID => "invalid agentid",
+        ALL_RECIPIENTS_INVALID => "user & party & tag all invalid",
         _ => "simulated error",
     }
 }

@@ -297,6 +297,7 @@ fn sim_endpoint(
     let path = path.trim_end_matches('/');
     let result: Result<HttpResponse, ControlError> = match path {
         "/_sim" => Ok(json_response(overview(control))),
+        "/_sim/messages" => Ok(json_response(json!({ "messages": control.messages() }))),
         "/_sim/calls" => {
             let params = Params::parse(request.query_string());
             Ok(match params.non_empty("path") {
@@ -546,6 +547,7 @@ fn overview(control: &SimulatorControl) -> Value {
         "settings": control.settings(),
         "control": {
             "GET /_sim/calls[?path=P]": "request counters",
+            "GET /_sim/messages": "app messages delivered by message/send, oldest first",
             "GET /_sim/faults": "pending faults",
             "POST /_sim/faults": "{\"path\":\"/cgi-bin/gettoken\",\"times\":1, and one of \"errcode\":-1 | \"http_status\":502 | \"non_json\":true | \"delay_ms\":1500}",
             "DELETE /_sim/faults": "drop pending faults",

@@ -8,7 +8,8 @@
 //! ```text
 //! /cgi-bin/...                         server APIs (api.rs): gettoken, auth/getuserinfo,
 //!                                      user/getuserinfo (legacy), auth/getuserdetail, user/get,
-//!                                      department/{list,simplelist,get}, tag/{list,get}
+//!                                      department/{list,simplelist,get}, tag/{list,get},
+//!                                      message/send (kept for the demo and tests to show)
 //! /wwlogin/sso/login[/approve]         web login (login.rs)
 //! /wwopen/sso/qrConnect[/approve]      legacy QR login, redirect adds appid
 //! /connect/oauth2/authorize[/approve]  in-client OAuth, snsapi_base / snsapi_privateinfo
@@ -61,7 +62,8 @@ pub use events::{
     DELIVERY_RETRIES, DELIVERY_TIMEOUT,
 };
 pub use state::{
-    Settings, CODE_TTL_SECS, DEFAULT_RATE_LIMIT_PER_MINUTE, TICKET_TTL_SECS, TOKEN_TTL_SECS,
+    SentMessage, Settings, CODE_TTL_SECS, DEFAULT_RATE_LIMIT_PER_MINUTE, TICKET_TTL_SECS,
+    TOKEN_TTL_SECS,
 };
 
 /// A running simulator: an HTTP server on its own port plus the shared state behind it.

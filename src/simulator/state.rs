@@ -123,6 +123,21 @@ pub struct SimState {
     rate_windows: HashMap<String, VecDeque<SimTime>>,
     /// Where events go: the callback settings of each app and of the contact-sync assistant.
     pub event_targets: BTreeMap<EventSource, EventTarget>,
+    /// App messages delivered by `message/send`, oldest first.
+    pub messages: Vec<SentMessage>,
+}
+
+/// An app message as `message/send` delivered it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SentMessage {
+    pub msgid: String,
+    pub agent_id: String,
+    /// The recipients it reached (their userids as the directory spells them).
+    pub touser: Vec<String>,
+    pub msgtype: String,
+    /// The payload under the `msgtype` key (a textcard's title, description, url, btntxt).
+    pub content: serde_json::Value,
+    pub sent_at: i64,
 }
 
 /// The state shared by the server workers and every [`super::SimulatorControl`].
@@ -215,6 +230,7 @@ impl SimState {
             calls: BTreeMap::new(),
             rate_windows: HashMap::new(),
             event_targets: BTreeMap::new(),
+            messages: Vec::new(),
         }
     }
 

@@ -1803,3 +1803,41 @@ mod event_callbacks {
         inbox.stop().await;
     }
 }
+
+#[actix_web::test]
+async fn message_send_delivers_to_reachable_members_and_reports_the_rest() {
+    let sim = sim().await;
+    let token = sim.token(NEW_SECRET).await;
+    let uri = format!("/cgi-bin/message/send?access_token={token}");
+    let card = |touser: &str, agentid: Value| {
+        json!({
+            "touser": touser, "msgtype": "textcard", "agentid": agentid,
+            "textcard": { "title": "t", "description": "d", "url": "https://idp.example/device", "btntxt": "去批准" },
+        })
+    };
+
+    let answer = sim
+        .post_json(
+            &uri,
+            card(
+                "lisi|wujiu|zhaoliu|nobody",
+                json!(NEW_APP.parse::<i64>().unwrap()),
+            ),
+        )
+        .await;
+    assert_eq!(answer["errcode"], 0, "{answer}");
+    assert_eq!(
+        answer["invaliduser"], "wujiu|zhaoliu|nobody",
+        "out of range, disabled, unknown"
+    );
+    let sent = sim.control.messages();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].touser, vec!["lisi".to_owned()]);
+    assert_eq!(sent[0].content["url"], "https://idp.example/device");
+
+    let none = sim.post_json(&uri, card("wujiu", json!(NEW_APP))).await;
+    assert_errcode(&none, 81013, "no reachable recipient");
+    let wrong_agent = sim.post_json(&uri, card("lisi", json!(1))).await;
+    assert_errcode(&wrong_agent, 40056, "another app's agentid");
+    assert_eq!(sim.control.messages().len(), 1);
+}

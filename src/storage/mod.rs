@@ -9,6 +9,7 @@ mod assertions;
 mod audit;
 mod clients;
 mod codes;
+mod device;
 mod gate;
 mod requests;
 mod signing_keys;
@@ -28,6 +29,7 @@ use gate::{Breaker, Gate, CONNECTION_WAIT};
 
 pub use audit::{AuditEvent, AuditQuery};
 pub use codes::{CodeGrant, CodeRedemption, NewCode};
+pub use device::{DeviceDecision, DeviceGrant, DeviceStatus};
 pub use requests::{ConsumedState, EndedAccess, MemberGrant, PendingRequest, Session, SignIn};
 pub use signing_keys::StoredKey;
 pub use tokens::{AccessTokenRecord, RefreshRotation, RefreshTokenRecord};
@@ -353,6 +355,7 @@ impl Store {
             "refresh_tokens",
             "revoked_grants",
             "client_assertion_jtis",
+            "device_grants",
         ] {
             removed += self
                 .delete_in_batches(table, &format!("expires_at < {now}"))

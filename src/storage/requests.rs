@@ -43,7 +43,9 @@ pub struct SignIn<'a, D, P> {
     /// first sign-in's row is written before, with its profile, by `save_member`.
     pub profile_update: Option<&'a P>,
     pub session: &'a Session,
-    pub code: &'a NewCode<D>,
+    /// The code for the client; none for a device sign-in, whose grant waits for the person's
+    /// approval instead.
+    pub code: Option<&'a NewCode<D>>,
     pub audit: &'a AuditEvent,
 }
 
@@ -171,7 +173,7 @@ impl Store {
                      WHERE sub = $14 AND $20 IS NOT NULL),
                  new_code AS (
                      INSERT INTO authorization_codes (code_hash, grant_id, client_id, session_id, details, expires_at)
-                     VALUES ($1, $2, $3, $4, $5, $6)),
+                     SELECT $1, $2, $3, $4, $5, $6 WHERE $1 IS NOT NULL),
                  new_audit AS (
                      INSERT INTO audit_log (at, event, outcome, sub, client_id, reason)
                      VALUES ($7, $8, $9, $10, $11, $12))
@@ -185,14 +187,23 @@ impl Store {
                  UPDATE users SET profile = $20, updated_at = $15, checked_at = $15
                  WHERE sub = $14 AND $20 IS NOT NULL;
                  INSERT INTO authorization_codes (code_hash, grant_id, client_id, session_id, details, expires_at)
-                 VALUES ($1, $2, $3, $4, $5, $6);
+                 SELECT $1, $2, $3, $4, $5, $6 WHERE $1 IS NOT NULL;
                  INSERT INTO audit_log (at, event, outcome, sub, client_id, reason)
                  VALUES ($7, $8, $9, $10, $11, $12);
                  INSERT INTO sessions (id_hash, sub, auth_time, expires_at, amr) VALUES ($13, $14, $15, $16, $17)"
             }
         };
+        let details = code.map(|c| to_json(&c.details)).transpose()?;
         let query = audit
-            .bind(code.bind(sqlx::query(sql))?)
+            .bind(
+                sqlx::query(sql)
+                    .bind(code.map(|c| c.code_hash.as_str()))
+                    .bind(code.map(|c| c.grant_id.as_str()))
+                    .bind(code.map(|c| c.client_id.as_str()))
+                    .bind(code.and_then(|c| c.session_id.as_deref()))
+                    .bind(details)
+                    .bind(code.map(|c| c.expires_at)),
+            )
             .bind(&session.id_hash)
             .bind(&session.sub)
             .bind(session.auth_time)

@@ -1,5 +1,5 @@
 //! The WeCom API client, the only module that calls WeCom's API: the corp access token cache, errcodes and
-//! retries, member profiles, groups, and the login URLs (facts and sources in wecom-api.md).
+//! retries, member profiles, groups, app messages, and the login URLs (facts and sources in wecom-api.md).
 //!
 //! Every business call goes through [`WeComClient::call`]:
 //!
@@ -23,6 +23,7 @@ mod groups;
 mod http;
 pub use http::proxy_display;
 mod login;
+mod message;
 mod profile;
 mod token;
 
@@ -44,6 +45,7 @@ use answer::Answer;
 pub use error::{FailureCategory, WeComError};
 use http::{Request, Transport};
 pub use login::{in_client_login_url, is_wecom_client, web_login_url};
+pub use message::{Delivery, TextCard};
 pub use profile::{Department, Gender, Identity, Member, MemberDetail, MemberStatus};
 use token::{Fetched, TokenCache};
 
@@ -61,6 +63,8 @@ pub struct WeComClient {
 struct Inner {
     transport: Transport,
     corp_id: String,
+    /// The app (`WECOM_AGENT_ID`) messages are sent from.
+    agent_id: String,
     secret: SecretString,
     /// host[:port] of the redirect URL, for explaining 50001.
     redirect_host: String,
@@ -102,6 +106,7 @@ impl WeComClient {
             inner: Arc::new(Inner {
                 transport: Transport::new(settings)?,
                 corp_id: credentials.corp_id.clone(),
+                agent_id: credentials.agent_id.clone(),
                 secret: credentials.corp_secret.clone(),
                 redirect_host,
                 tokens: TokenCache::new(),

@@ -40,6 +40,9 @@ fn value() -> impl Strategy<Value = String> {
         Just("code".to_owned()),
         Just("authorization_code".to_owned()),
         Just("refresh_token".to_owned()),
+        Just("urn:ietf:params:oauth:grant-type:device_code".to_owned()),
+        Just("BCDF-GHJK".to_owned()),
+        Just("approve".to_owned()),
         Just("http://127.0.0.1:9/callback".to_owned()),
         Just("x".repeat(3000)),
         "[a-zA-Z0-9%_.~-]{0,40}",
@@ -66,6 +69,11 @@ fn key() -> impl Strategy<Value = String> {
         Just("post_logout_redirect_uri".to_owned()),
         Just("prompt".to_owned()),
         Just("max_age".to_owned()),
+        Just("device_code".to_owned()),
+        Just("user_code".to_owned()),
+        Just("login_hint".to_owned()),
+        Just("decision".to_owned()),
+        Just("csrf_token".to_owned()),
         Just("%00".to_owned()),
         "[a-z_]{1,12}",
     ]
@@ -89,6 +97,8 @@ fn path() -> impl Strategy<Value = String> {
         Just("/revoke".to_owned()),
         Just("/introspect".to_owned()),
         Just("/logout".to_owned()),
+        Just("/device_authorization".to_owned()),
+        Just("/device".to_owned()),
         Just("/jwks".to_owned()),
         Just("/.well-known/openid-configuration".to_owned()),
         Just("/auth/wecom/callback".to_owned()),
@@ -176,7 +186,9 @@ fn shape_problem(path: &str, headers: &reqwest::header::HeaderMap, body: &[u8]) 
                 .is_some_and(|v| v["error"].is_string())
     };
     let ok = match path {
-        "/authorize" | "/logout" | "/auth/wecom/callback" => content_type.starts_with("text/html"),
+        "/authorize" | "/logout" | "/auth/wecom/callback" | "/device" => {
+            content_type.starts_with("text/html")
+        }
         "/userinfo" => headers.contains_key(WWW_AUTHENTICATE) && (body.is_empty() || json_error()),
         _ => json_error(),
     };

@@ -408,7 +408,7 @@ async fn a_wecom_state_opens_one_session_only() {
             state,
             profile_update: None,
             session,
-            code,
+            code: Some(code),
             audit,
         }
     }

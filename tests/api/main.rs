@@ -10,6 +10,7 @@ mod client_jwt;
 mod client_secrets;
 mod console;
 mod database;
+mod device;
 mod discovery;
 mod egress;
 mod events;

@@ -3,7 +3,7 @@
 
 use crate::helpers::{TestApp, AGENT_SECRET};
 
-async fn scrape(app: &TestApp) -> String {
+pub(crate) async fn scrape(app: &TestApp) -> String {
     let port = app.metrics_port.expect("METRICS_ADDR is set");
     let response = app
         .http
@@ -16,7 +16,7 @@ async fn scrape(app: &TestApp) -> String {
 }
 
 /// The value of the series whose name and labels contain every one of `parts`, 0 when absent.
-fn value(text: &str, name: &str, parts: &[&str]) -> f64 {
+pub(crate) fn value(text: &str, name: &str, parts: &[&str]) -> f64 {
     text.lines()
         .filter(|line| {
             line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} "))
