@@ -1,5 +1,6 @@
 //! `wecom-oidc check`: calls WeCom with the configured credentials and explains, in plain words and
 //! with the fix, whatever is wrong — the checks a platform team needs before the first sign-in.
+//! The console's status page runs the same checks ([`checks`]).
 //!
 //! It reaches WeCom only through `wecom::WeComClient`, opens no store and starts no server.
 
@@ -9,36 +10,62 @@ use crate::config::Config;
 use crate::domain::group::GroupKinds;
 use crate::wecom::{MemberStatus, WeComClient, WeComError};
 
-/// One line of the report.
-fn report(out: &mut impl Write, ok: bool, what: &str, detail: &str) -> std::io::Result<()> {
-    let mark = if ok { "ok  " } else { "FAIL" };
-    writeln!(out, "[{mark}] {what}")?;
-    for line in detail.lines().filter(|l| !l.is_empty()) {
-        writeln!(out, "       {line}")?;
+/// One check's result: whether it passed, what was checked, and the explanation or fix.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CheckLine {
+    pub ok: bool,
+    pub what: String,
+    pub detail: String,
+}
+
+/// The checks' results, in order.
+#[derive(Debug, Default)]
+struct Report(Vec<CheckLine>);
+
+impl Report {
+    fn add(&mut self, ok: bool, what: &str, detail: &str) {
+        self.0.push(CheckLine {
+            ok,
+            what: what.to_owned(),
+            detail: detail.to_owned(),
+        });
     }
-    Ok(())
+}
+
+/// Runs every check and prints the report; `Ok(true)` when all passed.
+pub async fn run(
+    config: &Config,
+    userid: Option<&str>,
+    out: &mut impl Write,
+) -> anyhow::Result<bool> {
+    let lines = checks(config, userid).await?;
+    for line in &lines {
+        let mark = if line.ok { "ok  " } else { "FAIL" };
+        writeln!(out, "[{mark}] {}", line.what)?;
+        for detail in line.detail.lines().filter(|l| !l.is_empty()) {
+            writeln!(out, "       {detail}")?;
+        }
+    }
+    Ok(lines.iter().all(|line| line.ok))
 }
 
 fn explain(client: &WeComClient, err: &WeComError) -> String {
     format!("{err}\n{}", client.explain(err))
 }
 
-/// Runs every check; `Ok(true)` when all passed.
-pub async fn run(
-    config: &Config,
-    userid: Option<&str>,
-    out: &mut impl Write,
-) -> anyhow::Result<bool> {
+/// Runs every check, stopping where a failure makes the rest meaningless.
+pub async fn checks(config: &Config, userid: Option<&str>) -> anyhow::Result<Vec<CheckLine>> {
+    let mut report = Report::default();
+    let out = &mut report;
     let settings = &config.wecom;
     let Some(credentials) = &settings.credentials else {
-        report(
-            out,
+        out.add(
             false,
             "WeCom credentials",
             "WECOM_CORP_ID, WECOM_CORP_SECRET and WECOM_AGENT_ID are not set.\n\
              Find them in the WeCom admin console: 我的企业 (CorpID) and 应用管理 → your app (AgentId, Secret).",
-        )?;
-        return Ok(false);
+        );
+        return Ok(std::mem::take(&mut out.0));
     };
     let callback_host = settings
         .redirect_url
@@ -48,8 +75,7 @@ pub async fn run(
             None => host.to_owned(),
         })
         .unwrap_or_default();
-    report(
-        out,
+    out.add(
         true,
         "configuration",
         &format!(
@@ -57,7 +83,7 @@ pub async fn run(
              In the app's settings, 企业微信授权登录 → 设置授权回调域 and 网页授权及JS-SDK → 可信域名 must both be exactly: {callback_host}",
             credentials.corp_id, credentials.agent_id, settings.redirect_url
         ),
-    )?;
+    );
 
     let egress = match &settings.proxy {
         Some(proxy) => format!(
@@ -66,29 +92,26 @@ pub async fn run(
         ),
         None => "WeCom API calls go out directly (no WECOM_PROXY); WeCom sees this host's egress address.".to_owned(),
     };
-    report(out, true, "egress", &egress)?;
+    out.add(true, "egress", &egress);
     let client = WeComClient::new(settings, credentials).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut all_ok = true;
     match client.check_credentials().await {
-        Ok(()) => report(out, true, "gettoken: corp id and secret are accepted", "")?,
+        Ok(()) => out.add(true, "gettoken: corp id and secret are accepted", ""),
         Err(err) => {
-            report(out, false, "gettoken", &explain(&client, &err))?;
-            return Ok(false);
+            out.add(false, "gettoken", &explain(&client, &err));
+            return Ok(std::mem::take(&mut out.0));
         }
     }
     match client.departments().await {
-        Ok(departments) => report(
-            out,
+        Ok(departments) => out.add(
             true,
             &format!(
                 "department/list: the app sees {} departments",
                 departments.len()
             ),
             "",
-        )?,
+        ),
         Err(err) => {
-            all_ok = false;
-            report(out, false, "department/list", &explain(&client, &err))?;
+            out.add(false, "department/list", &explain(&client, &err));
         }
     }
     if let Some(userid) = userid {
@@ -106,9 +129,7 @@ pub async fn run(
                     MemberStatus::Left => (false, "has left the corporation: cannot sign in"),
                     MemberStatus::Other(_) => (false, "in an unknown state"),
                 };
-                all_ok &= ok;
-                report(
-                    out,
+                out.add(
                     ok,
                     &format!(
                         "user/get {userid}: {} is {state}",
@@ -120,36 +141,31 @@ pub async fn run(
                     } else {
                         ""
                     },
-                )?;
+                );
                 // The exact values to write allowed_groups and RBAC rules with.
                 match client.groups(&member, GroupKinds::ALL).await {
-                    Ok(groups) => report(
-                        out,
+                    Ok(groups) => out.add(
                         true,
                         &format!("groups of {userid}: {} values", groups.len()),
                         &groups.join("\n"),
-                    )?,
+                    ),
                     Err(err) => {
-                        all_ok = false;
-                        report(
-                            out,
+                        out.add(
                             false,
                             "groups (department/list, tag/list, tag/get)",
                             &explain(&client, &err),
-                        )?;
+                        );
                     }
                 }
             }
             Err(err) => {
-                all_ok = false;
-                report(
-                    out,
+                out.add(
                     false,
                     &format!("user/get {userid}"),
                     &explain(&client, &err),
-                )?;
+                );
             }
         }
     }
-    Ok(all_ok)
+    Ok(std::mem::take(&mut out.0))
 }

@@ -46,6 +46,8 @@ const KNOWN_KEYS: &[&str] = &[
     "DATABASE_URL",
     "DATABASE_MAX_CONNECTIONS",
     "ADMIN_TOKEN",
+    "ADMIN_GROUPS",
+    "ADMIN_USERS",
     "KEY_ENCRYPTION_KEY",
     "SIGNING_ALG",
     "LOG_FORMAT",
@@ -102,6 +104,8 @@ pub struct Config {
     pub listen_addr: String,
     pub database: DatabaseSettings,
     pub admin_token: Option<SecretString>,
+    /// Who may use the browser console (`ADMIN_GROUPS`, `ADMIN_USERS`); off when both are empty.
+    pub console: ConsoleAccess,
     pub key_encryption_key: Option<SecretString>,
     pub signing_alg: SigningAlg,
     pub log_format: LogFormat,
@@ -169,6 +173,13 @@ impl Issuer {
     pub fn path_prefix(&self) -> String {
         Url::parse(&self.0)
             .map(|u| u.path().trim_end_matches('/').to_owned())
+            .unwrap_or_default()
+    }
+
+    /// `scheme://host[:port]`, as browsers send it in `Origin` (RFC 6454 §6.1).
+    pub fn origin(&self) -> String {
+        Url::parse(&self.0)
+            .map(|u| u.origin().ascii_serialization())
             .unwrap_or_default()
     }
 
@@ -315,6 +326,30 @@ pub struct LoginSettings {
     pub group_kinds: GroupKinds,
 }
 
+/// Who may sign in to the admin console: members holding one of `groups` (values exactly as in
+/// the `groups` claim: `tag:SRE`, `研发部/平台组`) or whose userid is in `userids` (lowercase,
+/// since WeCom userids are case-insensitive).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConsoleAccess {
+    pub groups: Vec<String>,
+    pub userids: Vec<String>,
+}
+
+impl ConsoleAccess {
+    /// With neither setting the console does not exist (every `/console` path is 404).
+    pub fn enabled(&self) -> bool {
+        !self.groups.is_empty() || !self.userids.is_empty()
+    }
+
+    /// Whether the member with `userid` and group values `groups` is an administrator. Group
+    /// values must be equal, not merely related: a department path here does not admit its
+    /// sub-departments, so the list says exactly who holds the keys.
+    pub fn admits(&self, userid: &str, groups: &[String]) -> bool {
+        let userid = userid.to_lowercase();
+        self.userids.contains(&userid) || groups.iter().any(|held| self.groups.contains(held))
+    }
+}
+
 /// What a sign-in does when WeCom cannot tell the member's departments and tags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GroupsOnFailure {
@@ -449,6 +484,30 @@ impl Config {
                     "expected at least 16 characters (use a random value)",
                 ));
             }
+        }
+        // Group values are case-sensitive (`tag:SRE` is not `tag:sre`): not `split_list`.
+        let console = ConsoleAccess {
+            groups: get("ADMIN_GROUPS")
+                .map(|raw| {
+                    raw.split(',')
+                        .map(|v| v.trim().to_owned())
+                        .filter(|v| !v.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            userids: get("ADMIN_USERS")
+                .map(|raw| split_list(&raw))
+                .unwrap_or_default(),
+        };
+        if let Some(bad) = console
+            .groups
+            .iter()
+            .find(|g| !crate::domain::group::is_well_formed(g))
+        {
+            return Err(invalid(
+                "ADMIN_GROUPS",
+                format!("{bad:?} is not a group value (a department path such as 研发部/平台组, or tag:NAME, dept:NAME, deptid:ID)"),
+            ));
         }
         let key_encryption_key = get("KEY_ENCRYPTION_KEY").map(SecretString::from);
         if let Some(key) = &key_encryption_key {
@@ -700,6 +759,7 @@ impl Config {
             listen_addr,
             database,
             admin_token,
+            console,
             key_encryption_key,
             signing_alg,
             log_format,

@@ -18,7 +18,9 @@ use std::path::Path;
 /// only `demo` (and the tests) start it.
 const LAYERS: &[&[&str]] = &[
     &["demo"],
-    &["startup", "check", "health", "simulator"],
+    &["startup", "simulator"],
+    &["console"],
+    &["check", "health"],
     &["registry"],
     &["routes"],
     &["limits"],
@@ -49,6 +51,7 @@ const OWNED_CRATES: &[(&str, &[&str])] = &[
             "demo",
             "startup",
             "simulator",
+            "console",
             "registry",
             "routes",
             "limits",

@@ -9,6 +9,7 @@
 pub mod check;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod crypto;
 pub mod demo;
 pub mod domain;

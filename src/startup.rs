@@ -143,6 +143,12 @@ impl Application {
                 Arc::clone(&clock),
             )?,
         });
+        let console = match config.console.enabled() {
+            true => Some(web::Data::new(
+                crate::console::ConsolePages::new().context("compiling console templates")?,
+            )),
+            false => None,
+        };
         let admin = web::Data::new(AdminContext {
             store: store.clone(),
             admin_token: config.admin_token.clone(),
@@ -160,6 +166,7 @@ impl Application {
         let hsts = config.issuer.is_https();
         let limits = web::Data::from(crate::limits::Limits::new(&config.limits));
         let mut server = HttpServer::new(move || {
+            let console = console.clone();
             let mut app = App::new()
                 .app_data(state.clone())
                 .app_data(admin.clone())
@@ -172,7 +179,15 @@ impl Application {
                 .service(
                     web::scope(&prefix)
                         .configure(routes::configure)
-                        .configure(crate::registry::http::configure),
+                        .configure(crate::registry::http::configure)
+                        // Without ADMIN_GROUPS and ADMIN_USERS the console's routes do not
+                        // exist: every /console path is the ordinary 404.
+                        .configure(|cfg| {
+                            if let Some(pages) = console {
+                                cfg.app_data(pages);
+                                crate::console::http::configure(cfg);
+                            }
+                        }),
                 )
                 .default_service(web::to(not_found));
             if !prefix.is_empty() {

@@ -85,6 +85,22 @@ struct Rotation {
     every: Option<i64>,
 }
 
+/// One signing key as [`KeyManager::overview`] reports it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KeyStanding {
+    pub kid: String,
+    pub alg: String,
+    pub created_at: UnixTime,
+    /// When it stops (or stopped) signing: the moment its successor takes over.
+    pub retired_at: Option<UnixTime>,
+    /// This replica signs with it now.
+    pub signing: bool,
+    /// It is in the JWKS now.
+    pub published: bool,
+    /// A retired key leaves the JWKS then, when every ID token it signed has expired.
+    pub published_until: Option<UnixTime>,
+}
+
 pub struct KeyManager {
     store: Store,
     alg: SigningAlg,
@@ -267,6 +283,29 @@ impl KeyManager {
                 }
             }
         });
+    }
+
+    /// Every stored key as this replica stands at `now`: which signs, which are published (and
+    /// until when a retired one stays so), newest first. What the console's keys page shows.
+    pub async fn overview(&self, now: UnixTime) -> anyhow::Result<Vec<KeyStanding>> {
+        let keys = self
+            .store
+            .signing_keys()
+            .await
+            .context("reading signing keys")?;
+        let signing = self.current_kid();
+        Ok(keys
+            .iter()
+            .map(|key| KeyStanding {
+                kid: key.kid.clone(),
+                alg: key.alg.clone(),
+                created_at: key.created_at,
+                retired_at: key.retired_at,
+                signing: signing.as_deref() == Some(key.kid.as_str()),
+                published: is_published(key, self.retention, now),
+                published_until: key.retired_at.map(|retired| retired + self.retention),
+            })
+            .collect())
     }
 
     /// The JWKS document (RFC 7517 §5), already serialised.

@@ -36,7 +36,7 @@ impl Provider {
         client_id: &str,
         profile: &UserProfile,
     ) -> Result<bool, StorageError> {
-        match self.store.get_client(client_id).await {
+        match self.sign_in_client(client_id).await {
             Ok(client) => Ok(admits(&client.metadata, profile.current_groups())),
             // Deleted while the person was at WeCom: nothing to sign in to.
             Err(StorageError::NotFound) => Ok(false),

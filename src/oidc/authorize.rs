@@ -58,7 +58,7 @@ impl Provider {
                 Page::new(PageKind::BadRequest).detail("client_id is missing"),
             ));
         };
-        let client = match self.store.get_client(client_id).await {
+        let client = match self.sign_in_client(client_id).await {
             Ok(client) => client,
             Err(StorageError::NotFound) => {
                 return Ok(AuthorizeOutcome::ShowError(Page::new(

@@ -13,3 +13,5 @@ pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
 /// Defined beside `WECOM_REDIRECT_URL`, whose default it is: configuration sits below the protocol.
 pub use crate::config::WECOM_CALLBACK_PATH;
 pub const WECOM_EVENTS_PATH: &str = "/wecom/events";
+/// Where the admin console's own authorization responses arrive (`console`).
+pub const CONSOLE_CALLBACK_PATH: &str = "/console/callback";

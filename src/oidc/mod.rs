@@ -49,6 +49,7 @@ use serde::{Deserialize, Serialize};
 use crate::clock::UnixTime;
 use crate::config::Config;
 use crate::crypto::{new_secret_token, random_token, sha256_hex};
+use crate::domain::{AuthMethod, ClientMetadata, GrantType, RegisteredClient};
 use crate::keys::KeyManager;
 use crate::storage::{AuditEvent, NewCode, Session, StorageError, Store};
 use crate::wecom::WeComClient;
@@ -60,6 +61,10 @@ pub use redirect::{ClientRedirect, ResponseMode};
 pub const SESSION_COOKIE: &str = "wecom_oidc_session";
 /// Cookie binding a pending WeCom round trip to the browser that started it.
 pub const BROWSER_COOKIE: &str = "wecom_oidc_browser";
+
+/// The client_id of the admin console: the provider's own relying party, built in (never stored),
+/// public, PKCE-bound, whose codes only the console redeems, in-process (`console::signin`).
+pub const CONSOLE_CLIENT_ID: &str = "wecom-oidc-console";
 
 /// Everything the protocol functions need; built once at start-up and shared by every request.
 pub struct Provider {
@@ -192,6 +197,52 @@ impl Provider {
 
     pub fn issuer(&self) -> &str {
         self.config.issuer.as_str()
+    }
+
+    /// The client a browser sign-in is for: the console's built-in registration when the console
+    /// is on, otherwise a registered client from the store.
+    pub async fn sign_in_client(&self, client_id: &str) -> Result<RegisteredClient, StorageError> {
+        if client_id == CONSOLE_CLIENT_ID {
+            return self.console_client().ok_or(StorageError::NotFound);
+        }
+        self.store.get_client(client_id).await
+    }
+
+    /// The console's built-in client, `None` while the console is off (`ADMIN_GROUPS` and
+    /// `ADMIN_USERS` unset). Public (`none`) with PKCE required and no token-endpoint access:
+    /// the token endpoint looks clients up in the store, where this one is not.
+    pub fn console_client(&self) -> Option<RegisteredClient> {
+        if !self.config.console.enabled() {
+            return None;
+        }
+        Some(RegisteredClient {
+            client_id: CONSOLE_CLIENT_ID.to_owned(),
+            secret_hash: None,
+            metadata: ClientMetadata {
+                client_name: "wecom-oidc console".to_owned(),
+                redirect_uris: vec![self
+                    .config
+                    .issuer
+                    .endpoint(endpoints::CONSOLE_CALLBACK_PATH)],
+                post_logout_redirect_uris: Vec::new(),
+                token_endpoint_auth_method: AuthMethod::None,
+                grant_types: vec![GrantType::AuthorizationCode],
+                response_types: vec!["code".to_owned()],
+                scope: "openid".to_owned(),
+                require_pkce: true,
+                id_token_profile_claims: false,
+                always_issue_refresh_token: false,
+                backchannel_logout_uri: None,
+                backchannel_logout_session_required: false,
+                allowed_groups: Vec::new(),
+                groups_claim: None,
+                groups_filter: Vec::new(),
+                jwks: None,
+                jwks_uri: None,
+            },
+            created_at: 0,
+            updated_at: 0,
+        })
     }
 
     /// Issues a code for `request` and builds the success redirect (RFC 6749 §4.1.2), with `iss`

@@ -7,7 +7,7 @@ use crate::clock::{UnixMillis, UnixTime};
 use crate::crypto::{new_secret_token, sha256_hex};
 use crate::domain::{CodeChallenge, GrantType, RegisteredClient, Scope, ScopeSet};
 use crate::storage::{
-    AccessTokenRecord, CodeRedemption, RefreshRotation, RefreshTokenRecord, StorageError,
+    AccessTokenRecord, CodeGrant, CodeRedemption, RefreshRotation, RefreshTokenRecord, StorageError,
 };
 
 use super::backchannel::sid_of;
@@ -170,14 +170,17 @@ impl Provider {
         issued
     }
 
-    async fn exchange_code(
+    /// Redeems `code` for `client` (RFC 6749 §4.1.3): once, unexpired, with the authorization
+    /// request's redirect_uri and PKCE verifier. The token endpoint and the console's sign-in
+    /// (which redeems the codes of its built-in client in-process) share it.
+    pub async fn redeem_code(
         &self,
         client: &RegisteredClient,
         code: &str,
         redirect_uri: Option<&str>,
         code_verifier: Option<&str>,
         now: UnixTime,
-    ) -> Result<TokenResponse, OAuthError> {
+    ) -> Result<CodeGrant<CodeDetails>, OAuthError> {
         let grant = match self
             .store
             .redeem_code::<CodeDetails>(&sha256_hex(code), &client.client_id, now)
@@ -197,7 +200,7 @@ impl Provider {
                 ))
             }
         };
-        let details = grant.details;
+        let details = &grant.details;
         if grant.expires_at <= now {
             return Err(OAuthError::invalid_grant(
                 "the authorization code has expired",
@@ -236,6 +239,21 @@ impl Provider {
             }
             (None, None) => {}
         }
+        Ok(grant)
+    }
+
+    async fn exchange_code(
+        &self,
+        client: &RegisteredClient,
+        code: &str,
+        redirect_uri: Option<&str>,
+        code_verifier: Option<&str>,
+        now: UnixTime,
+    ) -> Result<TokenResponse, OAuthError> {
+        let grant = self
+            .redeem_code(client, code, redirect_uri, code_verifier, now)
+            .await?;
+        let details = grant.details;
         // Remembered for the session's whole life, beyond this grant's tokens: the client hears
         // of the session's end by back-channel logout even once its access token has expired.
         if let Some(session_id) = &details.session_id {

@@ -6,7 +6,7 @@ use clap::Subcommand;
 
 use secrecy::SecretString;
 
-use super::{create_client, keep_jwt_secret, rotate_secret, ChosenSecret};
+use super::{register_client, rotate_client_secret, ChosenSecret};
 use crate::clock::UnixTime;
 use crate::domain::{AuthMethod, ClientRegistration, GrantType};
 use crate::storage::Store;
@@ -162,14 +162,8 @@ pub async fn run(
                     .map_err(|e| anyhow::anyhow!("--jwks: expected a JWK Set as JSON ({e})"))?,
                 jwks_uri,
             };
-            let created = create_client(store, registration, chosen, now).await?;
-            keep_jwt_secret(
-                store,
-                key_encryption_key,
-                &created.client,
-                created.client_secret.as_deref(),
-            )
-            .await?;
+            let created =
+                register_client(store, key_encryption_key, registration, chosen, now).await?;
             writeln!(out, "client_id: {}", created.client.client_id)?;
             match created.client_secret {
                 Some(secret) => {
@@ -224,12 +218,8 @@ pub async fn run(
                 .as_deref()
                 .map(ChosenSecret::parse)
                 .transpose()?;
-            let secret = rotate_secret(store, &client_id, chosen, now).await?;
-            let client = store
-                .get_client(&client_id)
-                .await
-                .map_err(super::RegistryError::from)?;
-            keep_jwt_secret(store, key_encryption_key, &client, secret.as_deref()).await?;
+            let secret =
+                rotate_client_secret(store, key_encryption_key, &client_id, chosen, now).await?;
             writeln!(out, "client_id: {client_id}")?;
             match secret {
                 Some(secret) => writeln!(out, "client_secret: {secret}")?,

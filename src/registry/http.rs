@@ -247,16 +247,14 @@ async fn create(
 ) -> AdminResult {
     authorize(&req, &context)?;
     let (registration, chosen) = parse_registration(&req, &body)?;
-    let created =
-        super::create_client(&context.store, registration, chosen, context.clock.now()).await?;
-    super::keep_jwt_secret(
+    let created = super::register_client(
         &context.store,
         context.key_encryption_key.as_ref(),
-        &created.client,
-        created.client_secret.as_deref(),
+        registration,
+        chosen,
+        context.clock.now(),
     )
     .await?;
-    tracing::info!(client_id = %created.client.client_id, "client registered");
     Ok(ok(
         StatusCode::CREATED,
         client_document(&created.client, created.client_secret.as_deref()),
@@ -281,19 +279,13 @@ async fn update(
 ) -> AdminResult {
     authorize(&req, &context)?;
     let (registration, chosen) = parse_registration(&req, &body)?;
-    let updated = super::update_client(
+    let updated = super::reregister_client(
         &context.store,
+        context.key_encryption_key.as_ref(),
         &path,
         registration,
         chosen,
         context.clock.now(),
-    )
-    .await?;
-    super::keep_jwt_secret(
-        &context.store,
-        context.key_encryption_key.as_ref(),
-        &updated.client,
-        updated.client_secret.as_deref(),
     )
     .await?;
     Ok(ok(
@@ -334,12 +326,12 @@ async fn rotate(
         }
         chosen
     };
-    let secret = super::rotate_secret(&context.store, &path, chosen, context.clock.now()).await?;
-    super::keep_jwt_secret(
+    let secret = super::rotate_client_secret(
         &context.store,
         context.key_encryption_key.as_ref(),
-        &context.store.get_client(&path).await?,
-        secret.as_deref(),
+        &path,
+        chosen,
+        context.clock.now(),
     )
     .await?;
     let mut document = json!({ "client_id": path.as_str() });
@@ -388,6 +380,7 @@ async fn audit(req: HttpRequest, context: web::Data<AdminContext>) -> AdminResul
             "cursor must be a next_cursor from an earlier page",
         )?,
         limit,
+        ..Default::default()
     };
     let rows = context.store.audit_page(&query).await?;
     let next_cursor = (rows.len() as i64 == limit)

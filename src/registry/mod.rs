@@ -243,6 +243,66 @@ pub async fn keep_jwt_secret(
         .map_err(RegistryError::Unexpected)
 }
 
+/// [`create_client`], then [`keep_jwt_secret`]: a registration as the admin API and the console
+/// make it.
+pub async fn register_client(
+    store: &Store,
+    key_encryption_key: Option<&SecretString>,
+    registration: ClientRegistration,
+    chosen_secret: Option<ChosenSecret>,
+    now: UnixTime,
+) -> Result<CreatedClient, RegistryError> {
+    let created = create_client(store, registration, chosen_secret, now).await?;
+    keep_jwt_secret(
+        store,
+        key_encryption_key,
+        &created.client,
+        created.client_secret.as_deref(),
+    )
+    .await?;
+    tracing::info!(client_id = %created.client.client_id, "client registered");
+    Ok(created)
+}
+
+/// [`update_client`], then [`keep_jwt_secret`].
+pub async fn reregister_client(
+    store: &Store,
+    key_encryption_key: Option<&SecretString>,
+    client_id: &str,
+    registration: ClientRegistration,
+    chosen_secret: Option<ChosenSecret>,
+    now: UnixTime,
+) -> Result<CreatedClient, RegistryError> {
+    let updated = update_client(store, client_id, registration, chosen_secret, now).await?;
+    keep_jwt_secret(
+        store,
+        key_encryption_key,
+        &updated.client,
+        updated.client_secret.as_deref(),
+    )
+    .await?;
+    Ok(updated)
+}
+
+/// [`rotate_secret`], then [`keep_jwt_secret`]; the new secret when it was generated.
+pub async fn rotate_client_secret(
+    store: &Store,
+    key_encryption_key: Option<&SecretString>,
+    client_id: &str,
+    chosen_secret: Option<ChosenSecret>,
+    now: UnixTime,
+) -> Result<Option<String>, RegistryError> {
+    let secret = rotate_secret(store, client_id, chosen_secret, now).await?;
+    keep_jwt_secret(
+        store,
+        key_encryption_key,
+        &store.get_client(client_id).await?,
+        secret.as_deref(),
+    )
+    .await?;
+    Ok(secret)
+}
+
 /// The RFC 7591 §3.2.1 client information response; `client_secret` only when just made.
 pub fn client_document(client: &RegisteredClient, secret: Option<&str>) -> Value {
     let mut doc = serde_json::to_value(&client.metadata).unwrap_or_else(|_| json!({}));

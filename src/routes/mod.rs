@@ -8,7 +8,7 @@
 mod authorize;
 mod discovery;
 mod health;
-mod respond;
+pub(crate) mod respond;
 pub mod shape;
 mod token;
 mod wecom_events;

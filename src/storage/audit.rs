@@ -4,13 +4,16 @@
 use super::{column, StorageResult, Store};
 use crate::clock::UnixTime;
 
-/// What `GET /admin/audit` asks for.
+/// What `GET /admin/audit` and the console's audit page ask for.
 #[derive(Debug, Clone, Default)]
 pub struct AuditQuery {
     pub sub: Option<String>,
     pub event: Option<String>,
+    pub client_id: Option<String>,
     /// Rows at or after this Unix time.
     pub since: Option<i64>,
+    /// Rows before this Unix time.
+    pub until: Option<i64>,
     /// The cursor: rows with a smaller id than this (the last row of the previous page).
     pub before_id: Option<i64>,
     pub limit: i64,
@@ -74,10 +77,18 @@ impl Store {
             text_binds.push(event);
             conditions.push(format!("event = ${}", text_binds.len()));
         }
+        if let Some(client_id) = &query.client_id {
+            text_binds.push(client_id);
+            conditions.push(format!("client_id = ${}", text_binds.len()));
+        }
         let numbers_from = text_binds.len();
         if let Some(since) = query.since {
             number_binds.push(since);
             conditions.push(format!("at >= ${}", numbers_from + number_binds.len()));
+        }
+        if let Some(until) = query.until {
+            number_binds.push(until);
+            conditions.push(format!("at < ${}", numbers_from + number_binds.len()));
         }
         if let Some(before_id) = query.before_id {
             number_binds.push(before_id);
@@ -106,6 +117,27 @@ impl Store {
             .iter()
             .map(|row| Ok((column(row, "id")?, event_from_row(row)?)))
             .collect()
+    }
+
+    /// How many rows of each (event, outcome) were written at or after `since`: the console's
+    /// status page counts sign-ins and refusals with it.
+    pub async fn audit_counts(&self, since: UnixTime) -> StorageResult<Vec<(String, String, i64)>> {
+        sqlx::query(
+            "SELECT event, outcome, COUNT(*) AS n FROM audit_log WHERE at >= $1
+             GROUP BY event, outcome ORDER BY event, outcome",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok((
+                column(row, "event")?,
+                column(row, "outcome")?,
+                column(row, "n")?,
+            ))
+        })
+        .collect()
     }
 
     /// The newest `limit` rows, newest first.

@@ -168,6 +168,35 @@ impl Store {
         .transpose()
     }
 
+    /// Members whose `sub` or userid contains `needle`, or whose stored profile does (the caller
+    /// narrows that to the fields it searches, such as the name), at most `limit`, by userid.
+    /// Case-insensitive for ASCII; `%`, `_` and `\` in the needle match themselves.
+    pub async fn search_members<P: DeserializeOwned>(
+        &self,
+        needle: &str,
+        limit: i64,
+    ) -> StorageResult<Vec<MemberRecord<P>>> {
+        let escaped = needle
+            .to_lowercase()
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        let pattern = format!("%{escaped}%");
+        sqlx::query(&format!(
+            "SELECT {MEMBER_COLUMNS} FROM users
+             WHERE LOWER(sub) LIKE $1 ESCAPE '\\' OR userid_key LIKE $1 ESCAPE '\\'
+                OR LOWER(profile) LIKE $1 ESCAPE '\\'
+             ORDER BY userid_key, sub LIMIT $2"
+        ))
+        .bind(&pattern)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(member_from_row)
+        .collect()
+    }
+
     pub async fn get_user<P: DeserializeOwned>(&self, sub: &str) -> StorageResult<P> {
         self.get_member(sub)
             .await?

@@ -8,6 +8,7 @@ mod backchannel;
 mod claims;
 mod client_jwt;
 mod client_secrets;
+mod console;
 mod database;
 mod discovery;
 mod egress;
