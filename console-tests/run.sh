@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Browser tests of the admin console: Debian's chromium (headless, never downloaded) driven by
+# Browser tests of the admin console and the device flow's pages: Debian's chromium (headless, never downloaded) driven by
 # puppeteer-core. Builds the binary, starts the WeCom simulator (sample corporation) and the
 # provider with ADMIN_GROUPS=tag:管理员 on a fresh SQLite file on free loopback ports, runs
 # console.test.mjs, and stops everything. Screenshots go to docs/screenshots/ (SCREENSHOTS=dir to
@@ -24,5 +24,5 @@ export SCREENSHOTS="${SCREENSHOTS:-$ROOT/docs/screenshots}"
 start_servers ADMIN_GROUPS="tag:管理员"
 echo "== console: chromium $CHROMIUM"
 
-(cd console-tests && npm ci --silent --no-audit --no-fund && node --test --test-reporter=spec console.test.mjs)
+(cd console-tests && npm ci --silent --no-audit --no-fund && node --test --test-reporter=spec console.test.mjs device.test.mjs)
 echo "== console: every browser check passed"
