@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Browser tests of the admin console and the device flow's pages: Debian's chromium (headless, never downloaded) driven by
-# puppeteer-core. Builds the binary, starts the WeCom simulator (sample corporation) and the
-# provider with ADMIN_GROUPS=tag:管理员 on a fresh SQLite file on free loopback ports, runs
-# console.test.mjs, and stops everything. Screenshots go to docs/screenshots/ (SCREENSHOTS=dir to
-# change). Exits non-zero if a check fails, printing the servers' logs.
+# Browser tests of the admin console and of the device flow's pages: Debian's chromium (headless,
+# never downloaded) driven by puppeteer-core. Builds the binary, starts the WeCom simulator (sample
+# corporation) and the provider with ADMIN_GROUPS=tag:管理员 on a fresh SQLite file on free
+# loopback ports (interop/servers.sh), runs console.test.mjs and device.test.mjs, and stops
+# everything. Screenshots go to docs/screenshots/ (SCREENSHOTS=dir to change). Exits non-zero if a
+# check fails, printing the servers' logs.
 #
 #   bash console-tests/run.sh
 #   WECOM_OIDC_BIN=path bash console-tests/run.sh   # use a binary already built
