@@ -16,7 +16,7 @@ use super::{
     console_path, same_origin, Administrator, ConsolePages, SignInOutcome, Standing,
     FRESH_SIGN_IN_SECS, SESSION_COOKIE, SIGN_IN_COOKIE,
 };
-use crate::domain::{ClientRegistration, RegisteredClient, Scope, ScopeSet};
+use crate::domain::{ClientRegistration, GrantType, RegisteredClient, Scope, ScopeSet};
 use crate::oidc::profile::{GroupRelease, UserProfile};
 use crate::oidc::Params;
 use crate::pages::Lang;
@@ -479,6 +479,13 @@ struct ClientForm {
     groups_filter: String,
     backchannel_logout_uri: String,
     jwks_uri: String,
+    /// An inline JWK Set (RFC 7591 `jwks`), as JSON text.
+    jwks: String,
+    /// The grants, one checkbox each (RFC 7591 `grant_types`): saving the form replaces every
+    /// field, so a field the form lacked would be reset on each save.
+    grant_authorization_code: bool,
+    grant_refresh_token: bool,
+    grant_device_code: bool,
     require_pkce: bool,
     id_token_profile_claims: bool,
     always_issue_refresh_token: bool,
@@ -497,6 +504,10 @@ impl ClientForm {
             groups_filter: String::new(),
             backchannel_logout_uri: String::new(),
             jwks_uri: String::new(),
+            jwks: String::new(),
+            grant_authorization_code: true,
+            grant_refresh_token: true,
+            grant_device_code: false,
             require_pkce: true,
             id_token_profile_claims: true,
             always_issue_refresh_token: false,
@@ -516,6 +527,14 @@ impl ClientForm {
             groups_filter: m.groups_filter.join("\n"),
             backchannel_logout_uri: m.backchannel_logout_uri.clone().unwrap_or_default(),
             jwks_uri: m.jwks_uri.clone().unwrap_or_default(),
+            jwks: m
+                .jwks
+                .as_ref()
+                .and_then(|jwks| serde_json::to_string_pretty(jwks).ok())
+                .unwrap_or_default(),
+            grant_authorization_code: client.allows_grant(GrantType::AuthorizationCode),
+            grant_refresh_token: client.allows_grant(GrantType::RefreshToken),
+            grant_device_code: client.allows_grant(GrantType::DeviceCode),
             require_pkce: m.require_pkce,
             id_token_profile_claims: m.id_token_profile_claims,
             always_issue_refresh_token: m.always_issue_refresh_token,
@@ -535,6 +554,10 @@ impl ClientForm {
             groups_filter: text("groups_filter"),
             backchannel_logout_uri: text("backchannel_logout_uri"),
             jwks_uri: text("jwks_uri"),
+            jwks: text("jwks"),
+            grant_authorization_code: form.get("grant_authorization_code") == Some("true"),
+            grant_refresh_token: form.get("grant_refresh_token") == Some("true"),
+            grant_device_code: form.get("grant_device_code") == Some("true"),
             require_pkce: form.get("require_pkce") == Some("true"),
             id_token_profile_claims: form.get("id_token_profile_claims") == Some("true"),
             always_issue_refresh_token: form.get("always_issue_refresh_token") == Some("true"),
@@ -555,6 +578,22 @@ impl ClientForm {
         };
         let optional = |text: &str| Some(text.trim().to_owned()).filter(|t| !t.is_empty());
         let non_empty = |values: Vec<String>| Some(values).filter(|v| !v.is_empty());
+        let jwks = match optional(&self.jwks) {
+            Some(text) => Some(
+                serde_json::from_str::<serde_json::Value>(&text)
+                    .map_err(|e| format!("jwks is not JSON: {e}"))?,
+            ),
+            None => None,
+        };
+        let grant_types: Vec<&str> = [
+            (self.grant_authorization_code, GrantType::AuthorizationCode),
+            (self.grant_refresh_token, GrantType::RefreshToken),
+            (self.grant_device_code, GrantType::DeviceCode),
+        ]
+        .into_iter()
+        .filter(|(chosen, _)| *chosen)
+        .map(|(_, grant)| grant.as_str())
+        .collect();
         let document = serde_json::json!({
             "client_name": self.client_name,
             "redirect_uris": lines(&self.redirect_uris),
@@ -565,6 +604,8 @@ impl ClientForm {
             "groups_filter": non_empty(lines(&self.groups_filter)),
             "backchannel_logout_uri": optional(&self.backchannel_logout_uri),
             "jwks_uri": optional(&self.jwks_uri),
+            "jwks": jwks,
+            "grant_types": grant_types,
             "require_pkce": self.require_pkce,
             "id_token_profile_claims": self.id_token_profile_claims,
             "always_issue_refresh_token": self.always_issue_refresh_token,

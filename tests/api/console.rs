@@ -117,6 +117,8 @@ const NEW_CLIENT: &[(&str, &str)] = &[
     ("allowed_groups", "tag:管理员"),
     ("id_token_profile_claims", "true"),
     ("require_pkce", "true"),
+    ("grant_authorization_code", "true"),
+    ("grant_refresh_token", "true"),
 ];
 
 /// Registers [`NEW_CLIENT`] in the console and returns (client_id, secret).
@@ -495,6 +497,7 @@ async fn a_client_is_edited_and_bad_input_is_shown_on_the_form_without_changing_
             ("client_name", "Grafana"),
             ("redirect_uris", "http://grafana.example.com/cb#frag"),
             ("token_endpoint_auth_method", "client_secret_basic"),
+            ("grant_authorization_code", "true"),
         ],
     )
     .await;
@@ -522,6 +525,7 @@ async fn a_client_is_edited_and_bad_input_is_shown_on_the_form_without_changing_
             ),
             ("token_endpoint_auth_method", "client_secret_post"),
             ("backchannel_logout_uri", "https://grafana.example.com/bcl"),
+            ("grant_authorization_code", "true"),
         ],
     )
     .await;
@@ -544,6 +548,64 @@ async fn a_client_is_edited_and_bad_input_is_shown_on_the_form_without_changing_
         get(&app, "/console/clients/no-such-client").await.status(),
         StatusCode::NOT_FOUND
     );
+}
+
+#[tokio::test]
+async fn a_command_line_tool_is_registered_without_redirect_uris_and_keeps_its_grants_when_saved() {
+    let app = spawn_console().await;
+    let csrf = csrf_of(&signed_in(&app, "ZhangSan").await);
+    let cli = [
+        ("csrf", csrf.as_str()),
+        ("client_name", "kubectl"),
+        ("redirect_uris", ""),
+        ("token_endpoint_auth_method", "none"),
+        ("grant_device_code", "true"),
+        ("grant_refresh_token", "true"),
+    ];
+    let created = post(&app, "/console/clients/new", &cli).await;
+    assert_eq!(
+        created.status(),
+        StatusCode::OK,
+        "a device-only CLI needs no redirect URI"
+    );
+    let client_id = client_id_of(&created.text().await.unwrap());
+    let grants = |client: wecom_oidc::domain::RegisteredClient| {
+        let mut grants: Vec<&str> = client
+            .metadata
+            .grant_types
+            .iter()
+            .map(|g| g.as_str())
+            .collect();
+        grants.sort_unstable();
+        grants.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let expected = vec![
+        "refresh_token".to_owned(),
+        "urn:ietf:params:oauth:grant-type:device_code".to_owned(),
+    ];
+    assert_eq!(grants(stored(&app, &client_id).await.unwrap()), expected);
+
+    // The edit form shows the grants checked, so saving it unchanged keeps them.
+    let path = format!("/console/clients/{client_id}");
+    let form = get(&app, &path).await.text().await.unwrap();
+    assert!(form.contains(r#"name="grant_device_code" value="true" checked"#));
+    assert!(!form.contains(r#"name="grant_authorization_code" value="true" checked"#));
+    let mut renamed = cli.to_vec();
+    renamed[1] = ("client_name", "kubectl (prod)");
+    let saved = post(&app, &path, &renamed).await;
+    assert_eq!(saved.status(), StatusCode::SEE_OTHER);
+    assert_eq!(grants(stored(&app, &client_id).await.unwrap()), expected);
+
+    // Unticking every grant is refused on the form, and nothing changes.
+    let no_grant = [
+        ("csrf", csrf.as_str()),
+        ("client_name", "kubectl"),
+        ("token_endpoint_auth_method", "none"),
+    ];
+    let refused = post(&app, &path, &no_grant).await;
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    assert!(refused.text().await.unwrap().contains("grant_types"));
+    assert_eq!(grants(stored(&app, &client_id).await.unwrap()), expected);
 }
 
 #[tokio::test]
