@@ -1554,7 +1554,7 @@ mod tests {
     #[test]
     fn the_client_form_makes_the_registration_the_admin_api_would_get() {
         let form = Params::parse(
-            b"client_name=Grafana&redirect_uris=https%3A%2F%2Fg.example.com%2Fcb%0D%0A%0D%0Ahttps%3A%2F%2Fg2.example.com%2Fcb&token_endpoint_auth_method=client_secret_post&allowed_groups=tag%3ASRE&id_token_profile_claims=true",
+            b"client_name=Grafana&redirect_uris=https%3A%2F%2Fg.example.com%2Fcb%0D%0A%0D%0Ahttps%3A%2F%2Fg2.example.com%2Fcb&token_endpoint_auth_method=client_secret_post&allowed_groups=tag%3ASRE&id_token_profile_claims=true&grant_authorization_code=true&grant_device_code=true",
         );
         let metadata = ClientForm::posted(&form)
             .registration()
@@ -1566,6 +1566,11 @@ mod tests {
             ["https://g.example.com/cb", "https://g2.example.com/cb"]
         );
         assert_eq!(metadata.allowed_groups, ["tag:SRE"]);
+        assert_eq!(
+            metadata.grant_types,
+            [GrantType::AuthorizationCode, GrantType::DeviceCode],
+            "the ticked grants, and no others"
+        );
         assert!(metadata.id_token_profile_claims);
         assert!(!metadata.require_pkce);
         assert_eq!(
