@@ -3,90 +3,21 @@
 // "who scans?" page, registers an application, finds a person and revokes them, reads the audit
 // log, the keys and the status, in Chinese and in English; a member who is not an administrator
 // gets the 403 page. Screenshots of the main pages go to $SCREENSHOTS. Run through run.sh.
-import { test, before, after } from 'node:test'
+import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdirSync } from 'node:fs'
-import { join } from 'node:path'
-import puppeteer from 'puppeteer-core'
+import { ISSUER, newPage, registerClient, scanAs, screenshot, text } from './browser.mjs'
 
-const ISSUER = required('ISSUER')
-const SIMULATOR = required('SIMULATOR')
-const ADMIN_TOKEN = required('ADMIN_TOKEN')
-const SCREENSHOTS = required('SCREENSHOTS')
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium'
-
-function required(name) {
-  const value = process.env[name]
-  if (!value) throw new Error(`${name} is not set: run these checks through console-tests/run.sh`)
-  return value
-}
-
-let browser
-before(async () => {
-  mkdirSync(SCREENSHOTS, { recursive: true })
-  browser = await puppeteer.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--lang=zh-CN',
-    ],
-  })
-})
-after(async () => {
-  await browser?.close()
-})
-
-/** A page in a browser context of its own (its own cookies), in `lang`. */
-async function newPage(lang = 'zh-CN,zh;q=0.9') {
-  const context = await browser.createBrowserContext()
-  const page = await context.newPage()
-  await page.setViewport({ width: 1280, height: 860 })
-  await page.setExtraHTTPHeaders({ 'accept-language': lang })
-  return page
-}
-
-async function shot(page, name) {
-  await page.screenshot({ path: join(SCREENSHOTS, `console-${name}.png`), fullPage: true })
-}
-
-/** At the simulator's "who scans?" page, `userid` scans. */
-async function scanAs(page, userid) {
-  assert.ok(page.url().startsWith(SIMULATOR), `at WeCom: ${page.url()}`)
-  await Promise.all([
-    page.waitForNavigation(),
-    page.click(`button.who[name="userid"][value="${userid}"]`),
-  ])
-}
-
-/** Opens `path` of the console and signs in as `userid` through WeCom. */
-async function signIn(page, userid, path = '/console/clients') {
-  await page.goto(ISSUER + path)
-  await scanAs(page, userid)
-}
-
-async function text(page) {
-  return page.evaluate(() => document.body.innerText)
-}
+const shot = (page, name) => screenshot(page, `console-${name}`)
 
 /** A member signs in to an application (its redirect URI is the provider's /healthz, so the
  * browser lands somewhere that answers). */
 async function memberSignsIn(userid) {
   const redirect = `${ISSUER}/healthz`
-  const response = await fetch(`${ISSUER}/admin/clients`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ client_name: 'Wiki', redirect_uris: [redirect], token_endpoint_auth_method: 'none' }),
+  const client = await registerClient({
+    client_name: 'Wiki',
+    redirect_uris: [redirect],
+    token_endpoint_auth_method: 'none',
   })
-  assert.equal(response.status, 201)
-  const client = await response.json()
   const page = await newPage()
   const url = new URL(`${ISSUER}/authorize`)
   url.search = new URLSearchParams({

@@ -3,76 +3,20 @@
 // compares the code on the approval page and approves; the CLI's poll then gets tokens. Also the
 // page where the code is typed, a denial, and the English pages. Screenshots go to $SCREENSHOTS.
 // Run through run.sh.
-import { test, before, after } from 'node:test'
+import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdirSync } from 'node:fs'
-import { join } from 'node:path'
-import puppeteer from 'puppeteer-core'
+import { ISSUER, newPage, registerClient, scanAs, screenshot, text } from './browser.mjs'
 
-const ISSUER = required('ISSUER')
-const SIMULATOR = required('SIMULATOR')
-const ADMIN_TOKEN = required('ADMIN_TOKEN')
-const SCREENSHOTS = required('SCREENSHOTS')
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium'
 const DEVICE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code'
-
-function required(name) {
-  const value = process.env[name]
-  if (!value) throw new Error(`${name} is not set: run these checks through console-tests/run.sh`)
-  return value
-}
-
-let browser
-before(async () => {
-  mkdirSync(SCREENSHOTS, { recursive: true })
-  browser = await puppeteer.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  })
-})
-after(async () => {
-  await browser?.close()
-})
-
-async function newPage(lang) {
-  const context = await browser.createBrowserContext()
-  const page = await context.newPage()
-  await page.setViewport({ width: 900, height: 700 })
-  await page.setExtraHTTPHeaders({ 'accept-language': lang })
-  return page
-}
-
-async function shot(page, name) {
-  await page.screenshot({ path: join(SCREENSHOTS, `device-${name}.png`), fullPage: true })
-}
-
-async function text(page) {
-  return page.evaluate(() => document.body.innerText)
-}
+const shot = (page, name) => screenshot(page, `device-${name}`)
 
 /** A public CLI client registered with a name and the grant only, and a device request of it. */
 async function deviceRequest() {
-  const registered = await fetch(`${ISSUER}/admin/clients`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
-    body: JSON.stringify({
-      client_name: 'kubectl',
-      token_endpoint_auth_method: 'none',
-      grant_types: [DEVICE_GRANT],
-    }),
+  const { client_id } = await registerClient({
+    client_name: 'kubectl',
+    token_endpoint_auth_method: 'none',
+    grant_types: [DEVICE_GRANT],
   })
-  assert.equal(registered.status, 201, 'the CLI client is registered')
-  const { client_id } = await registered.json()
   const response = await fetch(`${ISSUER}/device_authorization`, {
     method: 'POST',
     body: new URLSearchParams({ client_id, scope: 'openid profile groups' }),
@@ -89,20 +33,11 @@ async function poll(clientId, deviceCode) {
   return { status: response.status, body: await response.json() }
 }
 
-/** At the simulator's "who scans?" page, `userid` scans. */
-async function scanAs(page, userid) {
-  assert.ok(page.url().startsWith(SIMULATOR), `at WeCom: ${page.url()}`)
-  await Promise.all([
-    page.waitForNavigation(),
-    page.click(`button.who[name="userid"][value="${userid}"]`),
-  ])
-}
-
 test('a person types the code, signs in with WeCom, compares the code and approves; the CLI gets tokens', async () => {
   const device = await deviceRequest()
   assert.equal((await poll(device.clientId, device.device_code)).body.error, 'authorization_pending')
 
-  const page = await newPage('zh-CN,zh;q=0.9')
+  const page = await newPage('zh-CN,zh;q=0.9', { width: 900, height: 700 })
   await page.goto(device.verification_uri)
   await shot(page, 'enter-code')
   // Typed the way people type: lower case, without the dash.
@@ -125,7 +60,7 @@ test('a person types the code, signs in with WeCom, compares the code and approv
 
 test('in English, from verification_uri_complete, a person denies and the CLI hears access_denied', async () => {
   const device = await deviceRequest()
-  const page = await newPage('en-US,en;q=0.9')
+  const page = await newPage('en-US,en;q=0.9', { width: 900, height: 700 })
   await page.goto(device.verification_uri_complete)
   await scanAs(page, 'lisi')
   const approval = await text(page)

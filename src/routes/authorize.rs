@@ -10,9 +10,35 @@ use crate::oidc::callback::{CallbackCookies, CallbackOutcome};
 use crate::oidc::login_state::{login_cookie_name, Parked};
 use crate::oidc::logout::{LogoutOutcome, LogoutRequest};
 use crate::oidc::{Params, BROWSER_COOKIE, SESSION_COOKIE};
+use crate::pages::Lang;
 
 pub(super) fn cookie_value(req: &HttpRequest, state: &AppState, name: &str) -> Option<String> {
     named_cookie(req, &format!("{}{name}", state.cookie_prefix))
+}
+
+/// The provider's own cookies of a browser request, read once so that the protocol code can
+/// borrow them as a [`BrowserContext`].
+pub(super) struct BrowserCookies {
+    session: Option<String>,
+    browser: Option<String>,
+}
+
+impl BrowserCookies {
+    pub(super) fn of(req: &HttpRequest, state: &AppState) -> Self {
+        Self {
+            session: cookie_value(req, state, SESSION_COOKIE),
+            browser: cookie_value(req, state, BROWSER_COOKIE),
+        }
+    }
+
+    pub(super) fn context<'a>(&'a self, req: &'a HttpRequest, lang: Lang) -> BrowserContext<'a> {
+        BrowserContext {
+            session_cookie: self.session.as_deref(),
+            browser_cookie: self.browser.as_deref(),
+            user_agent: header_str(req, header::USER_AGENT),
+            lang,
+        }
+    }
 }
 
 /// The value of the cookie whose full name (prefix included) is `full_name`.
@@ -37,17 +63,10 @@ pub async fn authorize(
 ) -> HttpResponse {
     let (params, after_post) = request_params(&req, &body);
     let lang = lang_of(&req, params.get("ui_locales"));
-    let session_cookie = cookie_value(&req, &state, SESSION_COOKIE);
-    let browser_cookie = cookie_value(&req, &state, BROWSER_COOKIE);
-    let browser = BrowserContext {
-        session_cookie: session_cookie.as_deref(),
-        browser_cookie: browser_cookie.as_deref(),
-        user_agent: header_str(&req, header::USER_AGENT),
-        lang,
-    };
+    let cookies = BrowserCookies::of(&req, &state);
     match state
         .provider
-        .authorize(&params, &browser, state.clock.now())
+        .authorize(&params, &cookies.context(&req, lang), state.clock.now())
         .await
     {
         Ok(AuthorizeOutcome::ShowError(page)) => respond::page(&state.pages, &page, lang),

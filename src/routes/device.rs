@@ -4,14 +4,13 @@
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::authorize::{cookie_value, to_wecom};
+use super::authorize::{cookie_value, to_wecom, BrowserCookies};
 use super::respond::{self, header_str, lang_of, no_store};
 use super::token::form_params;
 use super::AppState;
 use crate::limits::WrongUserCode;
-use crate::oidc::authorize::BrowserContext;
 use crate::oidc::device::DeviceOutcome;
-use crate::oidc::{Params, BROWSER_COOKIE, SESSION_COOKIE};
+use crate::oidc::{Params, SESSION_COOKIE};
 
 pub async fn device_authorization(
     req: HttpRequest,
@@ -47,17 +46,10 @@ pub async fn device_authorization(
 pub async fn device_page(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let params = Params::parse(req.query_string().as_bytes());
     let lang = lang_of(&req, params.get("ui_locales"));
-    let session_cookie = cookie_value(&req, &state, SESSION_COOKIE);
-    let browser_cookie = cookie_value(&req, &state, BROWSER_COOKIE);
-    let browser = BrowserContext {
-        session_cookie: session_cookie.as_deref(),
-        browser_cookie: browser_cookie.as_deref(),
-        user_agent: header_str(&req, header::USER_AGENT),
-        lang,
-    };
+    let cookies = BrowserCookies::of(&req, &state);
     let outcome = state
         .provider
-        .device_page(&params, &browser, state.clock.now())
+        .device_page(&params, &cookies.context(&req, lang), state.clock.now())
         .await;
     respond_device(&state, outcome, lang)
 }
