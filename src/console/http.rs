@@ -1428,8 +1428,13 @@ async fn keys(req: HttpRequest, state: State, pages: Templates) -> HttpResponse 
         Err(err) => return cx.failure(Some(&admin), err),
     };
     let params = Params::parse(req.query_string().as_bytes());
-    let notice = notice(&req, &state, &["keys_rotated"])
-        .map(|text| format!("{text}{}", params.get("kid").unwrap_or_default()));
+    // The kid comes from the URL: named only when it is one of the keys, so that a crafted link
+    // cannot put words of its own in the notice.
+    let rotated = params
+        .get("kid")
+        .filter(|kid| keys.iter().any(|key| key.kid == *kid))
+        .unwrap_or_default();
+    let notice = notice(&req, &state, &["keys_rotated"]).map(|text| format!("{text}{rotated}"));
     cx.page(
         Some(&admin),
         "keys",

@@ -137,7 +137,15 @@ pub fn console_path(prefix: &str, next: Option<&str>) -> String {
     let inside = next
         .strip_prefix(prefix)
         .is_some_and(|rest| rest == "/console" || rest.starts_with("/console/"));
-    let harmless = !next.contains("//")
+    // No dot segment, plain or percent-encoded: a browser resolves `/console/../authorize`
+    // to a path outside the console.
+    let path = next.split(['?', '#']).next().unwrap_or_default();
+    let dot_segment = path.split('/').any(|segment| {
+        let segment = segment.to_ascii_lowercase().replace("%2e", ".");
+        segment == "." || segment == ".."
+    });
+    let harmless = !dot_segment
+        && !next.contains("//")
         && !next.contains('\\')
         && !next.chars().any(|c| c.is_control() || c.is_whitespace());
     if inside && harmless {
@@ -386,6 +394,10 @@ mod tests {
             (Some("/consoleX"), "/console/clients"),
             (Some("/console/\\evil"), "/console/clients"),
             (Some("/token"), "/console/clients"),
+            (Some("/console/../authorize?x=1"), "/console/clients"),
+            (Some("/console/%2E%2e/token"), "/console/clients"),
+            (Some("/console/./.."), "/console/clients"),
+            (Some("/console/people?q=../x"), "/console/people?q=../x"),
         ];
         for (next, expected) in cases {
             assert_eq!(console_path("", next), expected, "{next:?}");

@@ -76,6 +76,10 @@ impl Default for PushLimits {
 impl PushLimits {
     /// Whether one more message may go to `userid` for a request from `source`; counts it.
     fn admits(&self, userid: &str, source: &str) -> bool {
+        // Keys are what callers send: forget the ones whose allowance has refilled, so that the
+        // maps hold only the last period's senders.
+        self.sources.retain_recent();
+        self.members.retain_recent();
         self.sources.check_key(&source.to_owned()).is_ok()
             && self.members.check_key(&userid.to_lowercase()).is_ok()
     }
@@ -259,7 +263,7 @@ impl Provider {
             return;
         };
         let userid = userid.trim();
-        if userid.is_empty() || userid.len() > 64 {
+        if !crate::wecom::is_one_member(userid) {
             return;
         }
         if !self.device_push.admits(userid, source) {

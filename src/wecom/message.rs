@@ -10,6 +10,18 @@ use super::{WeComClient, WeComError};
 /// range).
 const ALL_RECIPIENTS_INVALID: i64 = 81013;
 
+/// Whether `userid` names exactly one member as WeCom spells userids (letters, digits and
+/// `_-@.`, at most 64 bytes; `/` for an interconnected corporation's `CorpId/userid`). `touser`
+/// also takes `a|b|c` and `@all`, so anything else handed to it from outside could message many
+/// people, or the whole company, at once.
+pub fn is_one_member(userid: &str) -> bool {
+    (1..=64).contains(&userid.len())
+        && !userid.starts_with('@')
+        && userid
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'@' | b'.' | b'/'))
+}
+
 /// A card with a title, a few lines and a link opened in the WeCom client's browser.
 #[derive(Debug, Clone)]
 pub struct TextCard {
@@ -31,13 +43,17 @@ pub enum Delivery {
 }
 
 impl WeComClient {
-    /// `POST /cgi-bin/message/send`: `card` to `userid`, from this app.
+    /// `POST /cgi-bin/message/send`: `card` to `userid`, from this app. A `userid` that is not
+    /// one member ([`is_one_member`]) is not sent at all.
     #[tracing::instrument(name = "wecom.send_textcard", skip_all, fields(userid = %userid))]
     pub async fn send_textcard(
         &self,
         userid: &str,
         card: &TextCard,
     ) -> Result<Delivery, WeComError> {
+        if !is_one_member(userid) {
+            return Ok(Delivery::NotReachable);
+        }
         // The agent id is a number in the body (§10); the config checked it is all digits.
         let agent_id: i64 = self.inner.agent_id.parse().unwrap_or_default();
         let body = json!({
@@ -85,7 +101,17 @@ fn truncate(text: &str, max: usize) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use super::truncate;
+    use super::{is_one_member, truncate};
+
+    #[test]
+    fn only_one_member_is_a_recipient() {
+        for one in ["ZhangSan", "zhang.san@corp", "wx-1_2", "wwcorp/lisi"] {
+            assert!(is_one_member(one), "{one}");
+        }
+        for many in ["@all", "a|b", "", "张三", "a b", &"x".repeat(65)] {
+            assert!(!is_one_member(many), "{many}");
+        }
+    }
 
     #[test]
     fn long_texts_are_cut_on_a_character_boundary() {

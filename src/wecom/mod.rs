@@ -45,7 +45,7 @@ use answer::Answer;
 pub use error::{FailureCategory, WeComError};
 use http::{Request, Transport};
 pub use login::{in_client_login_url, is_wecom_client, web_login_url};
-pub use message::{Delivery, TextCard};
+pub use message::{is_one_member, Delivery, TextCard};
 pub use profile::{Department, Gender, Identity, Member, MemberDetail, MemberStatus};
 use token::{Fetched, TokenCache};
 
