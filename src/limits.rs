@@ -58,11 +58,10 @@ pub fn source(
     }
     let (name, hop): (header::HeaderName, fn(&str) -> Option<IpAddr>) =
         match settings.forwarded_header {
-            ForwardedHeader::XForwardedFor => {
-                (header::HeaderName::from_static("x-forwarded-for"), |hop| {
-                    hop.trim().parse().ok()
-                })
-            }
+            ForwardedHeader::XForwardedFor => (
+                header::HeaderName::from_static("x-forwarded-for"),
+                address_of_hop,
+            ),
             ForwardedHeader::Forwarded => (header::FORWARDED, forwarded_for),
         };
     let hops: Vec<Option<IpAddr>> = headers
@@ -85,6 +84,21 @@ pub fn source(
     Some(nearest)
 }
 
+/// The address of one X-Forwarded-For hop: `192.0.2.1`, `2001:db8::1`, or with the port some
+/// load balancers append, `192.0.2.1:4711` and `[2001:db8::1]:4711`.
+fn address_of_hop(hop: &str) -> Option<IpAddr> {
+    host_of(hop.trim())?.parse().ok()
+}
+
+/// The host of `address`, `address:port`, `[v6]` or `[v6]:port`; a bare IPv6 address has no port.
+fn host_of(address: &str) -> Option<&str> {
+    match address.strip_prefix('[') {
+        Some(rest) => rest.split(']').next(),
+        None if address.matches(':').count() > 1 => Some(address),
+        None => address.split(':').next(),
+    }
+}
+
 /// The `for=` address of one `Forwarded` element: `for=192.0.2.1`, `for="[2001:db8::1]:443"`.
 fn forwarded_for(element: &str) -> Option<IpAddr> {
     element.split(';').find_map(|pair| {
@@ -92,15 +106,7 @@ fn forwarded_for(element: &str) -> Option<IpAddr> {
         if !key.trim().eq_ignore_ascii_case("for") {
             return None;
         }
-        let value = value.trim().trim_matches('"');
-        let host = match value.strip_prefix('[') {
-            Some(rest) => rest.split(']').next()?,
-            None => value
-                .split(':')
-                .next()
-                .filter(|_| value.matches(':').count() <= 1)?,
-        };
-        host.parse().ok()
+        host_of(value.trim().trim_matches('"'))?.parse().ok()
     })
 }
 
@@ -429,5 +435,23 @@ mod tests {
         let forwarded = behind("10.0.0.0/8", ForwardedHeader::Forwarded);
         let hidden = headers(&[("forwarded", "for=203.0.113.9, for=_hidden")]);
         assert_eq!(source(&forwarded, Some(proxy), &hidden), Some(proxy));
+    }
+
+    #[test]
+    fn an_x_forwarded_for_hop_with_a_port_is_the_client_not_the_end_of_the_walk() {
+        let settings = behind("10.0.0.0/8", ForwardedHeader::XForwardedFor);
+        let proxy: IpAddr = "10.1.2.3".parse().unwrap();
+        for (hops, client) in [
+            ("203.0.113.9:4711", "203.0.113.9"),
+            ("[2001:db8::1]:4711", "2001:db8::1"),
+            ("2001:db8::1", "2001:db8::1"),
+        ] {
+            let forwarded = headers(&[("x-forwarded-for", hops)]);
+            assert_eq!(
+                source(&settings, Some(proxy), &forwarded),
+                Some(client.parse().unwrap()),
+                "{hops}"
+            );
+        }
     }
 }

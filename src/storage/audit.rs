@@ -127,7 +127,7 @@ impl Store {
              GROUP BY event, outcome ORDER BY event, outcome",
         )
         .bind(since)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?
         .iter()
         .map(|row| {

@@ -265,7 +265,12 @@ impl Gate {
 
     async fn observed<T>(&self, result: Result<T, sqlx::Error>) -> Result<T, sqlx::Error> {
         match &result {
-            Err(sqlx::Error::Database(db)) if super::is_sqlite_busy(db.as_ref()) => {
+            // Only SQLite's writer (its transactions begin IMMEDIATE) waits for the write lock;
+            // a read-only connection cannot take it, so a busy read must not send the reader's
+            // next connection to `check_lock`.
+            Err(sqlx::Error::Database(db))
+                if super::is_sqlite_busy(db.as_ref()) && self.begin == "BEGIN IMMEDIATE" =>
+            {
                 *self.lock_mark() =
                     Some(Instant::now() + Duration::from_millis(super::SQLITE_BUSY_TIMEOUT_MS));
             }

@@ -190,7 +190,7 @@ impl Store {
         ))
         .bind(&pattern)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?
         .iter()
         .map(member_from_row)
