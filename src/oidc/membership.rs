@@ -498,11 +498,31 @@ impl Provider {
                 }
             }
             MemberNews::Renamed { userid, new_userid } => {
+                let (old_key, new_key) = (subject_of(&userid), subject_of(&new_userid));
+                let Some(member) = self
+                    .store
+                    .find_member_by_userid::<UserProfile>(&old_key)
+                    .await?
+                else {
+                    return Ok(());
+                };
+                // WeCom keeps userids unique: whoever held the new userid here has lost it. Their
+                // binding ends as every ended binding does (access revoked, relying parties told,
+                // audited) before the userid moves; `rename_member` alone would only retire it.
+                if let Some(holder) = self
+                    .store
+                    .find_member_by_userid::<UserProfile>(&new_key)
+                    .await?
+                    .filter(|holder| holder.sub != member.sub)
+                {
+                    self.end_binding(&holder.sub, "userid_given_to_another", now)
+                        .await?;
+                }
                 let renamed = self
                     .store
                     .rename_member::<UserProfile>(
-                        &subject_of(&userid),
-                        &subject_of(&new_userid),
+                        &old_key,
+                        &new_key,
                         |profile| profile.userid = new_userid.clone(),
                         now,
                     )

@@ -387,3 +387,28 @@ async fn a_delete_user_event_that_cannot_be_processed_is_refused_so_that_wecom_d
     assert_eq!(shown["binding"]["state"], "ended");
     assert_eq!(shown["binding"]["reason"], "member_deleted");
 }
+
+#[tokio::test]
+async fn a_rename_onto_a_userid_someone_here_held_ends_that_holders_access_before_the_move() {
+    let app = app_with_events().await;
+    let client = app.confidential_client().await;
+    let control = app.simulator.control();
+    let source = EventSource::app(AGENT_ID);
+    sign_in(&app, &client, "wangwu").await;
+    // lisi signed in here, then left WeCom without an event reaching us; an administrator then
+    // renames wangwu to the freed userid, and that event does arrive.
+    let held = sign_in(&app, &client, "lisi").await;
+    let lisi_sub = crate::membership::claims(&held.id_token)["sub"].clone();
+    let rename = "<xml><ToUserName><![CDATA[wwsim0000000001]]></ToUserName><FromUserName><![CDATA[sys]]></FromUserName><CreateTime>1717171800</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[change_contact]]></Event><ChangeType><![CDATA[update_user]]></ChangeType><UserID><![CDATA[wangwu]]></UserID><NewUserID><![CDATA[lisi]]></NewUserID></xml>";
+
+    let delivered = control
+        .deliver(control.seal_event(&source, rename).unwrap())
+        .await;
+
+    assert!(delivered.accepted());
+    assert_gone(&app, &client, &held).await;
+    let audit = app.audit().await;
+    assert!(audit.iter().any(|row| row.event == "member_released"
+        && row.sub.as_deref() == lisi_sub.as_str()
+        && row.reason.as_deref() == Some("userid_given_to_another")));
+}
