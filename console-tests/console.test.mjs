@@ -9,6 +9,12 @@ import { ISSUER, newPage, registerClient, scanAs, screenshot, text } from './bro
 
 const shot = (page, name) => screenshot(page, `console-${name}`)
 
+/** Opens `path` of the console and signs in as `userid` through WeCom. */
+async function signIn(page, userid, path = '/console/clients') {
+  await page.goto(ISSUER + path)
+  await scanAs(page, userid)
+}
+
 /** A member signs in to an application (its redirect URI is the provider's /healthz, so the
  * browser lands somewhere that answers). */
 async function memberSignsIn(userid) {
